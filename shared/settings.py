@@ -1,0 +1,142 @@
+"""Every setting of the service, read once from `NARRATE_*` environment variables.
+
+One typed object for the API, the worker, the CLI stack and the tests, so a value is spelled and
+defaulted in exactly one place. Each field's docstring is its documentation (README "Settings").
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["piper", "kanitts2"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NARRATE_", env_file=None, extra="ignore", use_attribute_docstrings=True
+    )
+
+    # --- services -------------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis for the job store and the Celery broker."""
+    key_prefix: str = "narrate"
+    """Prefix of every Redis key the job store writes (lets several deployments or test runs share one Redis)."""
+    queue_name: str = "narrate"
+    """Celery queue the API sends synthesis jobs to and the GPU workers consume."""
+    storage_url: str = "file://./var/storage"
+    """Where results and checkpoints go: `s3://bucket/prefix` or `file:///absolute/dir` (relative `file://./dir` too)."""
+    s3_endpoint_url: str | None = None
+    """S3 endpoint for MinIO, R2, Ceph etc.; unset for AWS."""
+    s3_region: str | None = None
+    """S3 region (AWS needs it for presigned URLs outside us-east-1)."""
+    s3_presign_expiry_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    """How long a presigned result URL stays valid."""
+    s3_multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    """Uploads above this size use S3 multipart upload."""
+    public_base_url: str | None = None
+    """Base URL under which the API is reachable, for links in job records (defaults to the request's host)."""
+
+    # --- API --------------------------------------------------------------------------------------
+    api_keys: str = ""
+    """Comma-separated `tenant:sha256hex` pairs; the hash is the SHA-256 of the bearer key. Empty with
+    `dev_mode` adds the development key `dev-key-change-me` for tenant `dev`."""
+    dev_mode: bool = False
+    """Enables the development API key. Never in production."""
+    max_text_chars: int = Field(500_000, ge=1)
+    """Largest total text of one job, in characters (413 above)."""
+    max_inputs: int = Field(20_000, ge=1)
+    """Most inputs in one job (a game studio's batch of lines)."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest JSON request body (413 above)."""
+    rate_limit: str = "600 per minute"
+    """Per-key request rate limit for the API, in flask-limiter notation."""
+    job_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
+    """How long job records, idempotency keys and results are kept."""
+
+    # --- worker -----------------------------------------------------------------------------------
+    engine: EngineName = "piper"
+    """Speech engine of the worker: `piper` (CPU preview voice) or `kanitts2` (GPU)."""
+    task_soft_time_limit_seconds: int = Field(3 * 3600, ge=1)
+    """Soft limit of one synthesis job; the job fails cleanly when it is reached."""
+    task_hard_time_limit_seconds: int = Field(3 * 3600 + 300, ge=2)
+    """Hard limit: the worker process is killed and the job redelivered (counts as an attempt)."""
+    visibility_timeout_seconds: int = Field(4 * 3600, ge=3)
+    """Redis broker redelivery timeout for unacknowledged jobs; must exceed the hard limit."""
+    max_attempts: int = Field(3, ge=1)
+    """A job whose worker died this many times ends `failed` instead of looping."""
+    worker_metrics_port: int = Field(9101, ge=0, le=65535)
+    """Port of the worker's Prometheus endpoint (0 = off)."""
+    batch_size: int = Field(16, ge=1)
+    """Most chunks an engine generates at once."""
+
+    # --- text and audio ---------------------------------------------------------------------------
+    chunk_budget_seconds: float = Field(25.0, gt=1.0, le=35.0)
+    """Target length of one generated chunk in estimated audio seconds."""
+    chars_per_second: float = Field(14.0, gt=1.0)
+    """Speech-rate estimate used to size chunks before anything was measured."""
+    loudness_target_lufs: float = Field(-19.0, ge=-40.0, le=-5.0)
+    """Integrated loudness of results (ITU-R BS.1770)."""
+    peak_dbfs: float = Field(-1.0, ge=-12.0, le=0.0)
+    """Highest sample peak of results."""
+    pause_sentence_ms: int = Field(250, ge=0, le=5000)
+    """Pause after a chunk that ends a sentence."""
+    pause_clause_ms: int = Field(120, ge=0, le=5000)
+    """Pause after a chunk that was split inside a sentence."""
+    pause_paragraph_ms: int = Field(600, ge=0, le=10000)
+    """Pause after a chunk that ends a paragraph."""
+    pause_chapter_ms: int = Field(1500, ge=0, le=20000)
+    """Pause between inputs when they are concatenated into one file."""
+
+    # --- KaniTTS2 engine --------------------------------------------------------------------------
+    kanitts2_model: str = "nineninesix/kani-tts-2-en"
+    """Hugging Face id or local directory of the KaniTTS2 checkpoint."""
+    kanitts2_codec: str = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
+    """NanoCodec: hub name or a local `.nemo` file."""
+    kanitts2_speaker_embedder: str = "nineninesix/speaker-emb-tbr"
+    """Speaker embedder for voice cloning: hub id or local directory."""
+    kanitts2_device: str = "auto"
+    """`auto` (CUDA when present), `cuda`, `cuda:N` or `cpu`."""
+    kanitts2_streams: int = Field(4, ge=1, le=256)
+    """Default number of side-by-side streams a long text is split into."""
+    kanitts2_context_sentences: int = Field(1, ge=0, le=4)
+    """Sentences of the previous chunk carried as context (0 = independent chunks)."""
+    hf_cache_dir: str | None = None
+    """Cache directory for downloaded checkpoints (a volume in production)."""
+
+    # --- voices (cloning) -------------------------------------------------------------------------
+    voice_upload_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    """Largest total upload of reference clips for one voice (413 above)."""
+    voice_max_clips: int = Field(10, ge=1)
+    """Most reference clips for one voice."""
+    voices_per_tenant: int = Field(100, ge=1)
+    """Most voices one tenant may keep."""
+    voice_rate_limit: str = "10 per minute"
+    """Per-key rate of cloning requests."""
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file://")):
+            raise ValueError("storage_url must start with s3:// or file://")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_are_ordered(self) -> Settings:
+        if self.task_soft_time_limit_seconds >= self.task_hard_time_limit_seconds:
+            raise ValueError("task_soft_time_limit_seconds must be below task_hard_time_limit_seconds")
+        if self.visibility_timeout_seconds <= self.task_hard_time_limit_seconds:
+            raise ValueError(
+                "visibility_timeout_seconds must exceed task_hard_time_limit_seconds, "
+                "or a job still running would be delivered to a second worker"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings` instead."""
+    return Settings()

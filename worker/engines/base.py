@@ -1,0 +1,109 @@
+"""The contract between the synthesis pipeline and a speech engine.
+
+The pipeline hands an engine every chunk of a job that still needs audio, ordered by stream and by
+position in the stream, and the engine yields results as they finish. Handing over the whole list
+(rather than one batch at a time) lets a batched engine schedule its own waves across streams and
+carry context from chunk k-1 to chunk k of a stream. `ChunkResult.carry` is that context in a form the
+pipeline can checkpoint, so a job resumed after a crash continues each stream where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling options of a job; engines that do not sample ignore them."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A voice an engine offers without cloning (a built-in speaker or a language/accent tag)."""
+
+    id: str
+    description: str
+    language: str
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    """One chunk of text to speak.
+
+    `key` is stable across retries of the same job (it names the checkpoint and seeds sampling), so a
+    chunk regenerated after a crash comes out identical.
+    """
+
+    key: str
+    text: str
+    stream: int = 0
+    seq: int = 0
+    voice: str | None = None
+    speaker_embedding: np.ndarray | None = field(default=None, compare=False)
+    language: str | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    last_sentence: str = ""
+    """The chunk's final sentence: what a continuity engine carries into the next chunk's prompt."""
+    expected_seconds: float = 0.0
+    """The chunker's estimate of the chunk's duration (engines derive frame caps from it)."""
+
+    def seed(self) -> int:
+        """Per-chunk seed: the job seed mixed with the chunk key, so reruns are reproducible."""
+        base = 0 if self.sampling.seed is None else self.sampling.seed
+        digest = hashlib.sha256(f"{base}:{self.key}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+
+@dataclass
+class ChunkResult:
+    key: str
+    audio: np.ndarray
+    """Mono float32 samples in [-1, 1] at the engine's sample rate."""
+    carry: bytes | None = None
+    """Opaque state the next chunk of the same stream needs (e.g. codec frames); checkpointed."""
+    frames: int = 0
+    """Generated audio frames or tokens, for throughput metrics (0 when not meaningful)."""
+
+
+class EngineError(RuntimeError):
+    """A chunk could not be synthesised; the message is shown to the user."""
+
+
+class Engine(ABC):
+    """A loaded speech model. One instance per worker process, created after the process started."""
+
+    name: str
+    sample_rate: int
+    can_clone: bool = False
+
+    @abstractmethod
+    def voices(self) -> list[VoiceInfo]:
+        """Built-in voices and language tags a job may name."""
+
+    @abstractmethod
+    def generate(
+        self, requests: Sequence[ChunkRequest], carry_in: Mapping[int, bytes] | None = None
+    ) -> Iterator[ChunkResult]:
+        """Yield a result for every request, in any order, as soon as each is finished.
+
+        `carry_in` maps a stream to the carry of the chunk just before its first request (after a
+        resume). Closing the iterator early (cancellation) must leave the engine usable.
+        """
+
+    def default_voice(self) -> str:
+        return self.voices()[0].id
+
+    def warm_up(self) -> None:
+        """Run a tiny synthesis so the first real job does not pay for lazy initialisation."""
+        for _ in self.generate([ChunkRequest(key="warmup", text="Ready.")]):
+            pass
