@@ -1,0 +1,84 @@
+"""English rules: abbreviations and numbers spelled out the way a narrator reads them."""
+
+from __future__ import annotations
+
+import re
+
+from shared.text.languages import LanguageRules, register
+from shared.text.numbers_en import expand_numbers
+from shared.text.offsets import MappedText
+
+# Titles are always followed by a name, so their dot never ends a sentence.
+_TITLES = {
+    "Mr": "Mister",
+    "Mrs": "Missus",
+    "Ms": "Miz",
+    "Dr": "Doctor",
+    "Prof": "Professor",
+    "Rev": "Reverend",
+    "Fr": "Father",
+    "Capt": "Captain",
+    "Gen": "General",
+    "Col": "Colonel",
+    "Lt": "Lieutenant",
+    "Sgt": "Sergeant",
+    "Gov": "Governor",
+    "Sen": "Senator",
+    "Rep": "Representative",
+    "Hon": "Honourable",
+    "Messrs": "Messieurs",
+    "Mt": "Mount",
+}
+# These may close a sentence: their dot is kept when a new sentence or the paragraph end follows.
+_TRAILING = {
+    "etc": "et cetera",
+    "Jr": "Junior",
+    "Sr": "Senior",
+    "Ave": "Avenue",
+    "Blvd": "Boulevard",
+    "Rd": "Road",
+}
+# These sit inside a sentence: always followed by more words.
+_INLINE = {
+    "e.g.": "for example",
+    "i.e.": "that is",
+    "cf.": "compare",
+    "vs.": "versus",
+    "approx.": "approximately",
+}
+
+_TITLE = re.compile(r"\b(" + "|".join(_TITLES) + r")\.?(?= [\"'(]?[A-Z])")
+_SAINT_OR_STREET = re.compile(r"\bSt\.?(?= |$|\n)")
+_ABBREVIATION = re.compile(r"\b(" + "|".join(_TRAILING) + r")\.")
+_INLINE_ABBREVIATION = re.compile(r"(?<!\w)(" + "|".join(re.escape(k) for k in _INLINE) + r")(?= )")
+_NUMBER_SIGN = re.compile(r"\b(No|Nos|no)\.(?= ?\d)")
+_NUMBER_RANGE = re.compile(r"(?<=\d)[–](?=\d)")
+_NAME_BEFORE = re.compile(r"(?:[A-Z][\w'-]*|\d+(?:st|nd|rd|th)?) $")
+_SENTENCE_FOLLOWS = re.compile(r"(?: +[\"'(]?[A-Z]| *\n| *$)")
+
+
+def expand_english(mapped: MappedText) -> MappedText:
+    mapped = mapped.sub(_NUMBER_RANGE, lambda m: " to ")
+    mapped = mapped.sub(_NUMBER_SIGN, lambda m: "number" if m.group(1) != "Nos" else "numbers")
+    mapped = mapped.sub(_TITLE, lambda m: _TITLES[m.group(1)])
+    text = mapped.text
+    mapped = mapped.sub(_SAINT_OR_STREET, lambda m: _saint_or_street(m, text))
+    text = mapped.text
+    mapped = mapped.sub(_ABBREVIATION, lambda m: _TRAILING[m.group(1)] + _kept_dot(text, m.end()))
+    mapped = mapped.sub(_INLINE_ABBREVIATION, lambda m: _INLINE[m.group(1)])
+    return expand_numbers(mapped)
+
+
+def _saint_or_street(m: re.Match[str], text: str) -> str:
+    """'St. Paul' is a saint; 'Baker St.' and '42nd St' are streets."""
+    if _NAME_BEFORE.search(text, max(0, m.start() - 40), m.start()):
+        dotted = m.group().endswith(".")
+        return "Street" + (_kept_dot(text, m.end()) if dotted else "")
+    return "Saint"
+
+
+def _kept_dot(text: str, position: int) -> str:
+    return "." if _SENTENCE_FOLLOWS.match(text, position) else ""
+
+
+register(LanguageRules("en", expand=expand_english, segmenter_language="en"))

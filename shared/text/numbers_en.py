@@ -1,0 +1,185 @@
+"""English number reading: dates, times, currency, percentages, ordinals, years, decimals, cardinals.
+
+Number words come from num2words; this module only decides which reading a digit string gets.
+Everything is one regex pass so a date is never re-read as two cardinals.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from num2words import num2words
+
+from shared.text.offsets import MappedText
+
+MONTHS = (
+    *("January", "February", "March", "April", "May", "June"),
+    *("July", "August", "September", "October", "November", "December"),
+)
+_MONTH = "(?:" + "|".join(MONTHS) + r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?"
+_FULL_MONTH = {m[:3]: m for m in MONTHS}
+_ORD = r"(?:st|nd|rd|th)"
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_NOT_BEFORE = r"(?<![\w.,])"
+_NOT_AFTER = r"(?![\w]|[.,]\d)"
+_SCALES = r"thousand|million|billion|trillion"
+# symbol -> ((unit, units), (subunit, subunits))
+_CURRENCIES = {
+    "$": (("dollar", "dollars"), ("cent", "cents")),
+    "£": (("pound", "pounds"), ("penny", "pence")),
+    "€": (("euro", "euros"), ("cent", "cents")),
+}
+_MAX_DIGITS_AS_NUMBER = 15
+_YEAR_CUES = re.compile(
+    r"(?i)(?:\b(?:in|since|by|until|till|from|of|during|circa|year|c\.)|" + _MONTH + r",?) $"
+)
+_PARAGRAPH_END = re.compile(r" *(?:\n|$)")
+_SENTENCE_START = re.compile(r" +[\"'(]?[A-Z]")
+
+NUMBERS = re.compile(
+    rf"(?P<dmy>{_NOT_BEFORE}(?P<dmy_day>\d{{1,2}}){_ORD}? (?:of )?(?P<dmy_month>{_MONTH})"
+    rf"(?:,? (?P<dmy_year>\d{{4}}))?\b)"
+    rf"|(?P<mdy>\b(?P<mdy_month>{_MONTH}) (?P<mdy_day>\d{{1,2}}){_ORD}?"
+    rf"(?:,? (?P<mdy_year>\d{{4}}))?{_NOT_AFTER})"
+    rf"|(?P<time>{_NOT_BEFORE}(?P<hour>\d{{1,2}})(?::(?P<minute>\d{{2}}))?"
+    rf" ?(?P<meridiem>[aApP])\.?[mM]\.?(?!\w))"
+    rf"|(?P<clock>{_NOT_BEFORE}(?P<c_hour>[01]?\d|2[0-3]):(?P<c_minute>[0-5]\d){_NOT_AFTER})"
+    rf"|(?P<money>(?<![\w])(?P<symbol>[$£€]) ?(?P<amount>{_NUM})(?: (?P<scale>{_SCALES})\b)?)"
+    rf"|(?P<percent>{_NOT_BEFORE}(?P<pct>{_NUM}) ?%)"
+    rf"|(?P<ordinal>{_NOT_BEFORE}(?P<ord>\d+){_ORD}\b)"
+    rf"|(?P<decade>(?<![\w.,])(?:(?P<dec>1\d|20)|')?(?P<dec_end>\d0)'?s\b)"
+    rf"|(?P<version>{_NOT_BEFORE}\d+(?:\.\d+){{2,}}{_NOT_AFTER})"
+    rf"|(?P<number>{_NOT_BEFORE}(?P<sign>-)?(?P<value>{_NUM}){_NOT_AFTER})"
+)
+
+
+def expand_numbers(mapped: MappedText) -> MappedText:
+    text = mapped.text
+    return mapped.sub(NUMBERS, lambda m: _read(m, text))
+
+
+def _read(m: re.Match[str], text: str) -> str | None:
+    kind = m.lastgroup
+    if kind == "dmy":
+        day = _ordinal(m["dmy_day"])
+        if day is None:
+            return None
+        said = f"the {day} of {_month(m['dmy_month'])}"
+        return f"{said} {year(m['dmy_year'])}" if m["dmy_year"] else said
+    if kind == "mdy":
+        day = _ordinal(m["mdy_day"])
+        if day is None:
+            return None
+        said = f"{_month(m['mdy_month'])} {day}"
+        return f"{said}, {year(m['mdy_year'])}" if m["mdy_year"] else said
+    if kind == "time":
+        return _time(m, text)
+    if kind == "clock":
+        return _clock(int(m["c_hour"]), int(m["c_minute"]))
+    if kind == "money":
+        return _money(m["symbol"], m["amount"], m["scale"])
+    if kind == "percent":
+        return f"{cardinal(m['pct'])} percent"
+    if kind == "ordinal":
+        return _ordinal(m["ord"])
+    if kind == "decade":
+        said = year(m["dec"] + m["dec_end"]) if m["dec"] else _words(int(m["dec_end"]))
+        return said[:-1] + "ies" if said.endswith("y") else said + "s"
+    if kind == "version":
+        return " point ".join(cardinal(part) for part in m.group().split("."))
+    value = m["value"]
+    if _looks_like_year(value, text, m.start()):
+        return year(value)
+    said = cardinal(value)
+    return f"minus {said}" if m["sign"] else said
+
+
+def cardinal(digits: str) -> str:
+    """Read '1,234.50' as 'one thousand two hundred and thirty-four point five zero'."""
+    whole, _, fraction = digits.replace(",", "").partition(".")
+    if len(whole) > _MAX_DIGITS_AS_NUMBER or (len(whole) > 1 and whole.startswith("0")):
+        said = _digit_by_digit(whole)
+    else:
+        said = _words(int(whole))
+    if fraction:
+        said += " point " + _digit_by_digit(fraction)
+    return said
+
+
+def year(digits: str) -> str:
+    return _words(int(digits), to="year")
+
+
+def _ordinal(digits: str) -> str | None:
+    if len(digits) > _MAX_DIGITS_AS_NUMBER:
+        return None
+    return _words(int(digits), to="ordinal")
+
+
+def _words(value: int, **kwargs: str) -> str:
+    return num2words(value, lang="en", **kwargs).replace(",", "")
+
+
+def _digit_by_digit(digits: str) -> str:
+    return " ".join(_words(int(d)) for d in digits)
+
+
+def _month(name: str) -> str:
+    name = name.rstrip(".")
+    return _FULL_MONTH.get(name[:3], name) if len(name) <= 4 else name
+
+
+def _looks_like_year(value: str, text: str, start: int) -> bool:
+    if len(value) != 4 or not value.isdigit() or not 1100 <= int(value) <= 2099:
+        return False
+    return bool(_YEAR_CUES.search(text, max(0, start - 12), start))
+
+
+def _clock(hour: int, minute: int) -> str:
+    said = _words(hour)
+    if minute == 0:
+        return said + " hundred" if hour > 12 or hour == 0 else said + " o'clock"
+    return f"{said} oh {_words(minute)}" if minute < 10 else f"{said} {_words(minute)}"
+
+
+def _time(m: re.Match[str], text: str) -> str | None:
+    hour = int(m["hour"])
+    minute = int(m["minute"]) if m["minute"] else 0
+    if hour > 23 or minute > 59:
+        return None
+    meridiem = m["meridiem"]
+    if not meridiem:
+        return _clock(hour, minute)
+    said = _words(hour)
+    if minute:
+        said += f" oh {_words(minute)}" if minute < 10 else f" {_words(minute)}"
+    said += " AM" if meridiem in "aA" else " PM"
+    # "5 p.m." closing a sentence: its dot is also the full stop.
+    if m.group().endswith(".") and _ends_sentence(text, m.end()):
+        said += "."
+    return said
+
+
+def _ends_sentence(text: str, position: int) -> bool:
+    return bool(_PARAGRAPH_END.match(text, position) or _SENTENCE_START.match(text, position))
+
+
+def _money(symbol: str, amount: str, scale: str | None) -> str:
+    major, minor = _CURRENCIES[symbol]
+    if scale:
+        return f"{cardinal(amount)} {scale} {major[1]}"
+    try:
+        value = Decimal(amount.replace(",", ""))
+    except InvalidOperation:
+        return f"{cardinal(amount)} {major[1]}"
+    whole = int(value)
+    cents = int((value - whole) * 100)
+    if len(str(whole)) > _MAX_DIGITS_AS_NUMBER or value != value.quantize(Decimal("0.01")):
+        return f"{cardinal(amount)} {major[1]}"
+    parts = []
+    if whole or not cents:
+        parts.append(f"{_words(whole)} {major[0] if whole == 1 else major[1]}")
+    if cents:
+        parts.append(f"{_words(cents)} {minor[0] if cents == 1 else minor[1]}")
+    return " and ".join(parts)
