@@ -73,6 +73,8 @@ class ChunkResult:
     """Opaque state the next chunk of the same stream needs (e.g. codec frames); checkpointed."""
     frames: int = 0
     """Generated audio frames or tokens, for throughput metrics (0 when not meaningful)."""
+    synth_seconds: float = 0.0
+    """This chunk's share of engine wall time (a batch's time split across its rows), for RTF."""
 
 
 class EngineError(RuntimeError):
@@ -85,6 +87,11 @@ class Engine(ABC):
     name: str
     sample_rate: int
     can_clone: bool = False
+    generative: bool = False
+    """Samples tokens, so a chunk can come out truncated or run away: the pipeline regenerates chunks
+    that fail the quality check (with another seed) instead of accepting them."""
+    default_streams: int = 1
+    """Streams a long input is split into when the job does not say (1 for engines without context)."""
 
     @abstractmethod
     def voices(self) -> list[VoiceInfo]:

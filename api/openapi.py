@@ -1,0 +1,102 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared.jobs import JobCreate, JobPage, JobView
+
+REF = "#/components/schemas/{model}"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": "Error", **_json("ErrorResponse")} for code in codes}
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], str]] = [
+        (JobCreate, "validation"),
+        (JobView, "serialization"),
+        (JobPage, "serialization"),
+        (ErrorResponse, "serialization"),
+    ]
+    _, schemas = models_json_schema(models, ref_template=REF)
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths: dict[str, Any] = {
+        "/v1/jobs": {
+            "post": {
+                "summary": "Submit a narration or batch job",
+                "operationId": "createJob",
+                "parameters": [
+                    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                     "description": "The same key and body return the same job; another body is 409."},
+                ],  # fmt: skip
+                "requestBody": {"required": True, **_json("JobCreate")},
+                "responses": {
+                    "202": {"description": "Queued", **_json("JobView")},
+                    "200": {"description": "Returned again for a repeated Idempotency-Key", **_json("JobView")},
+                    **_errors(400, 401, 409, 413, 415, 422, 429, 503),
+                },
+            },
+            "get": {
+                "summary": "List jobs, newest first",
+                "operationId": "listJobs",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string",
+                     "enum": ["queued", "running", "succeeded", "failed", "canceled"]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],  # fmt: skip
+                "responses": {"200": {"description": "A page of jobs", **_json("JobPage")}, **_errors(401, 422)},
+            },
+        },
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "summary": "Job status, progress and results",
+                "operationId": "getJob",
+                "parameters": [job_id],
+                "responses": {"200": {"description": "The job", **_json("JobView")}, **_errors(401, 404)},
+            },
+            "delete": {
+                "summary": "Cancel a job (a running job stops at its next chunk)",
+                "operationId": "cancelJob",
+                "parameters": [job_id],
+                "responses": {"200": {"description": "Canceled", **_json("JobView")}, **_errors(401, 404, 409)},
+            },
+        },
+        "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},
+        "/readyz": {
+            "get": {"summary": "Redis and storage reachable", "security": [],
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}},
+        },  # fmt: skip
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text"}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "narrate", "version": "0.1.0", "description": "Long-form text-to-speech jobs."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,81 @@
+"""`/v1/jobs`: submit, read, list, cancel."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from api.errors import ApiError
+from api.submission import known_voices, parse_json_body, submit, validate_job
+from shared import metrics
+from shared.jobs import JobStatus, JobView
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+def _ctx():
+    return current_app.extensions["narrate"]
+
+
+def _job_json(view: JobView):
+    return view.model_dump(mode="json")
+
+
+@bp.post("")
+def create_job():
+    ctx = _ctx()
+    payload = parse_json_body(request.get_data(cache=False), request.content_type)
+    spec = validate_job(payload, ctx.settings, known_voices(ctx.store, ctx.settings, g.tenant))
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 characters.")
+    job_id, created = submit(ctx.store, ctx.enqueue, g.tenant, spec, key)
+    if created:
+        metrics.JOBS_SUBMITTED.inc()
+    view = ctx.store.view(job_id, tenant=g.tenant)
+    response = jsonify(_job_json(view))
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return response
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):
+    view = _ctx().store.view(job_id, tenant=g.tenant)
+    if view is None:
+        raise ApiError(404, "not_found", f"No job {job_id!r}.")
+    return jsonify(_job_json(view))
+
+
+@bp.get("")
+def list_jobs():
+    status_arg = request.args.get("status")
+    try:
+        status = JobStatus(status_arg) if status_arg else None
+    except ValueError as exc:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise ApiError(422, "invalid_request", f"status must be one of {allowed}.", "status") from exc
+    try:
+        limit = int(request.args.get("limit", "20"))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", "limit must be an integer.", "limit") from exc
+    if not 1 <= limit <= 100:
+        raise ApiError(422, "invalid_request", "limit must be between 1 and 100.", "limit")
+    try:
+        page = _ctx().store.list(g.tenant, status=status, limit=limit, cursor=request.args.get("cursor"))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", "cursor is not valid.", "cursor") from exc
+    return jsonify(page.model_dump(mode="json"))
+
+
+@bp.delete("/<job_id>")
+def cancel_job(job_id: str):
+    store = _ctx().store
+    if store.view(job_id, tenant=g.tenant) is None:
+        raise ApiError(404, "not_found", f"No job {job_id!r}.")
+    outcome, current = store.cancel(job_id)
+    if outcome == "refused":
+        raise ApiError(409, "already_finished", f"The job already ended with status {current!r}.")
+    if outcome == "ok" and current == JobStatus.QUEUED:
+        # A running job is counted by its worker when it stops at the next chunk.
+        metrics.JOBS_FINISHED.labels(status="canceled").inc()
+    return jsonify(_job_json(store.view(job_id, tenant=g.tenant)))

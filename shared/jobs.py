@@ -1,0 +1,176 @@
+"""The job model: what a client may ask for and what a job record looks like.
+
+The same pydantic models validate API requests, are stored with the job for the worker, and generate
+the OpenAPI document, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AUDIO_FORMATS = ("wav", "flac", "mp3", "opus")
+"""Output formats a job may ask for (encoders live in shared.audio.encode)."""
+
+# C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
+# text, and some break tokenisers or subtitle files.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INPUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class SamplingOptions(_Strict):
+    """Sampling of generative engines; the preview engine ignores all but the seed."""
+
+    temperature: float = Field(0.8, gt=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
+    seed: int | None = Field(None, ge=0, lt=2**32, description="Same seed and text give the same audio.")
+
+
+class JobInput(_Strict):
+    id: str | None = Field(
+        None, description="Caller's id (file names, manifest). Defaults to the input's position."
+    )
+    text: str = Field(..., description="Text to speak; paragraphs separated by blank lines.")
+    voice: str | None = Field(None, description="Voice for this input; defaults to the job's voice.")
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _INPUT_ID.match(value):
+            raise ValueError("id must be 1-128 characters of letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_speakable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty")
+        if _CONTROL.search(value):
+            raise ValueError("text contains control characters")
+        return value
+
+
+class JobCreate(_Strict):
+    """Body of `POST /v1/jobs`."""
+
+    inputs: Annotated[list[JobInput], Field(min_length=1)]
+    voice: str | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
+    format: str = Field("mp3", description="wav, flac, mp3 or opus.")
+    sample_rate: int | None = Field(
+        None, ge=8000, le=48000, description="Output sample rate in Hz; default: the engine's own."
+    )
+    concatenate: bool = Field(
+        True, description="One file for all inputs (chapters) instead of one file per input."
+    )
+    streams: int | None = Field(
+        None, ge=1, le=256, description="Side-by-side streams a long input is split into (KaniTTS2)."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged with the job.")
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in AUDIO_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(AUDIO_FORMATS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> JobCreate:
+        ids = [item.id for item in self.inputs if item.id is not None]
+        if len(ids) != len(set(ids)):
+            raise ValueError("input ids must be unique")
+        return self
+
+    def input_ids(self) -> list[str]:
+        return [item.id or f"input-{index:05d}" for index, item in enumerate(self.inputs)]
+
+    def total_chars(self) -> int:
+        return sum(len(item.text) for item in self.inputs)
+
+
+class FileResult(BaseModel):
+    url: str
+    key: str = Field(..., description="Storage key of the object (for operators).")
+    filename: str
+    format: str
+    duration_seconds: float
+    bytes: int
+    sha256: str
+    subtitles: dict[str, str] = Field(
+        default_factory=dict, description="URLs of `srt`, `vtt` and `timing` (JSON) files."
+    )
+
+
+class Progress(BaseModel):
+    chunks_done: int = 0
+    chunks_total: int = 0
+    percent: float = 0.0
+    audio_seconds: float = 0.0
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class InputView(BaseModel):
+    id: str
+    chars: int
+    voice: str | None = None
+    result: FileResult | None = None
+
+
+class JobView(BaseModel):
+    """A job as clients see it."""
+
+    id: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    voice: str | None
+    format: str
+    sample_rate: int | None
+    concatenate: bool
+    metadata: dict[str, Any]
+    progress: Progress
+    rtf: float | None = Field(None, description="Wall seconds of synthesis per second of audio.")
+    attempts: int = 0
+    result: FileResult | None = None
+    inputs: list[InputView]
+    error: JobError | None = None
+
+
+class JobPage(BaseModel):
+    data: list[JobView]
+    next_cursor: str | None = None
+
+
+def utcnow() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def to_datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,96 @@
+"""Prometheus metrics of the API and the workers, in base units (seconds, bytes).
+
+Both run several processes (gunicorn workers, Celery's prefork child), so metrics are written in
+prometheus-client's multiprocess mode whenever PROMETHEUS_MULTIPROC_DIR is set, and every scrape merges
+all processes. Queue depth is read from the job store at scrape time rather than counted, so it is
+right even after restarts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+NAMESPACE = "narrate"
+
+_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
+_RTF_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, float("inf"))
+
+JOBS_SUBMITTED = Counter(f"{NAMESPACE}_jobs_submitted_total", "Jobs accepted by the API.")
+JOBS_FINISHED = Counter(f"{NAMESPACE}_jobs_finished_total", "Jobs that reached a final status.", ["status"])
+QUEUE_WAIT = Histogram(
+    f"{NAMESPACE}_job_queue_wait_seconds", "Time from submission to a worker starting the job.",
+    buckets=_DURATION_BUCKETS,
+)  # fmt: skip
+JOB_DURATION = Histogram(
+    f"{NAMESPACE}_job_duration_seconds", "Time from a worker starting a job to its end.", buckets=_DURATION_BUCKETS
+)
+CHUNK_RTF = Histogram(
+    f"{NAMESPACE}_chunk_rtf", "Real-time factor of each chunk: synthesis seconds per audio second.", buckets=_RTF_BUCKETS
+)
+AUDIO_SECONDS = Counter(f"{NAMESPACE}_audio_generated_seconds_total", "Seconds of speech generated.")
+SYNTHESIS_SECONDS = Counter(f"{NAMESPACE}_synthesis_seconds_total", "Wall seconds spent in the engine.")
+GPU_MEMORY_ALLOCATED = Gauge(
+    f"{NAMESPACE}_gpu_memory_allocated_bytes", "GPU memory held by the engine of a worker.", multiprocess_mode="liveall"
+)
+GPU_MEMORY_PEAK = Gauge(
+    f"{NAMESPACE}_gpu_memory_peak_bytes", "Peak GPU memory of a worker since it started.", multiprocess_mode="liveall"
+)
+ENGINE_LOAD_SECONDS = Gauge(
+    f"{NAMESPACE}_engine_load_seconds", "Seconds the worker took to load its engine.", multiprocess_mode="liveall"
+)
+
+
+class QueueDepthCollector(Collector):
+    """Reports the number of queued jobs by asking the job store at scrape time."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(f"{NAMESPACE}_queue_depth", "Jobs accepted and waiting for a worker.")
+        try:
+            family.add_metric([], float(self._count()))
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down; /readyz says so
+            return
+        yield family
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def scrape_registry(extra: Collector | None = None) -> CollectorRegistry:
+    """The registry to expose: all processes merged in multiprocess mode, else this process."""
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_ProcessCollectors())
+    if extra is not None:
+        registry.register(extra)
+    return registry
+
+
+class _ProcessCollectors(Collector):
+    def collect(self):  # type: ignore[override]
+        yield from REGISTRY.collect()
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    return generate_latest(registry), CONTENT_TYPE_LATEST

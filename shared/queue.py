@@ -1,0 +1,37 @@
+"""The Celery configuration both sides agree on: broker, queue, task name, delivery guarantees.
+
+The API only sends by task name (it never imports the worker), so the name and the routing live here.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+
+SYNTHESIZE_TASK = "narrate.synthesize"
+CLONE_VOICE_TASK = "narrate.clone_voice"
+
+
+def make_celery(settings: Settings, name: str) -> Celery:
+    app = Celery(name, broker=settings.redis_url)
+    app.conf.update(
+        task_default_queue=settings.queue_name,
+        task_routes={"narrate.*": {"queue": settings.queue_name}},
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # A job is acknowledged only when it ended; a worker that dies mid-job gives it back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Hard time limits leave the message unacknowledged too: the job is redelivered after the
+        # visibility timeout and then resumes or is failed by the attempt cap, instead of being lost.
+        task_acks_on_failure_or_timeout=False,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit_seconds,
+        task_time_limit=settings.task_hard_time_limit_seconds,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=False,
+    )
+    return app

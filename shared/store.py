@@ -1,0 +1,404 @@
+"""Job records in Redis: our own state, not Celery's result backend.
+
+Celery results expire and unknown ids look PENDING, so the API could not tell a lost job from a queued
+one. Every status change goes through a Lua script that checks the current status first, so a late or
+duplicate worker can never flip a canceled or finished job back, and progress writes to a job that is
+no longer running are refused (which is how a running job learns it was canceled).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.jobs import (
+    FileResult,
+    InputView,
+    JobCreate,
+    JobError,
+    JobPage,
+    JobStatus,
+    JobView,
+    Progress,
+    to_datetime,
+    utcnow,
+)
+
+_TRANSITION = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', ''} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == status then allowed = true end
+end
+if not allowed then return {'refused', status} end
+redis.call('HSET', KEYS[1], 'status', ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return {'ok', status}
+"""
+
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', 0} end
+if status ~= 'queued' and status ~= 'running' then return {'skip', 0} end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('ZREM', KEYS[2], ARGV[1])
+if attempts > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[2], 'error', ARGV[4])
+  return {'exhausted', attempts}
+end
+redis.call('HSET', KEYS[1], 'status', 'running')
+if not redis.call('HGET', KEYS[1], 'started_at') then
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+end
+return {'claimed', attempts}
+"""
+
+_RECORD_CHUNK = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
+redis.call('HINCRBY', KEYS[1], 'chunks_synthesized', 1)
+redis.call('HINCRBYFLOAT', KEYS[1], 'audio_seconds', ARGV[3])
+redis.call('HINCRBYFLOAT', KEYS[1], 'synth_seconds', ARGV[4])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+_UPDATE_RUNNING = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+_SUMMARY_FIELDS = (
+    "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
+    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary",
+)  # fmt: skip
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: str  # claimed | exhausted | skip | missing
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DoneChunk:
+    seconds: float
+    carry: bytes | None
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.retention = retention_seconds
+        self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+        self._record_chunk = client.register_script(_RECORD_CHUNK)
+        self._update_running = client.register_script(_UPDATE_RUNNING)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> JobStore:
+        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        return cls(client, prefix=settings.key_prefix, retention_seconds=settings.job_retention_seconds)
+
+    # --- keys -------------------------------------------------------------------------------------
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def _chunks(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:chunks"
+
+    def _tenant_index(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:jobs"
+
+    def _queued(self) -> str:
+        return f"{self.prefix}:queued"
+
+    def _idem(self, tenant: str, key: str) -> str:
+        return f"{self.prefix}:idem:{tenant}:{key}"
+
+    # --- creation ---------------------------------------------------------------------------------
+    def create(
+        self, tenant: str, spec: JobCreate, *, body_hash: str, idempotency_key: str | None = None
+    ) -> tuple[str, bool]:
+        """Store a new queued job; returns (job id, created). With an idempotency key already used for
+        the same body, returns the earlier job and created=False."""
+        if idempotency_key:
+            existing = self._idempotent_job(tenant, idempotency_key, body_hash)
+            if existing:
+                return existing, False
+        job_id = "job_" + secrets.token_urlsafe(18)
+        now = utcnow()
+        summary = {
+            "voice": spec.voice,
+            "format": spec.format,
+            "sample_rate": spec.sample_rate,
+            "concatenate": spec.concatenate,
+            "metadata": spec.metadata,
+        }
+        inputs = [
+            {"id": input_id, "chars": len(item.text), "voice": item.voice}
+            for input_id, item in zip(spec.input_ids(), spec.inputs, strict=True)
+        ]
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            self._job(job_id),
+            mapping={
+                "tenant": tenant,
+                "status": JobStatus.QUEUED.value,
+                "created_at": repr(now),
+                "spec": spec.model_dump_json(),
+                "summary": json.dumps(summary),
+                "inputs": json.dumps(inputs),
+                "chunks_done": 0,
+                "chunks_total": 0,
+                "audio_seconds": 0,
+                "synth_seconds": 0,
+                "attempts": 0,
+            },
+        )
+        pipe.expire(self._job(job_id), self.retention)
+        pipe.zadd(self._tenant_index(tenant), {job_id: now})
+        pipe.zremrangebyscore(self._tenant_index(tenant), "-inf", now - self.retention - 3600)
+        pipe.expire(self._tenant_index(tenant), self.retention + 3600)
+        pipe.zadd(self._queued(), {job_id: now})
+        pipe.execute()
+        if idempotency_key:
+            record = json.dumps({"hash": body_hash, "job": job_id})
+            if not self.redis.set(self._idem(tenant, idempotency_key), record, nx=True, ex=self.retention):
+                # Lost a race with an identical request: keep theirs, drop ours.
+                self.delete(job_id)
+                existing = self._idempotent_job(tenant, idempotency_key, body_hash)
+                if existing:
+                    return existing, False
+                raise IdempotencyConflict(idempotency_key)
+        return job_id, True
+
+    def _idempotent_job(self, tenant: str, key: str, body_hash: str) -> str | None:
+        raw = self.redis.get(self._idem(tenant, key))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        if record["hash"] != body_hash:
+            raise IdempotencyConflict(key)
+        return record["job"]
+
+    def delete(self, job_id: str, *, idempotency: tuple[str, str] | None = None) -> None:
+        """Remove every trace of a job (used when it could not be enqueued)."""
+        tenant = self.redis.hget(self._job(job_id), "tenant")
+        pipe = self.redis.pipeline()
+        pipe.delete(self._job(job_id), self._chunks(job_id))
+        pipe.zrem(self._queued(), job_id)
+        if tenant:
+            pipe.zrem(self._tenant_index(tenant.decode()), job_id)
+        if idempotency:
+            pipe.delete(self._idem(*idempotency))
+        pipe.execute()
+
+    # --- reading ----------------------------------------------------------------------------------
+    def tenant_of(self, job_id: str) -> str | None:
+        raw = self.redis.hget(self._job(job_id), "tenant")
+        return raw.decode() if raw else None
+
+    def status(self, job_id: str) -> JobStatus | None:
+        raw = self.redis.hget(self._job(job_id), "status")
+        return JobStatus(raw.decode()) if raw else None
+
+    def spec(self, job_id: str) -> JobCreate | None:
+        raw = self.redis.hget(self._job(job_id), "spec")
+        return JobCreate.model_validate_json(raw) if raw else None
+
+    def view(self, job_id: str, *, tenant: str | None = None) -> JobView | None:
+        """The job as a client sees it; None when absent or owned by another tenant."""
+        values = self.redis.hmget(self._job(job_id), _SUMMARY_FIELDS)
+        return self._to_view(job_id, values, tenant)
+
+    def _to_view(self, job_id: str, values: list[bytes | None], tenant: str | None) -> JobView | None:
+        raw = {name: (value.decode() if value is not None else None) for name, value in zip(_SUMMARY_FIELDS, values, strict=True)}
+        if raw["status"] is None or (tenant is not None and raw["tenant"] != tenant):
+            return None
+        summary = json.loads(raw["summary"] or "{}")
+        done, total = int(raw["chunks_done"] or 0), int(raw["chunks_total"] or 0)
+        audio, synth = float(raw["audio_seconds"] or 0), float(raw["synth_seconds"] or 0)
+        status = JobStatus(raw["status"])
+        percent = 100.0 if status == JobStatus.SUCCEEDED else (round(100.0 * done / total, 1) if total else 0.0)
+        inputs_result = json.loads(raw["result"] or "{}")
+        return JobView(
+            id=job_id,
+            status=status,
+            created_at=to_datetime(float(raw["created_at"])),
+            started_at=to_datetime(float(raw["started_at"])) if raw["started_at"] else None,
+            finished_at=to_datetime(float(raw["finished_at"])) if raw["finished_at"] else None,
+            voice=summary.get("voice"),
+            format=summary.get("format", "mp3"),
+            sample_rate=summary.get("sample_rate"),
+            concatenate=summary.get("concatenate", True),
+            metadata=summary.get("metadata", {}),
+            progress=Progress(chunks_done=done, chunks_total=total, percent=percent, audio_seconds=round(audio, 3)),
+            rtf=round(synth / audio, 4) if audio > 0 else None,
+            attempts=int(raw["attempts"] or 0),
+            result=FileResult(**inputs_result["file"]) if inputs_result.get("file") else None,
+            inputs=[
+                InputView(**item, result=inputs_result.get("inputs", {}).get(item["id"]))
+                for item in json.loads(raw["inputs"] or "[]")
+            ],
+            error=JobError(**json.loads(raw["error"])) if raw["error"] else None,
+        )
+
+    def list(self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None) -> JobPage:
+        """Newest first. The cursor is the creation time of the last job returned (exclusive)."""
+        index = self._tenant_index(tenant)
+        upper = "+inf" if cursor is None else f"({_decode_cursor(cursor)!r}"
+        views: list[JobView] = []
+        last_score: float | None = None
+        exhausted = False
+        while len(views) < limit and not exhausted:
+            batch = self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=max(limit * 2, 50), withscores=True)
+            exhausted = len(batch) < max(limit * 2, 50)
+            pipe = self.redis.pipeline()
+            for member, _ in batch:
+                pipe.hmget(self._job(member.decode()), _SUMMARY_FIELDS)
+            rows = pipe.execute()
+            for (member, score), values in zip(batch, rows, strict=True):
+                upper = f"({score!r}"
+                job_id = member.decode()
+                view = self._to_view(job_id, values, tenant)
+                if view is None:
+                    self.redis.zrem(index, job_id)  # expired record
+                    continue
+                if status is not None and view.status != status:
+                    continue
+                views.append(view)
+                last_score = score
+                if len(views) == limit:
+                    break
+            if not batch:
+                exhausted = True
+        more = len(views) == limit and last_score is not None and bool(
+            self.redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1)
+        )
+        return JobPage(data=views, next_cursor=_encode_cursor(last_score) if more else None)
+
+    def queued_count(self) -> int:
+        return int(self.redis.zcard(self._queued()))
+
+    # --- transitions ------------------------------------------------------------------------------
+    def transition(self, job_id: str, allowed: Iterable[JobStatus], new: JobStatus, **fields: Any) -> tuple[str, str]:
+        """Atomically move a job to `new` if its status is one of `allowed`.
+
+        Returns ("ok", old) / ("refused", current) / ("missing", "")."""
+        args: list[Any] = [job_id, ",".join(s.value for s in allowed), new.value]
+        for name, value in fields.items():
+            args += [name, _encode(value)]
+        outcome, old = self._transition(keys=[self._job(job_id), self._queued()], args=args)
+        return outcome.decode(), old.decode()
+
+    def cancel(self, job_id: str) -> tuple[str, str]:
+        return self.transition(
+            job_id,
+            (JobStatus.QUEUED, JobStatus.RUNNING),
+            JobStatus.CANCELED,
+            finished_at=utcnow(),
+            error={"code": "canceled", "message": "The job was canceled by the client."},
+        )
+
+    def claim(self, job_id: str, *, max_attempts: int) -> Claim:
+        """Mark the job running for this delivery; a job delivered more than `max_attempts` times
+        (its workers kept dying) is failed instead."""
+        error = json.dumps(
+            {
+                "code": "worker_lost",
+                "message": f"The worker processing this job stopped unexpectedly {max_attempts} times; "
+                "giving up. The input may trigger a crash of the engine.",
+            }
+        )
+        outcome, attempts = self._claim(
+            keys=[self._job(job_id), self._queued()], args=[job_id, repr(utcnow()), max_attempts, error]
+        )
+        return Claim(outcome.decode(), int(attempts))
+
+    def update_running(self, job_id: str, **fields: Any) -> bool:
+        """Write progress fields; False when the job is no longer running (canceled)."""
+        args: list[Any] = []
+        for name, value in fields.items():
+            args += [name, _encode(value)]
+        return bool(self._update_running(keys=[self._job(job_id)], args=args))
+
+    def finish(self, job_id: str, status: JobStatus, **fields: Any) -> bool:
+        outcome, _ = self.transition(job_id, (JobStatus.RUNNING,), status, finished_at=utcnow(), **fields)
+        if outcome == "ok":
+            self.redis.expire(self._job(job_id), self.retention)
+            self.redis.delete(self._chunks(job_id))
+        return outcome == "ok"
+
+    # --- chunk checkpoints ------------------------------------------------------------------------
+    def record_chunk(self, job_id: str, key: str, *, seconds: float, synth_seconds: float, carry: bytes | None) -> bool:
+        """Remember a finished chunk (its audio is already in storage); False if the job stopped running."""
+        record = json.dumps({"seconds": seconds, "carry": base64.b64encode(carry).decode() if carry else None})
+        return bool(
+            self._record_chunk(
+                keys=[self._job(job_id), self._chunks(job_id)], args=[key, record, repr(seconds), repr(synth_seconds)]
+            )
+        )
+
+    def done_chunks(self, job_id: str) -> dict[str, DoneChunk]:
+        out: dict[str, DoneChunk] = {}
+        for key, raw in self.redis.hgetall(self._chunks(job_id)).items():
+            record = json.loads(raw)
+            carry = base64.b64decode(record["carry"]) if record["carry"] else None
+            out[key.decode()] = DoneChunk(seconds=float(record["seconds"]), carry=carry)
+        return out
+
+    def counters(self, job_id: str) -> dict[str, float]:
+        names = ("chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts")
+        values = self.redis.hmget(self._job(job_id), names)
+        return {name: float(value or 0) for name, value in zip(names, values, strict=True)}
+
+    # --- engine info (written by workers, read by the API) ----------------------------------------
+    def publish_engine(self, info: dict[str, Any]) -> None:
+        self.redis.set(f"{self.prefix}:engine", json.dumps(info))
+
+    def engine_info(self) -> dict[str, Any] | None:
+        raw = self.redis.get(f"{self.prefix}:engine")
+        return json.loads(raw) if raw else None
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)
+
+
+def _encode_cursor(score: float) -> str:
+    return base64.urlsafe_b64encode(repr(score).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> float:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return float(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc

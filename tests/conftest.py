@@ -1,0 +1,187 @@
+"""Fixtures for tests that talk to real services: Redis, Celery worker processes, an S3 server.
+
+Every test session works under its own Redis key prefix and Celery queue names, so it never sees
+another run's jobs, and removes its keys at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.settings import Settings
+from shared.store import JobStore
+from tests.support.s3 import s3_server  # noqa: F401 - re-exported fixture
+
+REPO = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("NARRATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DEV_KEY = "dev-key-change-me"
+AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.ConnectionError:
+        pytest.fail(f"The tests need a Redis server at {REDIS_URL} (set NARRATE_TEST_REDIS_URL).")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def key_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"narrate-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+
+
+@dataclass
+class ServiceEnv:
+    """Settings shared by the in-process API and the worker processes of one test."""
+
+    redis_url: str
+    key_prefix: str
+    queue: str
+    storage_url: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        values = {
+            "NARRATE_REDIS_URL": self.redis_url,
+            "NARRATE_KEY_PREFIX": self.key_prefix,
+            "NARRATE_QUEUE_NAME": self.queue,
+            "NARRATE_STORAGE_URL": self.storage_url,
+            "NARRATE_DEV_MODE": "1",
+            "NARRATE_WORKER_METRICS_PORT": "0",
+            "NARRATE_TASK_SOFT_TIME_LIMIT_SECONDS": "120",
+            "NARRATE_TASK_HARD_TIME_LIMIT_SECONDS": "150",
+            "NARRATE_VISIBILITY_TIMEOUT_SECONDS": "180",
+        }
+        values.update(self.extra)
+        return values
+
+    def settings(self) -> Settings:
+        fields = {name.removeprefix("NARRATE_").lower(): value for name, value in self.env().items()}
+        return Settings(**fields)
+
+    def store(self) -> JobStore:
+        return JobStore.from_settings(self.settings())
+
+
+@pytest.fixture
+def service_env(redis_url: str, key_prefix: str, tmp_path: Path) -> ServiceEnv:
+    """A fresh queue and storage directory per test, under the session's key prefix."""
+    queue = f"{key_prefix}-q-{uuid.uuid4().hex[:6]}"
+    return ServiceEnv(redis_url, key_prefix, queue, f"file://{tmp_path / 'storage'}")
+
+
+class WorkerProcess:
+    """A real `celery worker` process (prefork, one child) on the test's queue."""
+
+    def __init__(self, env: ServiceEnv, log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        child_env = {**os.environ, **env.env(), "PYTHONUNBUFFERED": "1"}
+        child_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", env.queue,
+             "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-l", "INFO", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=REPO, env=child_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
+        """Ready once the child has loaded its engine (it publishes it) and the parent consumes."""
+        store = self.env.store()
+        store.redis.delete(f"{self.env.key_prefix}:engine")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if store.engine_info() and b"ready." in self.log_path.read_bytes():
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready:\n{self.log()}")
+
+    def child_pids(self) -> list[int]:
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    def kill_child(self) -> int:
+        pid = self.child_pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (parent and child), as a crashed machine would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    """Factory: start_worker(env) -> a ready WorkerProcess; every worker is stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(env: ServiceEnv, *, wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def api_client(service_env: ServiceEnv):
+    """The real Flask app (in process) on the test's Redis, queue and storage."""
+    from api import create_app
+
+    app = create_app(service_env.settings())
+    app.testing = True
+    return app.test_client()
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {message}")
+
+
+def wait_status(client, job_id: str, statuses: set[str], timeout: float = 120.0) -> dict:
+    def poll():
+        body = client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()
+        return body if body["status"] in statuses else None
+
+    return wait_for(poll, timeout=timeout, message=f"job {job_id} to reach {statuses}")

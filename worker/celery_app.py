@@ -1,0 +1,69 @@
+"""The Celery worker: `celery -A worker.celery_app:app worker -Q narrate --concurrency 1`.
+
+One prefork child per GPU. The engine is loaded in the child after the fork (worker_process_init), never
+at import time, and kept for the process's life. Metrics of the child are written to a multiprocess
+directory and served by the parent on `NARRATE_WORKER_METRICS_PORT`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+# Must be decided before prometheus_client is imported anywhere in this process or its children.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="narrate-worker-metrics-")
+
+from celery import signals  # noqa: E402
+
+from shared import metrics  # noqa: E402
+from shared.queue import SYNTHESIZE_TASK, make_celery  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+settings = get_settings()
+app = make_celery(settings, "narrate-worker")
+# Loading a GPU model takes longer than Celery's default 4 s allowance for a new child.
+app.conf.worker_proc_alive_timeout = 900
+
+
+@signals.worker_init.connect
+def _start_metrics_server(**_: object) -> None:
+    if settings.visibility_timeout_seconds <= settings.task_hard_time_limit_seconds:  # also checked by Settings
+        raise RuntimeError("visibility timeout must exceed the hard time limit")
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(directory):  # values of a previous run would be merged in otherwise
+        path = os.path.join(directory, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=metrics.scrape_registry())
+        log.info("worker metrics on port %d", settings.worker_metrics_port)
+
+
+@signals.worker_process_init.connect
+def _load_engine(**_: object) -> None:
+    from worker.runtime import get_runtime
+
+    runtime = get_runtime()
+    runtime.engine.warm_up()
+
+
+@signals.worker_process_shutdown.connect
+def _mark_dead(pid: int | None = None, **_: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid or os.getpid())
+
+
+@app.task(name=SYNTHESIZE_TASK)
+def synthesize(job_id: str) -> str | None:
+    from worker.pipeline import run_job
+    from worker.runtime import get_runtime
+
+    status = run_job(job_id, get_runtime())
+    return status.value if status else None

