@@ -1,0 +1,262 @@
+"""Encode the finished narration: WAV, FLAC, MP3, Opus and (with PyAV) M4B audiobooks.
+
+libsndfile (through soundfile) writes WAV, FLAC, MP3 and Ogg Opus. Bitrates suit mono speech: MP3 is
+constant 64 kb/s (predictable size, exact seeking in every player), Opus about 32 kb/s. Opus accepts
+only 8, 12, 16, 24 or 48 kHz: other rates (22.05 kHz engine audio) are resampled to 48 kHz here, so
+the file's rate can differ from `sr`. M4B is AAC (64 kb/s) in an MP4 container written by PyAV's
+bundled FFmpeg, with chapter markers (QuickTime and Nero style, read by Apple Books and most players);
+it is offered only when `av` is installed.
+
+Tags and chapters: `metadata` keys title, artist, album, comment, date, genre, copyright, license,
+tracknumber work in every format; FLAC, Opus and MP3 also take free-form keys. `chapters` are
+`(start_seconds, title)` pairs, each ending where the next starts: MP3 gets ID3 CHAP/CTOC frames, FLAC
+and Opus Vorbis-comment CHAPTERnnn entries, M4B MP4 chapters. WAV has no chapter convention, so WAV
+files carry none.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from itertools import pairwise
+
+import numpy as np
+import soundfile as sf
+from mutagen import id3
+from mutagen.flac import FLAC
+from mutagen.oggopus import OggOpus
+
+from shared.audio.levels import as_mono_float32
+from shared.audio.resample import resample
+
+try:
+    import av
+except ImportError:  # M4B is optional
+    av = None
+
+MP3_KBPS = 64
+AAC_KBPS = 64
+OPUS_COMPRESSION_LEVEL = 0.9
+"""libsndfile's 0..1 scale; 0.9 gives about 32 kb/s, transparent for speech."""
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+_INFO: dict[str, tuple[str, str]] = {
+    "wav": ("audio/wav", "wav"),
+    "flac": ("audio/flac", "flac"),
+    "mp3": ("audio/mpeg", "mp3"),
+    "opus": ("audio/ogg", "opus"),
+    "m4b": ("audio/mp4", "m4b"),
+}
+FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus") + (("m4b",) if av is not None else ())
+
+# Tag names libsndfile writes into WAV (its string fields).
+_SNDFILE_TAGS = (
+    "title",
+    "artist",
+    "album",
+    "comment",
+    "date",
+    "genre",
+    "copyright",
+    "license",
+    "tracknumber",
+)
+_ID3_FRAMES = {
+    "title": id3.TIT2,
+    "artist": id3.TPE1,
+    "album": id3.TALB,
+    "date": id3.TDRC,
+    "genre": id3.TCON,
+    "copyright": id3.TCOP,
+    "tracknumber": id3.TRCK,
+}
+
+Chapters = Sequence[tuple[float, str]]
+
+
+def content_type(fmt: str) -> str:
+    return _INFO[_check(fmt)][0]
+
+
+def extension(fmt: str) -> str:
+    return _INFO[_check(fmt)][1]
+
+
+def encode(
+    audio: np.ndarray,
+    sr: int,
+    fmt: str,
+    *,
+    chapters: Chapters | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> bytes:
+    """The whole file as bytes (one hour of 64 kb/s MP3 is about 29 MB)."""
+    audio = as_mono_float32(audio)
+    fmt = _check(fmt)
+    duration = audio.shape[0] / sr
+    spans = _chapter_spans(chapters or (), duration)
+    metadata = dict(metadata or {})
+    if fmt == "wav":
+        unknown = set(metadata) - set(_SNDFILE_TAGS)
+        if unknown:
+            raise ValueError(f"WAV cannot carry tags {sorted(unknown)}; supported: {_SNDFILE_TAGS}")
+        return _soundfile(audio, sr, format="WAV", subtype="PCM_16", tags=metadata)
+    if fmt == "flac":
+        data = _soundfile(audio, sr, format="FLAC", subtype="PCM_16")
+        return _vorbis_comments(FLAC, data, metadata, spans)
+    if fmt == "mp3":
+        level = _mp3_level(sr, MP3_KBPS)
+        data = _soundfile(
+            audio,
+            sr,
+            format="MP3",
+            subtype="MPEG_LAYER_III",
+            compression_level=level,
+            bitrate_mode="CONSTANT",
+        )
+        return _id3(data, metadata, spans)
+    if fmt == "opus":
+        rate = sr if sr in OPUS_RATES else 48000
+        data = _soundfile(
+            resample(audio, sr, rate),
+            rate,
+            format="OGG",
+            subtype="OPUS",
+            compression_level=OPUS_COMPRESSION_LEVEL,
+        )
+        return _vorbis_comments(OggOpus, data, metadata, spans)
+    return _m4b(audio, sr, metadata, spans)
+
+
+def _check(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unsupported format {fmt!r}; supported: {', '.join(FORMATS)}")
+    return fmt
+
+
+def _chapter_spans(chapters: Chapters, duration: float) -> list[tuple[float, float, str]]:
+    """(start, end, title) with each end at the next start; starts must rise within the audio."""
+    starts = [float(start) for start, _ in chapters]
+    if not starts:
+        return []
+    if any(b <= a for a, b in pairwise(starts)) or any(not 0 <= s < max(duration, 1e-9) for s in starts):
+        raise ValueError("chapter starts must be increasing and inside the audio")
+    ends = [*starts[1:], duration]
+    return [(start, end, str(title)) for (start, title), end in zip(chapters, ends, strict=True)]
+
+
+def _soundfile(audio: np.ndarray, sr: int, *, tags: Mapping[str, str] | None = None, **options) -> bytes:
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", samplerate=sr, channels=1, **options) as f:
+        for key, value in (tags or {}).items():
+            setattr(f, key, value)
+        # Write in slices: libsndfile would otherwise convert the whole hour to its format at once.
+        for begin in range(0, audio.shape[0], 1 << 20):
+            f.write(audio[begin : begin + (1 << 20)])
+    return buffer.getvalue()
+
+
+def _mp3_level(sr: int, kbps: int) -> float:
+    """libsndfile maps compression_level 0..1 linearly onto the MPEG version's bitrate range."""
+    if sr >= 32000:
+        low, high = 32, 320  # MPEG-1
+    elif sr >= 16000:
+        low, high = 8, 160  # MPEG-2
+    else:
+        low, high = 8, 64  # MPEG-2.5
+    return min(max((high - kbps) / (high - low), 0.0), 1.0)
+
+
+def _vorbis_comments(kind, data: bytes, metadata: Mapping[str, str], spans) -> bytes:
+    if not metadata and not spans:
+        return data
+    buffer = io.BytesIO(data)
+    tagged = kind(buffer)
+    if tagged.tags is None:
+        tagged.add_tags()
+    for key, value in metadata.items():
+        tagged[key] = str(value)
+    for number, (start, _, title) in enumerate(spans, start=1):
+        tagged[f"CHAPTER{number:03d}"] = _hhmmss(start)
+        tagged[f"CHAPTER{number:03d}NAME"] = title
+    buffer.seek(0)
+    tagged.save(buffer)
+    return buffer.getvalue()
+
+
+def _hhmmss(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
+
+
+def _id3(data: bytes, metadata: Mapping[str, str], spans) -> bytes:
+    if not metadata and not spans:
+        return data
+    tags = id3.ID3()
+    for key, value in metadata.items():
+        if key in _ID3_FRAMES:
+            tags.add(_ID3_FRAMES[key](encoding=3, text=str(value)))
+        elif key == "comment":
+            tags.add(id3.COMM(encoding=3, lang="eng", desc="", text=str(value)))
+        else:
+            tags.add(id3.TXXX(encoding=3, desc=key, text=str(value)))
+    if spans:
+        ids = [f"chp{number}" for number in range(len(spans))]
+        tags.add(
+            id3.CTOC(
+                element_id="toc", flags=id3.CTOCFlags.TOP_LEVEL | id3.CTOCFlags.ORDERED, child_element_ids=ids
+            )
+        )
+        for element_id, (start, end, title) in zip(ids, spans, strict=True):
+            tags.add(
+                id3.CHAP(
+                    element_id=element_id,
+                    start_time=round(start * 1000),
+                    end_time=round(end * 1000),
+                    sub_frames=[id3.TIT2(encoding=3, text=title)],
+                )
+            )
+    buffer = io.BytesIO(data)
+    tags.save(buffer)
+    return buffer.getvalue()
+
+
+def _m4b(audio: np.ndarray, sr: int, metadata: Mapping[str, str], spans) -> bytes:
+    """AAC in MP4 via PyAV; written to a temporary file so `faststart` can move the index to the front."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "out.m4b")
+        with av.open(path, "w", format="ipod", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream("aac", rate=sr, layout="mono")
+            stream.bit_rate = AAC_KBPS * 1000
+            for key, value in metadata.items():
+                container.metadata[key] = str(value)
+            container.set_chapters(
+                [
+                    {
+                        "id": number,
+                        "start": round(start * 1000),
+                        "end": round(end * 1000),
+                        "time_base": Fraction(1, 1000),
+                        "metadata": {"title": title},
+                    }
+                    for number, (start, end, title) in enumerate(spans, start=1)
+                ]
+            )
+            step = 1 << 16
+            for begin in range(0, audio.shape[0], step):
+                frame = av.AudioFrame.from_ndarray(
+                    audio[None, begin : begin + step], format="fltp", layout="mono"
+                )
+                frame.sample_rate = sr
+                frame.pts = begin
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        with open(path, "rb") as f:
+            return f.read()
