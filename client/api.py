@@ -1,0 +1,238 @@
+"""A small Python client for the narrate HTTP API (used by the `narrate` CLI and the demo).
+
+It speaks only HTTP: no imports from the service, so it can be copied into any script or CI job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+FINISHED = frozenset({"succeeded", "failed", "canceled"})
+
+Job = dict[str, Any]
+
+
+class ApiError(Exception):
+    """An error answer of the API (`{"error": {"code", "message", "field"}}`), or no answer at all."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        where = f" (field {self.field})" if self.field else ""
+        status = f"HTTP {self.status} " if self.status else ""
+        return f"{status}{self.code}: {self.message}{where}"
+
+
+class DownloadError(ApiError):
+    """A result could not be fetched, or its bytes do not match the job's sha256."""
+
+
+def _error_from_response(response: requests.Response) -> ApiError:
+    try:
+        body = response.json()
+        error = body["error"]
+        return ApiError(response.status_code, str(error["code"]), str(error["message"]), error.get("field"))
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()[:300] or response.reason or "no body"
+        return ApiError(response.status_code, "http_error", text)
+
+
+class ApiClient:
+    """Bearer-key client; GETs and DELETEs are retried on connection errors and 502/503/504."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("NARRATE_API_URL") or DEFAULT_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("NARRATE_API_KEY")
+        self.timeout = timeout
+        self.session = requests.Session()
+        retry = Retry(
+            total=retries,
+            backoff_factor=0.3,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        if self.api_key:
+            self.session.headers["Authorization"] = f"Bearer {self.api_key}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = urljoin(self.base_url + "/", path.lstrip("/"))
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            raise ApiError(0, "unreachable", f"cannot reach {self.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        return response
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        inputs: list[dict[str, str]],
+        *,
+        voice: str | None = None,
+        format: str = "mp3",
+        sample_rate: int | None = None,
+        concatenate: bool = True,
+        metadata: dict[str, Any] | None = None,
+        sampling: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Queue a job. A fresh Idempotency-Key is sent unless one is given, so a retried submit
+        after a lost answer cannot create the job twice."""
+        body: dict[str, Any] = {
+            "inputs": inputs,
+            "voice": voice,
+            "format": format,
+            "sample_rate": sample_rate,
+            "concatenate": concatenate,
+            "metadata": metadata or {},
+        }
+        if sampling:
+            body["sampling"] = sampling
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        return self.request("POST", "/v1/jobs", json=body, headers=headers).json()
+
+    def get_job(self, job_id: str) -> Job:
+        return self.request("GET", f"/v1/jobs/{job_id}").json()
+
+    def list_jobs(
+        self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v}
+        return self.request("GET", "/v1/jobs", params=params).json()
+
+    def iter_jobs(self, *, status: str | None = None, limit: int | None = None) -> Iterator[Job]:
+        """Every job (newest first, as the API orders them), following `next_cursor`; at most `limit`."""
+        cursor: str | None = None
+        seen = 0
+        while True:
+            page = self.list_jobs(status=status, limit=limit, cursor=cursor)
+            for job in page["data"]:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield job
+            cursor = page.get("next_cursor")
+            if not cursor or (limit is not None and seen >= limit):
+                return
+
+    def cancel(self, job_id: str) -> Job:
+        return self.request("DELETE", f"/v1/jobs/{job_id}").json()
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        interval: float = 1.0,
+        timeout: float | None = None,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job is finished; `on_update` sees every polled state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if on_update:
+                on_update(job)
+            if job["status"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise ApiError(0, "timeout", f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(interval)
+
+    def ready(self) -> bool:
+        """Whether /readyz answers 200 (the stack can take jobs)."""
+        try:
+            self.request("GET", "/readyz", timeout=5)
+        except ApiError:
+            return False
+        return True
+
+    # --- results --------------------------------------------------------------------------------
+
+    def download(self, result: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
+        """Fetch a result (`{"url", "sha256", ...}`) to `dest`, checking its sha256 when given.
+
+        The file appears only once complete and verified (written beside `dest`, then renamed).
+        """
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        url = urljoin(self.base_url + "/", result["url"])
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for block in self._read_url(url):
+                    digest.update(block)
+                    out.write(block)
+            expected = result.get("sha256")
+            if expected and digest.hexdigest() != expected:
+                raise DownloadError(
+                    0, "checksum_mismatch", f"{url} has sha256 {digest.hexdigest()}, expected {expected}"
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
+
+    def _read_url(self, url: str) -> Iterator[bytes]:
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            path = Path(url2pathname(parts.path))
+            try:
+                with path.open("rb") as fh:
+                    yield from iter(lambda: fh.read(1024 * 1024), b"")
+            except OSError as exc:
+                raise DownloadError(0, "download_failed", f"cannot read {path}: {exc}") from exc
+            return
+        # Presigned URLs carry their own permission: never send our bearer key to the storage host.
+        getter = self.session.get if url.startswith(self.base_url + "/") else requests.get
+        try:
+            with getter(url, stream=True, timeout=self.timeout) as response:
+                if response.status_code >= 400:
+                    error = _error_from_response(response)
+                    raise DownloadError(error.status, "download_failed", f"GET {url}: {error.message}")
+                yield from response.iter_content(1024 * 1024)
+        except requests.RequestException as exc:
+            raise DownloadError(0, "download_failed", f"GET {url}: {exc}") from exc

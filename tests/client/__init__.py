@@ -1,0 +1,1 @@
+"""Tests of the `narrate` CLI and its API client."""
