@@ -1,0 +1,139 @@
+"""Loader and forward pass of the KaniTTS2 LM on the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from worker.engines.kanitts2.model import load_kanitts2
+from worker.engines.kanitts2.positions import frame_positions
+from worker.engines.kanitts2.prompt import build_prompt
+
+INCREMENTAL_ATOL = 1e-4
+"""fp32 on CPU: a cached step and a full forward differ only by summation order."""
+
+
+def test_loader_reads_kanitts2_config(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    spec = model.spec
+    assert spec.tokens.audio_start == 64410 and spec.tokens.end_of_speech == 64402
+    assert spec.tokens.start_of_human == 64403 and spec.tokens.pad == 64407
+    assert spec.use_learnable_rope and (spec.alpha_min, spec.alpha_max) == (0.1, 2.0)
+    assert spec.language_tags == ("en_us", "en_gb")
+    assert sorted(model.model.learnable_rope_layers.keys()) == ["2", "4"]
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert tokenizer("hello")["input_ids"][0] == 1
+
+
+def _copy_with(tiny_checkpoint: Path, tmp_path: Path, edit) -> Path:
+    target = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, target)
+    state = load_file(str(target / "model.safetensors"))
+    edit(state)
+    save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
+    return target
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s.pop("model.speaker_emb_projection.weight"),
+        lambda s: s.pop("model.learnable_rope_layers.4.alpha_weight"),
+        lambda s: s.__setitem__("model.extra.weight", torch.zeros(2)),
+    ],
+    ids=["missing-speaker-projection", "missing-rope-alpha", "unexpected-weight"],
+)
+def test_missing_or_unexpected_weights_are_errors(tiny_checkpoint: Path, tmp_path: Path, edit) -> None:
+    broken = _copy_with(tiny_checkpoint, tmp_path, edit)
+    with pytest.raises(ValueError, match="does not match"):
+        load_kanitts2(str(broken))
+
+
+def test_config_without_audio_tokens_start_is_rejected(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "plain"
+    shutil.copytree(tiny_checkpoint, target)
+    config = json.loads((target / "config.json").read_text())
+    del config["audio_tokens_start"]
+    (target / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="audio_tokens_start"):
+        load_kanitts2(str(target))
+
+
+def _sequence(model, tokenizer, text: str, frames: int, seed: int, speaker: bool) -> list[int]:
+    ids = model.spec.tokens
+    rng = np.random.default_rng(seed)
+    audio = rng.integers(0, ids.codebook_size, size=(frames, 4))
+    return build_prompt(
+        tokenizer, ids, text, language_tag="en_us", with_speaker=speaker, context_frames=audio
+    )
+
+
+def _batch(rows: list[list[int]], pad: int):
+    width = max(map(len, rows))
+    items = torch.full((len(rows), width), pad)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        items[b, width - len(row) :] = torch.tensor(row)
+        mask[b, width - len(row) :] = 1
+    return items, mask
+
+
+def test_incremental_decoding_matches_full_forward(tiny_lm) -> None:
+    """Prefill + one cached step per token gives the full forward's logits, left padding included."""
+    model, tokenizer = tiny_lm
+    spec = model.spec
+    rows = [
+        _sequence(model, tokenizer, "The quick brown fox.", 3, 1, speaker=True),
+        _sequence(model, tokenizer, "Hello there, how are you today my friend?", 2, 2, speaker=False),
+    ]
+    items, mask = _batch(rows, spec.tokens.pad)
+    pos = frame_positions(
+        items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=0.5
+    )
+    speaker = torch.nn.functional.normalize(
+        torch.randn(2, 128, generator=torch.Generator().manual_seed(3)), dim=-1
+    )
+    with torch.inference_mode():
+        full = model.logits(items, mask, pos, speaker=speaker)
+        prefill = items.shape[1] - 9
+        cache = model.new_cache()
+        steps = [
+            model.logits(
+                items[:, :prefill], mask[:, :prefill], pos[:, :prefill], speaker=speaker, cache=cache
+            )
+        ]
+        for t in range(prefill, items.shape[1]):
+            steps.append(model.logits(items[:, t : t + 1], mask[:, : t + 1], pos[:, t : t + 1], cache=cache))
+    incremental = torch.cat(steps, dim=1)
+    valid = mask.bool()
+    assert torch.allclose(full[valid], incremental[valid], atol=INCREMENTAL_ATOL, rtol=0)
+
+
+def test_learnable_rope_and_speaker_change_the_output(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    spec = model.spec
+    row = _sequence(model, tokenizer, "Rope test.", 2, 5, speaker=True)
+    items, mask = _batch([row], spec.tokens.pad)
+    pos = frame_positions(
+        items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=1.0
+    )
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 128, generator=gen), torch.randn(1, 128, generator=gen)
+    with torch.inference_mode():
+        base = model.logits(items, mask, pos, speaker=a)[0, -1]
+        other_speaker = model.logits(items, mask, pos, speaker=b)[0, -1]
+        alpha = model.model.learnable_rope_layers["4"].alpha_weight
+        saved = alpha.clone()
+        alpha.add_(2.0)
+        try:
+            other_rope = model.logits(items, mask, pos, speaker=a)[0, -1]
+        finally:
+            alpha.copy_(saved)
+    assert (base - other_speaker).abs().max() > 1e-3
+    assert (base - other_rope).abs().max() > 1e-3
