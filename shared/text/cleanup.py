@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from shared.text.offsets import MappedText
+from shared.text.offsets import Edit, MappedText
 
 # Kept although they are format characters: they change how Persian, Indic scripts and emoji read.
 _KEEP_FORMAT = {"\u200c", "\u200d"}
@@ -30,7 +30,9 @@ _CHAR_TABLE = {
 }
 
 # A dash used as punctuation: an em dash, a double hyphen, or an en dash / hyphen with space around it.
-_DASH = re.compile(r"[ \t]*(?:—+|-{2,}|(?<=\s)[–-](?=\s))[ \t]*")
+_DASH = re.compile(r"([ \t]*)(—+|-{2,}|(?<=\s)[–-](?=\s))([ \t]*)")
+# A CJK full stop is not followed by a space; one is added so that sentences are cut at spaces only.
+_CJK_STOP = re.compile(r"(?<=[。！？])(?=[^\s。！？」』）”\"'])")
 _ELLIPSIS = re.compile(r"…|\.(?: \.){2,}")
 _NON_WHITESPACE = re.compile(r"\S+")
 
@@ -41,7 +43,13 @@ def clean_characters(mapped: MappedText) -> MappedText:
     mapped = _drop_invisible(mapped)
     mapped = mapped.translate(_CHAR_TABLE)
     mapped = mapped.sub(_ELLIPSIS, lambda m: "...")
-    return mapped.sub(_DASH, lambda m: " — ")
+    mapped = mapped.sub(_CJK_STOP, lambda m: " ")
+    return mapped.sub_edits(_DASH, _spaced_dash)
+
+
+def _spaced_dash(m: re.Match[str]) -> list[Edit]:
+    """' — ' with each space mapped on its own, so that a chunk can end or start at the dash."""
+    return [(m.start(1), m.end(1), " "), (m.start(2), m.end(2), "—"), (m.start(3), m.end(3), " ")]
 
 
 def _line_ending(match: re.Match[str]) -> str:

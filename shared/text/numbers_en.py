@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from num2words import num2words
 
-from shared.text.offsets import MappedText
+from shared.text.offsets import Edit, MappedText
 
 MONTHS = (
     *("January", "February", "March", "April", "May", "June"),
@@ -54,7 +54,11 @@ NUMBERS = re.compile(
 )
 
 
+_LONG_DIGITS = re.compile(rf"(?<![\w.,])\d{{{_MAX_DIGITS_AS_NUMBER + 1},}}(?![\w]|[.,]\d)")
+
+
 def expand_numbers(mapped: MappedText) -> MappedText:
+    mapped = mapped.sub_edits(_LONG_DIGITS, _digits_one_by_one)
     text = mapped.text
     return mapped.sub(NUMBERS, lambda m: _read(m, text))
 
@@ -93,6 +97,16 @@ def _read(m: re.Match[str], text: str) -> str | None:
         return year(value)
     said = cardinal(value)
     return f"minus {said}" if m["sign"] else said
+
+
+def _digits_one_by_one(m: re.Match[str]) -> list[Edit]:
+    """A serial number is read digit by digit; each word keeps its own digit as origin."""
+    edits: list[Edit] = []
+    for i in range(m.start(), m.end()):
+        if i > m.start():
+            edits.append((i, i, " "))
+        edits.append((i, i + 1, _words(int(m.string[i]))))
+    return edits
 
 
 def cardinal(digits: str) -> str:

@@ -1,0 +1,198 @@
+"""Text to chunks: whole sentences packed under a budget of estimated audio seconds.
+
+Joining rule (tested as a property): the chunks' texts, each followed by ``SEPARATORS[boundary]``
+(a space inside a paragraph, ``"\\n\\n"`` between paragraphs, nothing after the last chunk), give back
+exactly ``normalize(text, language).text``: nothing lost, nothing repeated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import NamedTuple
+
+from shared.text.normalize import NormalizedText, normalize
+from shared.text.pieces import is_breakable, split_long
+from shared.text.segment import split_sentences
+
+
+class Boundary(StrEnum):
+    """What follows a chunk; CLAUSE means the chunk was cut inside a sentence."""
+
+    CLAUSE = "clause"
+    SENTENCE = "sentence"
+    PARAGRAPH = "paragraph"
+    END = "end"
+
+
+SEPARATORS = {Boundary.CLAUSE: " ", Boundary.SENTENCE: " ", Boundary.PARAGRAPH: "\n\n", Boundary.END: ""}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    """Normalised text to speak."""
+    paragraph: int
+    sentences: tuple[int, ...]
+    """Global indices of the sentences this chunk holds (whole or in part)."""
+    start: int
+    end: int
+    """``[start, end)`` in the ORIGINAL text: the source of this chunk's words."""
+    boundary: Boundary
+    est_seconds: float
+    last_sentence: str
+    """The final sentence of the chunk, or its final clause piece when cut inside a sentence."""
+
+
+class _Unit(NamedTuple):
+    start: int
+    end: int
+    sentence: int
+    sentence_start: int
+    ends_sentence: bool
+
+
+def join_chunks(chunks: Sequence[Chunk]) -> str:
+    """The normalised text the chunks came from (see the joining rule above)."""
+    return "".join(chunk.text + SEPARATORS[chunk.boundary] for chunk in chunks)
+
+
+def chunk_text(
+    text: str,
+    *,
+    budget_seconds: float = 25.0,
+    chars_per_second: float = 14.0,
+    language: str = "en",
+) -> list[Chunk]:
+    """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone."""
+    if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
+        raise ValueError(f"budget_seconds must be a positive number, not {budget_seconds!r}")
+    if not (chars_per_second > 0 and math.isfinite(chars_per_second)):
+        raise ValueError(f"chars_per_second must be a positive number, not {chars_per_second!r}")
+    normalized = normalize(text, language)
+    max_chars = budget_seconds * chars_per_second
+    chunks: list[Chunk] = []
+    sentence_count = 0
+    for paragraph, (p_start, p_end) in enumerate(normalized.paragraphs):
+        units: list[_Unit] = []
+        for start, end in _sentences(normalized, p_start, p_end, language):
+            index = sentence_count
+            sentence_count += 1
+            pieces = (
+                [(start, end)]
+                if end - start <= max_chars
+                else split_long(normalized.mapped, start, end, max_chars)
+            )
+            for k, (a, b) in enumerate(pieces):
+                units.append(_Unit(a, b, index, start, k == len(pieces) - 1))
+        _pack(normalized, units, paragraph, max_chars, chars_per_second, chunks)
+    if chunks:
+        chunks[-1] = replace(chunks[-1], boundary=Boundary.END)
+    return chunks
+
+
+def _sentences(normalized: NormalizedText, p_start: int, p_end: int, language: str) -> list[tuple[int, int]]:
+    """Global sentence spans of a paragraph, rejoined where a cut would tear an expansion apart."""
+    spans: list[tuple[int, int]] = []
+    for a, b in split_sentences(normalized.text[p_start:p_end], language):
+        a, b = a + p_start, b + p_start
+        if spans and not is_breakable(normalized.mapped, a - 1):
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    return spans
+
+
+def _pack(
+    normalized: NormalizedText,
+    units: list[_Unit],
+    paragraph: int,
+    max_chars: float,
+    chars_per_second: float,
+    chunks: list[Chunk],
+) -> None:
+    """Greedy: each chunk takes as many following units as fit under ``max_chars``."""
+    text = normalized.text
+    i = 0
+    while i < len(units):
+        j = i + 1
+        while j < len(units) and units[j].end - units[i].start <= max_chars:
+            j += 1
+        first, last = units[i], units[j - 1]
+        if j == len(units):
+            boundary = Boundary.PARAGRAPH
+        else:
+            boundary = Boundary.SENTENCE if last.ends_sentence else Boundary.CLAUSE
+        chunk_string = text[first.start : last.end]
+        start, end = normalized.span_to_original(first.start, last.end)
+        chunks.append(
+            Chunk(
+                index=len(chunks),
+                text=chunk_string,
+                paragraph=paragraph,
+                sentences=tuple(dict.fromkeys(unit.sentence for unit in units[i:j])),
+                start=start,
+                end=end,
+                boundary=boundary,
+                est_seconds=len(chunk_string) / chars_per_second,
+                last_sentence=text[max(first.start, last.sentence_start) : last.end],
+            )
+        )
+        i = j
+
+
+def split_streams(chunks: Sequence[Chunk], streams: int) -> list[list[Chunk]]:
+    """At most ``streams`` contiguous runs of chunks, cut only between paragraphs, balanced by seconds.
+
+    Minimises the longest stream (the job's latency); uses as many streams as there are paragraphs to
+    spread over, up to ``streams``. Order is preserved: concatenating the streams gives ``chunks``.
+    """
+    if streams < 1:
+        raise ValueError(f"streams must be at least 1, not {streams}")
+    groups: list[list[Chunk]] = []
+    for chunk in chunks:
+        if groups and groups[-1][-1].paragraph == chunk.paragraph:
+            groups[-1].append(chunk)
+        else:
+            groups.append([chunk])
+    if not groups:
+        return []
+    weights = [sum(chunk.est_seconds for chunk in group) for group in groups]
+    parts = min(streams, len(groups))
+    limit = _smallest_feasible_limit(weights, parts)
+    result: list[list[Chunk]] = [[]]
+    load = 0.0
+    for i, (group, weight) in enumerate(zip(groups, weights, strict=True)):
+        still_needed = parts - len(result)
+        if result[-1] and (load + weight > limit or len(groups) - i <= still_needed):
+            result.append([])
+            load = 0.0
+        result[-1].extend(group)
+        load += weight
+    return result
+
+
+def _smallest_feasible_limit(weights: list[float], parts: int) -> float:
+    """Smallest longest-part length for splitting ``weights`` into ``parts`` contiguous runs."""
+
+    def parts_needed(limit: float) -> int:
+        count, load = 1, 0.0
+        for weight in weights:
+            if load and load + weight > limit:
+                count, load = count + 1, 0.0
+            load += weight
+        return count
+
+    low, high = max(weights), sum(weights)
+    for _ in range(100):
+        if high - low <= 1e-9 * max(high, 1.0):
+            break
+        middle = (low + high) / 2
+        if parts_needed(middle) <= parts:
+            high = middle
+        else:
+            low = middle
+    return high
