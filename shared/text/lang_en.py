@@ -53,7 +53,24 @@ _ABBREVIATION = re.compile(r"\b(" + "|".join(_TRAILING) + r")\.")
 _INLINE_ABBREVIATION = re.compile(r"(?<!\w)(" + "|".join(re.escape(k) for k in _INLINE) + r")(?= )")
 _NUMBER_SIGN = re.compile(r"\b(No|Nos|no)\.(?= ?\d)")
 _NUMBER_RANGE = re.compile(r"(?<=\d)[–](?=\d)")
-_NAME_BEFORE = re.compile(r"(?:[A-Z][\w'-]*|\d+(?:st|nd|rd|th)?) $")
+_NAME_BEFORE = re.compile(r"(?:\b([A-Z][\w'-]*)|\d+(?:st|nd|rd|th)?) $")
+# Capitalised words that start a phrase rather than name a street: "On St. Paul's day".
+_NOT_STREET_NAMES = {
+    "On",
+    "In",
+    "At",
+    "To",
+    "From",
+    "By",
+    "Near",
+    "The",
+    "And",
+    "Of",
+    "For",
+    "With",
+    "Old",
+    "Visit",
+}
 _SENTENCE_FOLLOWS = re.compile(r"(?: +[\"'(]?[A-Z]| *\n| *$)")
 
 
@@ -71,7 +88,8 @@ def expand_english(mapped: MappedText) -> MappedText:
 
 def _saint_or_street(m: re.Match[str], text: str) -> str:
     """'St. Paul' is a saint; 'Baker St.' and '42nd St' are streets."""
-    if _NAME_BEFORE.search(text, max(0, m.start() - 40), m.start()):
+    before = _NAME_BEFORE.search(text, max(0, m.start() - 40), m.start())
+    if before and before.group(1) not in _NOT_STREET_NAMES:
         dotted = m.group().endswith(".")
         return "Street" + (_kept_dot(text, m.end()) if dotted else "")
     return "Saint"

@@ -1,0 +1,154 @@
+"""Normalisation: what the TTS model is given to read, and where each character came from."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.text.languages import LanguageRules, register, rules_for
+from shared.text.normalize import normalize
+from shared.text.offsets import MappedText
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("Mr. Smith met Dr. Jones.", "Mister Smith met Doctor Jones."),
+        ("Mrs. Long and Mr Darcy", "Missus Long and Mister Darcy"),
+        ("On St. Patrick's Day.", "On Saint Patrick's Day."),
+        ("She lives on Baker St. Then she moved.", "She lives on Baker Street. Then she moved."),
+        (
+            "Apples, pears, etc. are fruit, e.g. these.",
+            "Apples, pears, et cetera are fruit, for example these.",
+        ),
+        ("Profits rose 3.5 million.", "Profits rose three point five million."),
+        (
+            "It cost $1,234.56.",
+            "It cost one thousand two hundred and thirty-four dollars and fifty-six cents.",
+        ),
+        ("A $1 coin, £5 and €0.99.", "A one dollar coin, five pounds and ninety-nine cents."),
+        ("Worth $3.5 billion.", "Worth three point five billion dollars."),
+        ("Up 12% today.", "Up twelve percent today."),
+        ("The 1st and 21st.", "The first and twenty-first."),
+        ("It was on 14 March 2024.", "It was on the fourteenth of March twenty twenty-four."),
+        ("It was March 14, 2024.", "It was March fourteenth, twenty twenty-four."),
+        ("Since 1999, in the 1990s.", "Since nineteen ninety-nine, in the nineteen nineties."),
+        ("Meet at 10:30.", "Meet at ten thirty."),
+        ("At 9:05 and 14:00.", "At nine oh five and fourteen hundred."),
+        ("Meet at 5 p.m. tomorrow.", "Meet at five PM tomorrow."),
+        ("Meet at 5 p.m. Bring food.", "Meet at five PM. Bring food."),
+        (
+            "Pages 10–20, room No. 5, -7 degrees.",
+            "Pages ten to twenty, room number five, minus seven degrees.",
+        ),
+        (
+            "Serial 12345678901234567.",
+            "Serial one two three four five six seven eight nine zero one two three four five six seven.",
+        ),
+        (
+            "1,000 people and 1999 people.",
+            "one thousand people and one thousand nine hundred and ninety-nine people.",
+        ),
+    ],
+)
+def test_english_expansions(text: str, spoken: str) -> None:
+    assert normalize(text).text == spoken
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        # A single line break inside a paragraph is a space; a blank line ends the paragraph.
+        ("It was a dark\nand stormy night.\n\nThe end.", "It was a dark and stormy night.\n\nThe end."),
+        ("One\r\ntwo\rthree", "One two three"),
+        ("A\n \n\n\t\nB", "A\n\nB"),
+        # Headings on their own line are paragraphs.
+        ("Chapter 1\nIt was a dark night.", "Chapter one\n\nIt was a dark night."),
+        ("CHAPTER IV\nIt was a dark night.", "CHAPTER IV\n\nIt was a dark night."),
+        ("# The Beginning\nIt was a dark night.", "The Beginning\n\nIt was a dark night."),
+        ("Part One\nIt was.", "Part One\n\nIt was."),
+        # A wrapped paragraph whose first line is short is not a heading when the next one is lower case.
+        ("It was\nlate.", "It was late."),
+        ("A well-\nknown fact.", "A well-known fact."),
+        # Whitespace, invisible and control characters.
+        ("  a\u00a0b\tc   d  ", "a b c d"),
+        ("Ctrl\x00\x07chars\u200b here\ufeff", "Ctrlchars here"),
+        ("soft\u00adhyphen", "softhyphen"),
+        ("para\u2029graph", "para\n\ngraph"),
+        # Quotes, dashes, ellipses.
+        ("“Quote” and ‘single’ don’t", "\"Quote\" and 'single' don't"),
+        ("Wait -- no—yes – ok", "Wait — no — yes — ok"),
+        ("Well… . . . so", "Well... ... so"),
+        # Paragraphs with nothing to speak are dropped.
+        ("One.\n\n* * *\n\nTwo.", "One.\n\nTwo."),
+        ("我爱你。你好。", "我爱你。 你好。"),
+    ],
+)
+def test_layout_and_characters(text: str, spoken: str) -> None:
+    assert normalize(text).text == spoken
+
+
+def test_unicode_nfc() -> None:
+    normalized = normalize("cafe\u0301 ok")
+    assert normalized.text == "caf\u00e9 ok"
+    assert normalized.span_to_original(0, 4) == (0, 5)
+
+
+def test_paragraph_spans() -> None:
+    normalized = normalize("Chapter 1\nFirst line\nsecond line.\n\n\n***\n\nLast.")
+    assert normalized.paragraph_texts() == ["Chapter one", "First line second line.", "Last."]
+    assert [normalized.text[a:b] for a, b in normalized.paragraphs] == normalized.paragraph_texts()
+
+
+def test_every_character_maps_back_to_its_source() -> None:
+    original = "  Mr. Smith paid $5\non 14 March 2024.\n\n“Yes,” he said -- at 5 p.m."
+    normalized = normalize(original)
+    text = normalized.text
+
+    def source(word: str) -> str:
+        start = text.index(word)
+        a, b = normalized.span_to_original(start, start + len(word))
+        return original[a:b]
+
+    assert source("Mister") == "Mr."
+    assert source("Smith") == "Smith"
+    assert source("five dollars") == "$5"
+    assert source("the fourteenth of March twenty twenty-four") == "14 March 2024"
+    assert source('"Yes,"') == "“Yes,”"
+    assert source("—") == "--"
+    assert source("five PM") == "5 p.m."
+    assert normalized.to_original(0) == 2
+    assert [normalized.to_original(i) for i in range(len(text))] == sorted(
+        normalized.to_original(i) for i in range(len(text))
+    )
+
+
+def test_offset_map_composes_over_passes() -> None:
+    import re
+
+    first = MappedText.identity("ab cd").sub(re.compile("b"), lambda m: "BBB")
+    second = first.sub(re.compile("BB"), lambda m: "x")
+    assert second.text == "axB cd"
+    assert second.span_to_original(1, 2) == (1, 2)
+    assert second.span_to_original(3, 4) == (2, 3)
+    inserted = MappedText.identity("ab").edit([(1, 1, "-")])
+    assert inserted.text == "a-b"
+    assert inserted.span_to_original(1, 2) == (1, 1)
+
+
+def test_language_registry_is_pluggable() -> None:
+    assert rules_for("en-GB").code == "en"
+    assert rules_for("EN_us").code == "en"
+    # Languages without rules still get the generic clean-up and pysbd's segmenter where it has one.
+    assert rules_for("de").segmenter_language == "de"
+    assert rules_for("tlh").segmenter_language == "en"
+    assert normalize("Mr.  Müller kam um 5 p.m.", "de").text == "Mr. Müller kam um 5 p.m."
+
+    register(LanguageRules("zz", expand=lambda mapped: mapped.edit([(0, 1, "Z")]), segmenter_language="en"))
+    assert normalize("abc", "zz").text == "Zbc"
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\n\t", "...", "!?", "* * *", "😀😀", "\x00\x01"])
+def test_nothing_to_speak(text: str) -> None:
+    normalized = normalize(text)
+    assert normalized.paragraphs == ()
+    assert normalized.text == ""
