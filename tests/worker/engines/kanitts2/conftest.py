@@ -19,3 +19,14 @@ def tiny_lm(tiny_checkpoint: Path):
     from worker.engines.kanitts2.model import load_kanitts2
 
     return load_kanitts2(str(tiny_checkpoint))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models are all per-op overhead: OpenMP threads only add spin-waits (20x slower on a busy box)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,114 @@
+"""The batched generation loop: frame grammar, stop and caps, seeds, batch invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from worker.engines.kanitts2.generate import RowRequest, frame_cap, generate_frames
+from worker.engines.kanitts2.prompt import build_prompt
+from worker.engines.kanitts2.sampling import top_p_filter
+
+
+def _row(model, tokenizer, text: str, *, seed: int, speaker: int | None = None, context: int = 0, **kw):
+    ids = model.spec.tokens
+    frames = (
+        np.random.default_rng(seed).integers(0, ids.codebook_size, size=(context, 4)) if context else None
+    )
+    emb = None
+    if speaker is not None:
+        vec = np.random.default_rng(100 + speaker).standard_normal(128).astype(np.float32)
+        emb = vec / np.linalg.norm(vec)
+    items = build_prompt(
+        tokenizer, ids, text, language_tag="en_us", with_speaker=emb is not None, context_frames=frames
+    )
+    return RowRequest(items=items, seed=seed, speaker=emb, **{"max_frames": 6, **kw})
+
+
+def test_rows_are_whole_frames_within_cap_and_deterministic(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    rows = [_row(model, tokenizer, "A short line.", seed=7, max_frames=5)]
+    first = generate_frames(model, rows)[0]
+    again = generate_frames(model, rows)[0]
+    assert first.frames.shape[1] == 4 and 1 <= len(first.frames) <= 5
+    assert first.frames.min() >= 0 and first.frames.max() < 4032
+    assert np.array_equal(first.frames, again.frames)
+    other_seed = generate_frames(model, [_row(model, tokenizer, "A short line.", seed=8, max_frames=5)])[0]
+    assert not np.array_equal(first.frames, other_seed.frames)
+
+
+def test_min_frames_forces_exact_length(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    out = generate_frames(model, [_row(model, tokenizer, "Forced.", seed=1, max_frames=9, min_frames=9)])[0]
+    assert out.frames.shape == (9, 4) and not out.stopped
+
+
+def test_end_of_speech_stops_its_row_and_the_others_carry_on(tiny_lm, monkeypatch) -> None:
+    """A row that samples end_of_speech leaves the batch (cache rows dropped); the rest are unchanged.
+
+    Random weights almost never pick end_of_speech, so the sampler is wrapped to pick it for one
+    seed as soon as the grammar allows it; the model and the rest of the loop are the real ones.
+    """
+    import worker.engines.kanitts2.generate as loop
+
+    model, tokenizer = tiny_lm
+    stop_seed, eos = 21, model.spec.tokens.codebook_size
+    real_sample = loop.sample
+
+    def sample_with_stop(logits, *, allowed, generators, **kw):
+        choice = real_sample(logits, allowed=allowed, generators=generators, **kw)
+        for i, generator in enumerate(generators):
+            if generator.initial_seed() == stop_seed and bool(allowed[i, eos]):
+                choice[i] = eos
+        return choice
+
+    rows = [
+        _row(model, tokenizer, "This row continues.", seed=20, speaker=3, max_frames=6),
+        _row(model, tokenizer, "This row stops.", seed=stop_seed, max_frames=6, min_frames=2),
+        _row(model, tokenizer, "So does this one, to the cap.", seed=22, max_frames=5),
+    ]
+    alone = [generate_frames(model, [row])[0] for row in (rows[0], rows[2])]
+    monkeypatch.setattr(loop, "sample", sample_with_stop)
+    outputs = generate_frames(model, rows)
+    assert outputs[1].stopped and outputs[1].frames.shape == (2, 4)
+    assert not outputs[0].stopped and not outputs[2].stopped
+    assert np.array_equal(outputs[0].frames, alone[0].frames) and len(outputs[0].frames) == 6
+    assert np.array_equal(outputs[2].frames, alone[1].frames) and len(outputs[2].frames) == 5
+
+
+def test_each_row_of_a_batch_matches_the_chunk_alone(tiny_lm) -> None:
+    """Different prompt lengths, speakers, samplers and context: batching changes no token."""
+    model, tokenizer = tiny_lm
+    rows = [
+        _row(model, tokenizer, "The quick brown fox jumps.", seed=11, speaker=1, max_frames=7),
+        _row(model, tokenizer, "Hi.", seed=12, max_frames=4, temperature=0.6, top_p=0.8),
+        _row(
+            model,
+            tokenizer,
+            "Chapter one, it was a bright cold day in April.",
+            seed=13,
+            speaker=2,
+            context=3,
+            max_frames=6,
+            repetition_penalty=1.5,
+        ),
+        _row(model, tokenizer, "Greedy row.", seed=14, max_frames=5, temperature=0.0),
+    ]
+    batched = generate_frames(model, rows)
+    for row, out in zip(rows, batched, strict=True):
+        alone = generate_frames(model, [row])[0]
+        assert np.array_equal(out.frames, alone.frames)
+        assert out.stopped == alone.stopped
+
+
+def test_top_p_keeps_nucleus_only() -> None:
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.9, 0.03, 0.02]])
+    kept = top_p_filter(probs, torch.tensor([0.7, 0.5]))
+    assert torch.equal(kept[0], torch.tensor([0.5, 0.3, 0.0, 0.0]))
+    assert torch.count_nonzero(kept[1]) == 1 and kept[1, 1] == 0.9
+
+
+def test_frame_cap_bounds() -> None:
+    assert frame_cap("x" * 140, 10.0, 12.5) == int(np.ceil((1.6 * 17.5 + 3.0) * 12.5))
+    assert frame_cap("x" * 5000, 0.0, 12.5) == 500  # never past the 40 s training maximum
+    assert frame_cap("", 0.0, 12.5) >= 1
