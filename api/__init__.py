@@ -11,7 +11,7 @@ from flask import Flask, g, request
 from flask_limiter import Limiter
 
 from api import auth, errors
-from api.routes import health, jobs
+from api.routes import health, jobs, voices
 from shared.queue import SYNTHESIZE_TASK, make_celery
 from shared.settings import Settings, get_settings
 from shared.storage import Storage, storage_from_settings
@@ -59,4 +59,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     limiter.exempt(health.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    voices.register(app, limiter=limiter, celery=celery)
     return app

@@ -12,6 +12,7 @@ from api.errors import ApiError, from_validation
 from shared.jobs import JobCreate
 from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
+from shared.voice_store import VoiceStore
 from shared.voices import builtin_voice_ids
 
 
@@ -60,7 +61,9 @@ def body_hash(spec: JobCreate) -> str:
 
 
 def known_voices(store: JobStore, settings: Settings, tenant: str) -> set[str]:
-    return builtin_voice_ids(settings.engine, store.engine_info())
+    """Built-in voices and language tags of the engine, and the tenant's own ready cloned voices."""
+    cloned = VoiceStore(store.redis, prefix=store.prefix).ready_ids(tenant)
+    return builtin_voice_ids(settings.engine, store.engine_info()) | cloned
 
 
 def submit(

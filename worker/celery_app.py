@@ -19,7 +19,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 from celery import signals  # noqa: E402
 
 from shared import metrics  # noqa: E402
-from shared.queue import SYNTHESIZE_TASK, make_celery  # noqa: E402
+from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -67,3 +67,11 @@ def synthesize(job_id: str) -> str | None:
 
     status = run_job(job_id, get_runtime())
     return status.value if status else None
+
+
+@app.task(name=CLONE_VOICE_TASK)
+def clone_voice(voice_id: str) -> str | None:
+    from worker.cloning import run_clone
+    from worker.runtime import get_runtime
+
+    return run_clone(voice_id, get_runtime())

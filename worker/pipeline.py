@@ -22,6 +22,7 @@ from worker import assembly, checkpoints
 from worker.engines.base import ChunkResult, EngineError
 from worker.planning import Plan, PlannedChunk, build_plan
 from worker.runtime import Runtime
+from worker.voice_embeddings import VoiceUnavailable, load_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
         status = JobStatus.CANCELED
     except _soft_time_limit() as exc:
         status = _fail(rt, job_id, "time_limit", f"The job exceeded its time limit ({exc}).")
+    except VoiceUnavailable as exc:
+        status = _fail(rt, job_id, exc.code, str(exc))
     except EngineError as exc:
         status = _fail(rt, job_id, "synthesis_failed", str(exc))
     except Exception as exc:
@@ -90,6 +93,7 @@ def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> N
         chars_per_second=settings.chars_per_second,
         streams=spec.streams or engine.default_streams,
         voice_default=engine.default_voice(),
+        embeddings=load_embeddings(spec, tenant, rt),
     )
     total = len(plan.all())
     if not rt.store.update_running(job_id, chunks_total=total):

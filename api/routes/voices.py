@@ -1,0 +1,297 @@
+"""`/v1/voices`: clone a voice from reference clips, list, read, rename and delete voices.
+
+Uploads are decoded here, by content, before anything is stored: a file that is not audio (or is cut
+short) is refused at once and never written anywhere. Everything else (trimming, speech-length checks,
+the embedding) happens in the cloning task on a worker. Reference audio is personal data: it goes only
+to the tenant's storage prefix, is never logged, and is deleted with the voice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask_limiter import Limiter
+from pydantic import ValidationError
+from werkzeug.datastructures import FileStorage
+
+from api.errors import ApiError, from_validation
+from api.submission import parse_json_body
+from shared.audio.decode import AudioDecodeError, decode_audio
+from shared.queue import CLONE_VOICE_TASK
+from shared.settings import Settings
+from shared.store import JobStore
+from shared.voice_store import (
+    CLONING_ENGINES,
+    MIN_SPEECH_SECONDS,
+    VoiceLimitReached,
+    VoiceList,
+    VoicePatch,
+    VoiceRecord,
+    VoiceStatus,
+    VoiceStore,
+    preview_key,
+    reference_key,
+    voice_prefix,
+)
+from shared.voices import BUILTIN_VOICES
+
+log = logging.getLogger(__name__)
+
+FORM_OVERHEAD_BYTES = 64 * 1024
+"""Room for multipart boundaries and the text fields on top of the clips' own bytes."""
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[a-z0-9]{2,8})*$")
+_MAX_CONSENT_SKEW = timedelta(days=1)
+
+
+@dataclass
+class VoicesContext:
+    voices: VoiceStore
+    enqueue_clone: Any
+
+
+@dataclass(frozen=True)
+class EngineSummary:
+    name: str
+    can_clone: bool
+    voices: list[dict[str, str]]
+
+
+def engine_summary(store: JobStore, settings: Settings) -> EngineSummary:
+    """What the workers run: their published engine when it matches the configuration, else the
+    configured engine's catalogue (before any worker has started)."""
+    info = store.engine_info()
+    if info and info.get("name") == settings.engine:
+        return EngineSummary(info["name"], bool(info.get("can_clone")), list(info.get("voices", [])))
+    return EngineSummary(
+        settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, [])
+    )
+
+
+def _ctx():
+    return current_app.extensions["narrate"]
+
+
+def _voices() -> VoiceStore:
+    return current_app.extensions["narrate.voices"].voices
+
+
+def _view_json(record: VoiceRecord) -> dict[str, Any]:
+    url = None
+    if record.preview and record.status == VoiceStatus.READY:
+        url = _ctx().storage.url_for(
+            preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3"
+        )
+    return record.view(url).model_dump(mode="json")
+
+
+def _own_voice(voice_id: str) -> VoiceRecord:
+    record = _voices().get(voice_id, tenant=g.tenant)
+    if record is None:
+        raise ApiError(404, "not_found", f"No voice {voice_id!r}.")
+    return record
+
+
+def create_voice():
+    ctx = _ctx()
+    settings: Settings = ctx.settings
+    engine = engine_summary(ctx.store, settings)
+    if not engine.can_clone:
+        raise ApiError(
+            409, "cloning_unsupported",
+            f"Voice cloning needs the kanitts2 engine; the workers run {engine.name!r}, which cannot clone. "
+            "Run the workers with NARRATE_ENGINE=kanitts2.",
+        )  # fmt: skip
+    limit = settings.voice_upload_max_bytes
+    too_large = ApiError(
+        413,
+        "payload_too_large",
+        f"The reference clips may total at most {limit} bytes ({limit / 2**20:.0f} MiB).",
+    )
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
+        raise too_large
+    request.max_content_length = limit + FORM_OVERHEAD_BYTES
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(
+            415, "unsupported_media_type", "Send the clips as multipart/form-data (field `files`)."
+        )
+    form = request.form
+    files = [
+        f
+        for f in request.files.getlist("files") + request.files.getlist("file")
+        if f.filename or f.content_length
+    ]
+    name = _text_field(form, "name", required=True, max_length=100)
+    description = _text_field(form, "description", max_length=1000)
+    language = _language(form.get("language"))
+    consent = _consent(form)
+    if not files:
+        raise ApiError(
+            422, "invalid_request", "Upload at least one reference clip in the field `files`.", "files"
+        )
+    if len(files) > settings.voice_max_clips:
+        raise ApiError(
+            422, "too_many_clips", f"At most {settings.voice_max_clips} reference clips per voice.", "files"
+        )
+    payloads = [upload.read() for upload in files]
+    if sum(len(data) for data in payloads) > limit:
+        raise too_large
+    clips = [
+        _check_clip(index, upload, data)
+        for index, (upload, data) in enumerate(zip(files, payloads, strict=True))
+    ]
+
+    voices, storage = _voices(), ctx.storage
+    voice_id = voices.new_id()
+    try:
+        record = voices.create(
+            voice_id, g.tenant, name=name, description=description, language=language, consent=consent,
+            clips=clips, limit=settings.voices_per_tenant,
+        )  # fmt: skip
+    except VoiceLimitReached as exc:
+        raise ApiError(
+            409, "voice_limit_reached",
+            f"This account already has {settings.voices_per_tenant} voices; delete one first.",
+        ) from exc  # fmt: skip
+    try:
+        for index, data in enumerate(payloads):
+            storage.put_bytes(reference_key(g.tenant, voice_id, index), data)
+        current_app.extensions["narrate.voices"].enqueue_clone(voice_id)
+    except Exception as exc:
+        voices.delete(voice_id, g.tenant)
+        storage.delete_prefix(voice_prefix(g.tenant, voice_id))
+        log.exception("voice %s could not be queued", voice_id)
+        raise ApiError(
+            503, "queue_unavailable", "Storage or the job queue is unreachable; nothing was stored."
+        ) from exc
+    log.info("voice %s queued for cloning (%d clips)", voice_id, len(clips))
+    response = jsonify(_view_json(record))
+    response.status_code = 202
+    response.headers["Location"] = f"/v1/voices/{voice_id}"
+    return response
+
+
+def _text_field(form: Any, field: str, *, required: bool = False, max_length: int) -> str | None:
+    value = (form.get(field) or "").strip()
+    if not value:
+        if required:
+            raise ApiError(422, "invalid_request", f"{field}: field required", field)
+        return None
+    if len(value) > max_length:
+        raise ApiError(422, "invalid_request", f"{field}: at most {max_length} characters", field)
+    return value
+
+
+def _language(value: str | None) -> str | None:
+    if not value or not value.strip():
+        return None
+    tag = value.strip().lower().replace("-", "_")
+    if not _LANGUAGE.match(tag):
+        raise ApiError(422, "invalid_request", "language: a language tag such as en or en_us", "language")
+    return tag
+
+
+def _consent(form: Any) -> dict[str, str]:
+    """The uploader's attestation that the speaker consented; required, stored with the voice."""
+    by = _text_field(form, "consent_by", max_length=200)
+    if by is None:
+        raise ApiError(
+            422, "consent_required",
+            "Cloning a voice needs the speaker's consent: send consent_by (who consented) and "
+            "optionally consent_at (when, ISO 8601; default now).", "consent_by",
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    raw_at = (form.get("consent_at") or "").strip()
+    try:
+        at = datetime.fromisoformat(raw_at) if raw_at else now
+    except ValueError as exc:
+        raise ApiError(
+            422, "invalid_request", "consent_at: an ISO 8601 date or date-time", "consent_at"
+        ) from exc
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if at > now + _MAX_CONSENT_SKEW:
+        raise ApiError(422, "invalid_request", "consent_at lies in the future", "consent_at")
+    return {"by": by, "at": at.isoformat(), "recorded_at": now.isoformat()}
+
+
+def _check_clip(index: int, upload: FileStorage, data: bytes) -> dict[str, Any]:
+    """Decode by content (the file name and declared type are ignored) and refuse clips that cannot
+    hold enough speech; the message names the clip, never its content."""
+    filename = (upload.filename or f"clip-{index}")[:200]
+    field = f"files.{index}"
+    try:
+        audio, sr = decode_audio(data)
+    except AudioDecodeError as exc:
+        raise ApiError(422, "invalid_audio", f"{filename}: not readable audio ({exc}).", field) from exc
+    seconds = len(audio) / sr
+    if seconds < MIN_SPEECH_SECONDS:
+        need = f"each clip needs at least {MIN_SPEECH_SECONDS:.0f} s of speech"
+        raise ApiError(422, "clip_too_short", f"{filename}: {seconds:.1f} s long; {need}.", field)
+    return {"filename": filename, "bytes": len(data), "duration_seconds": round(seconds, 3)}
+
+
+def list_voices():
+    ctx = _ctx()
+    engine = engine_summary(ctx.store, ctx.settings)
+    body = VoiceList(
+        engine=engine.name,
+        can_clone=engine.can_clone,
+        data=[],
+        builtin=engine.voices,
+        languages=sorted({voice["language"] for voice in engine.voices if voice.get("language")}),
+    ).model_dump(mode="json")
+    body["data"] = [_view_json(record) for record in _voices().list(g.tenant)]
+    return jsonify(body)
+
+
+def get_voice(voice_id: str):
+    return jsonify(_view_json(_own_voice(voice_id)))
+
+
+def patch_voice(voice_id: str):
+    _own_voice(voice_id)
+    payload = parse_json_body(request.get_data(cache=False), request.content_type)
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_request", "The body must be a JSON object.")
+    try:
+        patch = VoicePatch.model_validate(payload)
+    except ValidationError as exc:
+        raise from_validation(exc) from exc
+    if "name" in patch.model_fields_set and patch.name is None:
+        raise ApiError(422, "invalid_request", "name: may not be null", "name")
+    fields = {name: getattr(patch, name) for name in patch.model_fields_set}
+    record = _voices().update(voice_id, g.tenant, **fields)
+    if record is None:
+        raise ApiError(404, "not_found", f"No voice {voice_id!r}.")
+    return jsonify(_view_json(record))
+
+
+def delete_voice(voice_id: str):
+    """Removes the record first (jobs starting from now on fail with `voice_deleted`), then every file."""
+    record = _own_voice(voice_id)
+    _voices().delete(voice_id, g.tenant)
+    _ctx().storage.delete_prefix(voice_prefix(record.tenant, voice_id))
+    log.info("voice %s deleted", voice_id)
+    return Response(status=204)
+
+
+def register(app: Flask, *, limiter: Limiter, celery: Any) -> None:
+    """Attach `/v1/voices` to the app; cloning requests are rate-limited per key."""
+    settings: Settings = app.extensions["narrate"].settings
+
+    def enqueue_clone(voice_id: str) -> None:
+        celery.send_task(CLONE_VOICE_TASK, args=[voice_id], queue=settings.queue_name)
+
+    app.extensions["narrate.voices"] = VoicesContext(VoiceStore.from_settings(settings), enqueue_clone)
+    bp = Blueprint("voices", __name__, url_prefix="/v1/voices")
+    bp.add_url_rule("", view_func=limiter.limit(settings.voice_rate_limit)(create_voice), methods=["POST"])
+    bp.add_url_rule("", view_func=list_voices, methods=["GET"])
+    bp.add_url_rule("/<voice_id>", view_func=get_voice, methods=["GET"])
+    bp.add_url_rule("/<voice_id>", view_func=patch_voice, methods=["PATCH"])
+    bp.add_url_rule("/<voice_id>", view_func=delete_voice, methods=["DELETE"])
+    app.register_blueprint(bp)

@@ -1,0 +1,343 @@
+"""Cloned voices: their records in Redis, where their files live, and the rules a reference clip meets.
+
+A voice belongs to one tenant; every read takes the tenant and answers None for anyone else's voice,
+so another tenant's id looks exactly like an id that never existed. Status changes go through Lua
+scripts (like the job store), so a cloning task that finishes after the voice was deleted cannot bring
+it back, and the per-tenant voice limit cannot be overrun by concurrent uploads.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.jobs import to_datetime, utcnow
+
+VOICE_ID_PREFIX = "voice_"
+MIN_SPEECH_SECONDS = 3.0
+"""Least speech a reference clip must hold after silence is trimmed."""
+MAX_SPEECH_SECONDS = 30.0
+"""Most speech per clip: the speaker embedder reads at most 30 s (longer clips must be cut first)."""
+EMBEDDING_DIM = 128
+CLONING_ENGINES = frozenset({"kanitts2"})
+"""Engines that can speak with a speaker embedding, for the API before a worker published its engine."""
+FAILED_RETENTION_SECONDS = 7 * 24 * 3600
+"""A failed voice record (its reason, no audio) is kept this long so the client can read why."""
+
+
+class VoiceStatus(StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def is_voice_id(value: str | None) -> bool:
+    return bool(value) and value.startswith(VOICE_ID_PREFIX)
+
+
+# --- storage layout: everything of a voice under one tenant-scoped prefix ---------------------------
+def voice_prefix(tenant: str, voice_id: str) -> str:
+    return f"voices/{tenant}/{voice_id}/"
+
+
+def reference_key(tenant: str, voice_id: str, index: int) -> str:
+    """Uploaded bytes exactly as received (decoded by content, so the name carries no extension)."""
+    return f"{voice_prefix(tenant, voice_id)}reference/clip-{index:02d}"
+
+
+def reference_prefix(tenant: str, voice_id: str) -> str:
+    return f"{voice_prefix(tenant, voice_id)}reference/"
+
+
+def embedding_key(tenant: str, voice_id: str) -> str:
+    return f"{voice_prefix(tenant, voice_id)}embedding.npy"
+
+
+def preview_key(tenant: str, voice_id: str) -> str:
+    return f"{voice_prefix(tenant, voice_id)}preview.mp3"
+
+
+# --- models -----------------------------------------------------------------------------------------
+class Consent(BaseModel):
+    """Who consented to their voice being cloned, and when; stored with the voice as given."""
+
+    by: str = Field(..., description="The person (or rights holder) who consented.")
+    at: datetime = Field(..., description="When the consent was given (ISO 8601).")
+    recorded_at: datetime = Field(..., description="When the service received the attestation.")
+
+
+class ClipInfo(BaseModel):
+    filename: str
+    bytes: int
+    duration_seconds: float = Field(..., description="Length of the decoded clip.")
+    speech_seconds: float | None = Field(None, description="Length after trimming silence (once processed).")
+
+
+class VoiceError(BaseModel):
+    code: str
+    message: str
+
+
+class VoiceView(BaseModel):
+    """A cloned voice as clients see it; `id` is what a job names as its `voice`."""
+
+    id: str
+    name: str
+    description: str | None = None
+    language: str | None = None
+    status: VoiceStatus
+    created_at: datetime
+    updated_at: datetime
+    consent: Consent
+    clips: list[ClipInfo]
+    preview_url: str | None = Field(None, description="A short rendering in the voice, when available.")
+    error: VoiceError | None = None
+
+
+class BuiltinVoice(BaseModel):
+    id: str
+    description: str
+    language: str
+
+
+class VoiceList(BaseModel):
+    """`GET /v1/voices`: the tenant's cloned voices and what the engine offers without cloning."""
+
+    engine: str
+    can_clone: bool
+    data: list[VoiceView]
+    builtin: list[BuiltinVoice] = Field(..., description="Built-in voices and language/accent tags.")
+    languages: list[str]
+
+
+class VoicePatch(BaseModel):
+    """Body of `PATCH /v1/voices/{id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("name is empty")
+        return value.strip() if value is not None else None
+
+
+@dataclass(frozen=True)
+class VoiceRecord:
+    """A stored voice with the fields only the service sees (tenant, storage keys)."""
+
+    id: str
+    tenant: str
+    name: str
+    description: str | None
+    language: str | None
+    status: VoiceStatus
+    created_at: float
+    updated_at: float
+    consent: dict[str, Any]
+    clips: list[dict[str, Any]]
+    error: dict[str, str] | None
+    preview: bool
+
+    def view(self, preview_url: str | None = None) -> VoiceView:
+        return VoiceView(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            language=self.language,
+            status=self.status,
+            created_at=to_datetime(self.created_at),
+            updated_at=to_datetime(self.updated_at),
+            consent=Consent(**self.consent),
+            clips=[ClipInfo(**clip) for clip in self.clips],
+            preview_url=preview_url,
+            error=VoiceError(**self.error) if self.error else None,
+        )
+
+
+# --- Redis ------------------------------------------------------------------------------------------
+_CREATE = """
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if redis.call('EXISTS', ARGV[4] .. member) == 0 then redis.call('ZREM', KEYS[2], member) end
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return 0 end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'processing' then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+_UPDATE = """
+if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+_FIELDS = (
+    "tenant", "name", "description", "language", "status", "created_at", "updated_at", "consent", "clips",
+    "error", "preview",
+)  # fmt: skip
+
+
+class VoiceLimitReached(Exception):
+    """The tenant already keeps as many voices as allowed."""
+
+
+class VoiceStore:
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._create = client.register_script(_CREATE)
+        self._finish = client.register_script(_FINISH)
+        self._update = client.register_script(_UPDATE)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> VoiceStore:
+        return cls(
+            redis.Redis.from_url(settings.redis_url, health_check_interval=30), prefix=settings.key_prefix
+        )
+
+    def _voice(self, voice_id: str) -> str:
+        return f"{self.prefix}:voice:{voice_id}"
+
+    def _index(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:voices"
+
+    @staticmethod
+    def new_id() -> str:
+        return VOICE_ID_PREFIX + secrets.token_hex(12)
+
+    def create(
+        self,
+        voice_id: str,
+        tenant: str,
+        *,
+        name: str,
+        description: str | None,
+        language: str | None,
+        consent: dict[str, Any],
+        clips: list[dict[str, Any]],
+        limit: int,
+    ) -> VoiceRecord:
+        """Store a voice in status `processing`; `VoiceLimitReached` when the tenant is at `limit`."""
+        now = utcnow()
+        fields = {
+            "tenant": tenant,
+            "name": name,
+            "description": json.dumps(description),
+            "language": json.dumps(language),
+            "status": VoiceStatus.PROCESSING.value,
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "consent": json.dumps(consent),
+            "clips": json.dumps(clips),
+            "error": "null",
+            "preview": "0",
+        }
+        args: list[Any] = [limit, voice_id, repr(now), f"{self.prefix}:voice:"]
+        for name_, value in fields.items():
+            args += [name_, value]
+        if not self._create(keys=[self._voice(voice_id), self._index(tenant)], args=args):
+            raise VoiceLimitReached(tenant)
+        record = self.get(voice_id, tenant=tenant)
+        assert record is not None
+        return record
+
+    def get(self, voice_id: str, *, tenant: str | None) -> VoiceRecord | None:
+        """The voice, or None when absent or (with `tenant`) another tenant's."""
+        if not is_voice_id(voice_id):
+            return None
+        return self._record(voice_id, self.redis.hmget(self._voice(voice_id), _FIELDS), tenant)
+
+    @staticmethod
+    def _record(voice_id: str, values: list[bytes | None], tenant: str | None) -> VoiceRecord | None:
+        raw = {
+            name: (value.decode() if value is not None else None)
+            for name, value in zip(_FIELDS, values, strict=True)
+        }
+        if raw["status"] is None or (tenant is not None and raw["tenant"] != tenant):
+            return None
+        return VoiceRecord(
+            id=voice_id,
+            tenant=raw["tenant"] or "",
+            name=raw["name"] or "",
+            description=json.loads(raw["description"] or "null"),
+            language=json.loads(raw["language"] or "null"),
+            status=VoiceStatus(raw["status"]),
+            created_at=float(raw["created_at"] or 0),
+            updated_at=float(raw["updated_at"] or 0),
+            consent=json.loads(raw["consent"] or "{}"),
+            clips=json.loads(raw["clips"] or "[]"),
+            error=json.loads(raw["error"] or "null"),
+            preview=raw["preview"] == "1",
+        )
+
+    def list(self, tenant: str) -> list[VoiceRecord]:
+        """The tenant's voices, newest first (expired failed records drop out of the index here)."""
+        ids = [member.decode() for member in self.redis.zrevrange(self._index(tenant), 0, -1)]
+        pipe = self.redis.pipeline()
+        for voice_id in ids:
+            pipe.hmget(self._voice(voice_id), _FIELDS)
+        records = []
+        for voice_id, values in zip(ids, pipe.execute(), strict=True):
+            record = self._record(voice_id, values, tenant)
+            if record is None:
+                self.redis.zrem(self._index(tenant), voice_id)
+            else:
+                records.append(record)
+        return records
+
+    def ready_ids(self, tenant: str) -> set[str]:
+        return {record.id for record in self.list(tenant) if record.status == VoiceStatus.READY}
+
+    def update(self, voice_id: str, tenant: str, **fields: str | None) -> VoiceRecord | None:
+        """Change name/description of the tenant's voice; None when it is not theirs (or gone)."""
+        args: list[Any] = [tenant, "updated_at", repr(utcnow())]
+        for name, value in fields.items():
+            args += [name, value if name == "name" else json.dumps(value)]
+        if not self._update(keys=[self._voice(voice_id)], args=args):
+            return None
+        return self.get(voice_id, tenant=tenant)
+
+    def mark_ready(self, voice_id: str, *, clips: list[dict[str, Any]], preview: bool) -> bool:
+        """processing -> ready; False when the voice is gone (deleted while it was being cloned)."""
+        return self._finish_as(
+            voice_id, VoiceStatus.READY, 0, clips=json.dumps(clips), preview="1" if preview else "0"
+        )
+
+    def mark_failed(self, voice_id: str, code: str, message: str) -> bool:
+        """processing -> failed with the reason; the record then expires after a week."""
+        error = json.dumps({"code": code, "message": message})
+        return self._finish_as(voice_id, VoiceStatus.FAILED, FAILED_RETENTION_SECONDS, error=error)
+
+    def _finish_as(self, voice_id: str, status: VoiceStatus, expire: int, **fields: str) -> bool:
+        args: list[Any] = [expire, "status", status.value, "updated_at", repr(utcnow())]
+        for name, value in fields.items():
+            args += [name, value]
+        return bool(self._finish(keys=[self._voice(voice_id)], args=args))
+
+    def delete(self, voice_id: str, tenant: str) -> bool:
+        """Remove the tenant's voice record; False when there is none."""
+        if self.get(voice_id, tenant=tenant) is None:
+            return False
+        pipe = self.redis.pipeline()
+        pipe.delete(self._voice(voice_id))
+        pipe.zrem(self._index(tenant), voice_id)
+        pipe.execute()
+        return True

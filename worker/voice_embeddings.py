@@ -1,0 +1,69 @@
+"""The speaker embeddings of the cloned voices a job names, loaded once when the job starts.
+
+A voice deleted after its job was queued fails the job at the start with `voice_deleted` rather than
+letting it run in some other voice: the producer asked for that voice, and the voice's owner asked for
+it to be gone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.jobs import JobCreate
+from shared.storage import Storage, StorageKeyMissing
+from shared.voice_store import VoiceStatus, VoiceStore, embedding_key, is_voice_id
+from worker.cloning import embedding_from_bytes
+
+
+class VoiceUnavailable(Exception):
+    """A voice the job names cannot be used; `code` and the message go into the job's error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def cloned_voice_ids(spec: JobCreate) -> list[str]:
+    """Cloned voice ids the job and its inputs name, each once, in order of first use."""
+    named = [spec.voice, *(item.voice for item in spec.inputs)]
+    return list(dict.fromkeys(voice for voice in named if voice and is_voice_id(voice)))
+
+
+def load_voice_embeddings(
+    spec: JobCreate, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool
+) -> dict[str, np.ndarray]:
+    """Voice id -> unit 128-d embedding for every cloned voice of the job (of `tenant` only)."""
+    out: dict[str, np.ndarray] = {}
+    for voice_id in cloned_voice_ids(spec):
+        record = voices.get(voice_id, tenant=tenant)
+        if record is None:
+            raise VoiceUnavailable(
+                "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
+            )
+        if record.status != VoiceStatus.READY:
+            raise VoiceUnavailable(
+                "voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready."
+            )
+        if not can_clone:
+            raise VoiceUnavailable(
+                "cloning_unsupported",
+                f"The voice {voice_id!r} is a cloned voice; this worker's engine cannot clone.",
+            )
+        try:
+            data = storage.get_bytes(embedding_key(tenant, voice_id))
+        except StorageKeyMissing as exc:
+            raise VoiceUnavailable(
+                "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
+            ) from exc
+        out[voice_id] = embedding_from_bytes(data)
+    return out
+
+
+def load_embeddings(spec: JobCreate, tenant: str, rt) -> dict[str, np.ndarray]:
+    """`load_voice_embeddings` with a worker `Runtime`'s store, storage and engine."""
+    if not cloned_voice_ids(spec):
+        return {}
+    voices = VoiceStore(rt.store.redis, prefix=rt.store.prefix)
+    return load_voice_embeddings(
+        spec, tenant, voices=voices, storage=rt.storage, can_clone=rt.engine.can_clone
+    )
