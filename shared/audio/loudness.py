@@ -113,7 +113,14 @@ def _limit_in_place(out: np.ndarray, sr: int, ceiling: np.float32) -> None:
     """
     attack = max(1, round(sr * LIMITER_ATTACK_MS / 1000.0))
     margin = 4 * attack
-    overs = np.flatnonzero(np.abs(out) > ceiling)
+    # Find the overs piece by piece: a whole-file np.abs would double the memory for a moment.
+    overs = np.concatenate(
+        [
+            np.flatnonzero(np.abs(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
+            for begin in range(0, out.shape[0], _STREAM_SAMPLES)
+        ]
+        or [np.zeros(0, dtype=np.int64)]
+    )
     if overs.size == 0:
         return
     # Group overs into regions that are far enough apart to be limited independently.
