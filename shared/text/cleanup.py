@@ -30,7 +30,7 @@ _CHAR_TABLE = {
 }
 
 # A dash used as punctuation: an em dash, a double hyphen, or an en dash / hyphen with space around it.
-_DASH = re.compile(r"([ \t]*)(—+|-{2,}|(?<=\s)[–-](?=\s))([ \t]*)")
+_DASH = re.compile(r"([ \t]*)(—+|-{2,}|(?<=[ \t])[–-](?=\s))([ \t]*)")
 # A CJK full stop is not followed by a space; one is added so that sentences are cut at spaces only.
 _CJK_STOP = re.compile(r"(?<=[。！？])(?=[^\s。！？」』）”\"'])")
 _ELLIPSIS = re.compile(r"…|\.(?: \.){2,}")

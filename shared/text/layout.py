@@ -1,7 +1,8 @@
 """Line-break and paragraph rules.
 
 A single line break inside a paragraph is a space (hard-wrapped text), except after a heading line
-("Chapter 1", "# Title", an all-caps line...), which becomes a paragraph of its own. A blank line ends
+("Chapter 1", "# Title", an all-caps line...), which becomes a paragraph of its own, and before a list
+item ("- item", "2. item"), each item being a paragraph. A blank line ends
 a paragraph. The result has paragraphs separated by exactly ``"\\n\\n"``, single spaces inside them,
 and no leading or trailing whitespace.
 """
@@ -22,6 +23,8 @@ _HEADING_KEYWORD = re.compile(
 )
 _SECTION_NUMBER = re.compile(r"(?i)([ivxlcdm]+|\d+(\.\d+)*)\.?")
 _MARKDOWN_HEADING = re.compile(r"(?m)^#{1,6} +(?=\S)")
+_BULLET = re.compile(r"[-*•+] +\S|\d{1,3}[.)] +\S")
+_BULLET_MARK = re.compile(r"(?m)^[-*•+] +(?=\S)")
 _TERMINAL_PUNCTUATION = ".,;:!?\"')]—-"
 _MAX_HEADING_WORDS = 10
 _MAX_HEADING_CHARS = 80
@@ -29,6 +32,7 @@ _MAX_HEADING_CHARS = 80
 
 def apply_layout(mapped: MappedText) -> MappedText:
     text = mapped.text
+    after_heading: set[int] = set()  # line starts that follow a heading: "CHAPTER I\nTHE BEGINNING"
 
     def fix(match: re.Match[str]) -> str | None:
         start, end = match.span()
@@ -44,13 +48,18 @@ def apply_layout(mapped: MappedText) -> MappedText:
         line = text[line_start:start]
         next_end = text.find("\n", end)
         next_line = text[end : len(text) if next_end < 0 else next_end]
-        if _starts_block(text, line_start) and is_heading(line, next_line):
+        first_of_block = line_start in after_heading or _starts_block(text, line_start)
+        if first_of_block and is_heading(line, next_line):
+            after_heading.add(end)
             return PARAGRAPH_BREAK
+        if _BULLET.match(next_line):
+            return PARAGRAPH_BREAK  # each item of a list is read as its own paragraph
         if line.endswith("-") and line[-2:-1].isalpha() and next_line[:1].islower():
             return ""  # a word hyphenated across the line break: "well-\nknown" -> "well-known"
         return " "
 
     mapped = mapped.sub(_WHITESPACE_TO_FIX, fix)
+    mapped = mapped.sub(_BULLET_MARK, lambda m: "")
     return mapped.sub(_MARKDOWN_HEADING, lambda m: "")
 
 

@@ -38,13 +38,17 @@ _PARAGRAPH_END = re.compile(r" *(?:\n|$)")
 _SENTENCE_START = re.compile(r" +[\"'(]?[A-Z]")
 
 NUMBERS = re.compile(
-    rf"(?P<dmy>{_NOT_BEFORE}(?P<dmy_day>\d{{1,2}}){_ORD}? (?:of )?(?P<dmy_month>{_MONTH})"
+    r"(?P<url>\b(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    rf"|(?P<iso>{_NOT_BEFORE}(?P<iso_year>\d{{4}})-(?P<iso_month>0[1-9]|1[0-2])-(?P<iso_day>0[1-9]|[12]\d|3[01])"
+    rf"{_NOT_AFTER})"
+    rf"|(?P<dmy>{_NOT_BEFORE}(?P<dmy_day>\d{{1,2}}){_ORD}? (?:of )?(?P<dmy_month>{_MONTH})"
     rf"(?:,? (?P<dmy_year>\d{{4}}))?\b)"
     rf"|(?P<mdy>\b(?P<mdy_month>{_MONTH}) (?P<mdy_day>\d{{1,2}}){_ORD}?"
     rf"(?:,? (?P<mdy_year>\d{{4}}))?{_NOT_AFTER})"
     rf"|(?P<time>{_NOT_BEFORE}(?P<hour>\d{{1,2}})(?::(?P<minute>\d{{2}}))?"
     rf" ?(?P<meridiem>[aApP])\.?[mM]\.?(?!\w))"
-    rf"|(?P<clock>{_NOT_BEFORE}(?P<c_hour>[01]?\d|2[0-3]):(?P<c_minute>[0-5]\d){_NOT_AFTER})"
+    rf"|(?P<clock>{_NOT_BEFORE}(?P<c_hour>[01]?\d|2[0-3]):(?P<c_minute>[0-5]\d)(?::(?P<c_second>[0-5]\d))?"
+    rf"{_NOT_AFTER})"
     rf"|(?P<money>(?<![\w])(?P<symbol>[$£€]) ?(?P<amount>{_NUM})(?: (?P<scale>{_SCALES})\b)?)"
     rf"|(?P<percent>{_NOT_BEFORE}(?P<pct>{_NUM}) ?%)"
     rf"|(?P<ordinal>{_NOT_BEFORE}(?P<ord>\d+){_ORD}\b)"
@@ -65,6 +69,11 @@ def expand_numbers(mapped: MappedText) -> MappedText:
 
 def _read(m: re.Match[str], text: str) -> str | None:
     kind = m.lastgroup
+    if kind == "url":
+        return None  # addresses are left as written
+    if kind == "iso":
+        said = f"{MONTHS[int(m['iso_month']) - 1]} {_ordinal(m['iso_day'])}"
+        return f"{said}, {year(m['iso_year'])}"
     if kind == "dmy":
         day = _ordinal(m["dmy_day"])
         if day is None:
@@ -80,7 +89,11 @@ def _read(m: re.Match[str], text: str) -> str | None:
     if kind == "time":
         return _time(m, text)
     if kind == "clock":
-        return _clock(int(m["c_hour"]), int(m["c_minute"]))
+        said = _clock(int(m["c_hour"]), int(m["c_minute"]))
+        if m["c_second"]:
+            seconds = int(m["c_second"])
+            said += f" and {_words(seconds)} second{'' if seconds == 1 else 's'}"
+        return said
     if kind == "money":
         return _money(m["symbol"], m["amount"], m["scale"])
     if kind == "percent":

@@ -66,6 +66,11 @@ def test_english_expansions(text: str, spoken: str) -> None:
         ("CHAPTER IV\nIt was a dark night.", "CHAPTER IV\n\nIt was a dark night."),
         ("# The Beginning\nIt was a dark night.", "The Beginning\n\nIt was a dark night."),
         ("Part One\nIt was.", "Part One\n\nIt was."),
+        ("CHAPTER I\nTHE BEGINNING\nIt was.", "CHAPTER I\n\nTHE BEGINNING\n\nIt was."),
+        # List items are paragraphs of their own; a spaced hyphen inside a line is a dash.
+        ("Buy:\n- eggs\n- milk\n* tea", "Buy:\n\neggs\n\nmilk\n\ntea"),
+        ("Steps:\n1. Mix\n2. Bake", "Steps:\n\none. Mix\n\ntwo. Bake"),
+        ("salt - pepper", "salt — pepper"),
         # A wrapped paragraph whose first line is short is not a heading when the next one is lower case.
         ("It was\nlate.", "It was late."),
         ("A well-\nknown fact.", "A well-known fact."),
