@@ -210,6 +210,7 @@ class ApiClient:
                 raise DownloadError(
                     0, "checksum_mismatch", f"{url} has sha256 {digest.hexdigest()}, expected {expected}"
                 )
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a downloaded result is an ordinary file
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -198,7 +198,6 @@ def submit(
         sample_rate=sample_rate,
         concatenate=concatenate,
         idempotency_key=idempotency_key,
-        metadata={"source": file.name},
     )
     chars = sum(len(i["text"]) for i in inputs)
     click.echo(f"queued job {job['id']}: {len(inputs)} input(s), {chars} chars", err=True)

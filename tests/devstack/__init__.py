@@ -1,0 +1,1 @@
+"""Tests of the local stack (narrate-stack) and the demo (narrate-demo)."""
