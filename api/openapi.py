@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.jobs import JobCreate, JobPage, JobView
+from shared.voice_store import VoiceList, VoicePatch, VoiceView
 
 REF = "#/components/schemas/{model}"
 
@@ -38,6 +39,9 @@ def openapi_document() -> dict[str, Any]:
         (JobView, "serialization"),
         (JobPage, "serialization"),
         (ErrorResponse, "serialization"),
+        (VoiceView, "serialization"),
+        (VoiceList, "serialization"),
+        (VoicePatch, "validation"),
     ]
     _, schemas = models_json_schema(models, ref_template=REF)
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -83,6 +87,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "Canceled", **_json("JobView")}, **_errors(401, 404, 409)},
             },
         },
+        **_voice_paths(),
         "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {"summary": "Redis and storage reachable", "security": [],
@@ -99,4 +104,65 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
+    }
+
+
+def _voice_paths() -> dict[str, Any]:
+    voice_id = {"name": "voice_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    text = {"type": "string"}
+    upload = {
+        "type": "object",
+        "required": ["files", "name", "consent_by"],
+        "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                      "description": "1-10 reference clips (WAV, FLAC, MP3, OGG/Opus; read by content), "
+                                     "3-30 s of speech each, 25 MB in all by default."},
+            "name": {**text, "maxLength": 100},
+            "description": {**text, "maxLength": 1000},
+            "language": {**text, "description": "Language/accent tag such as en_us."},
+            "consent_by": {**text, "description": "Who consented to the cloning of their voice."},
+            "consent_at": {**text, "format": "date-time", "description": "When (default: now)."},
+        },
+    }  # fmt: skip
+    return {
+        "/v1/voices": {
+            "post": {
+                "summary": "Clone a voice from reference recordings (needs the kanitts2 engine)",
+                "operationId": "createVoice",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
+                "responses": {
+                    "202": {"description": "Queued for cloning (status processing)", **_json("VoiceView")},
+                    **_errors(401, 409, 413, 415, 422, 429, 503),
+                },
+            },
+            "get": {
+                "summary": "Your cloned voices, and the engine's built-in voices and language tags",
+                "operationId": "listVoices",
+                "responses": {"200": {"description": "Voices", **_json("VoiceList")}, **_errors(401)},
+            },
+        },
+        "/v1/voices/{voice_id}": {
+            "get": {
+                "summary": "A voice: status, clips, consent, preview",
+                "operationId": "getVoice",
+                "parameters": [voice_id],
+                "responses": {"200": {"description": "The voice", **_json("VoiceView")}, **_errors(401, 404)},
+            },
+            "patch": {
+                "summary": "Rename a voice or change its description",
+                "operationId": "updateVoice",
+                "parameters": [voice_id],
+                "requestBody": {"required": True, **_json("VoicePatch")},
+                "responses": {
+                    "200": {"description": "The voice", **_json("VoiceView")},
+                    **_errors(401, 404, 415, 422),
+                },
+            },
+            "delete": {
+                "summary": "Delete a voice, its embedding and reference audio (queued jobs then fail)",
+                "operationId": "deleteVoice",
+                "parameters": [voice_id],
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404)},
+            },
+        },
     }
