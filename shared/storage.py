@@ -215,7 +215,9 @@ class S3Storage(Storage):
     """Objects under `prefix` in one bucket, through boto3 with standard retries.
 
     The boto3 client is created lazily and again after a fork, because Celery's prefork workers must
-    not share the parent's connection pool.
+    not share the parent's connection pool. `public_endpoint_url` is the address clients use when it
+    differs from the services' (MinIO is `http://minio:9000` inside Docker, `localhost:9000` outside):
+    presigned URLs are signed for that host.
     """
 
     def __init__(
@@ -224,6 +226,7 @@ class S3Storage(Storage):
         prefix: str = "",
         *,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         region: str | None = None,
         presign_expiry_seconds: int = 3600,
         multipart_threshold_bytes: int = 16 * 1024 * 1024,
@@ -232,6 +235,7 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
+        self.public_endpoint_url = public_endpoint_url
         self.region = region
         self.presign_expiry_seconds = presign_expiry_seconds
         self.multipart_threshold_bytes = multipart_threshold_bytes
@@ -243,7 +247,9 @@ class S3Storage(Storage):
     def __repr__(self) -> str:
         return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={self.endpoint_url!r})"
 
-    def _make_client(self, *, attempts: int, connect_timeout: float, read_timeout: float) -> Any:
+    def _make_client(
+        self, *, attempts: int, connect_timeout: float, read_timeout: float, endpoint_url: str | None
+    ) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -253,10 +259,10 @@ class S3Storage(Storage):
             read_timeout=read_timeout,
             signature_version="s3v4",
             # MinIO and most S3-compatible servers need path-style URLs; AWS picks its own.
-            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
         session = boto3.session.Session()  # the default session is not thread-safe
-        return session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config)
+        return session.client("s3", endpoint_url=endpoint_url, region_name=self.region, config=config)
 
     def _client(self, kind: str = "main") -> Any:
         with self._lock:
@@ -264,12 +270,12 @@ class S3Storage(Storage):
                 self._clients.clear()
                 self._pid = os.getpid()
             if kind not in self._clients:
-                if kind == "main":
-                    self._clients[kind] = self._make_client(
-                        attempts=self.max_attempts, connect_timeout=10, read_timeout=120
-                    )
-                else:  # readiness probe: answer quickly rather than retry for a minute
-                    self._clients[kind] = self._make_client(attempts=1, connect_timeout=2, read_timeout=5)
+                if kind == "probe":  # readiness: answer quickly rather than retry for a minute
+                    options = {"attempts": 1, "connect_timeout": 2, "read_timeout": 5}
+                else:
+                    options = {"attempts": self.max_attempts, "connect_timeout": 10, "read_timeout": 120}
+                endpoint = self.public_endpoint_url if kind == "public" else self.endpoint_url
+                self._clients[kind] = self._make_client(endpoint_url=endpoint, **options)
             return self._clients[kind]
 
     def _transfer_config(self) -> Any:
@@ -368,7 +374,8 @@ class S3Storage(Storage):
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename)
         with self._errors(key):
-            return self._client().generate_presigned_url(
+            signer = self._client("public" if self.public_endpoint_url else "main")
+            return signer.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=self.presign_expiry_seconds
             )
 
@@ -406,6 +413,8 @@ def storage_from_settings(settings: Settings) -> Storage:
             parts.netloc,
             parts.path,
             endpoint_url=settings.s3_endpoint_url,
+            # Not a Settings field yet (asked for); read it when it exists.
+            public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
             region=settings.s3_region,
             presign_expiry_seconds=settings.s3_presign_expiry_seconds,
             multipart_threshold_bytes=settings.s3_multipart_threshold_bytes,

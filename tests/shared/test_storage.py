@@ -171,6 +171,18 @@ def test_s3_presigned_url_downloads(s3_server: S3Server, s3_storage_url: str) ->
     assert "Content-Disposition" not in plain.headers
 
 
+def test_s3_presigned_urls_can_name_a_public_endpoint(s3_server: S3Server, s3_storage_url: str) -> None:  # noqa: F811
+    """Services reach the store under one name, clients under another (Docker's minio vs localhost)."""
+    internal = s3_server.endpoint_url  # http://127.0.0.1:PORT
+    public = internal.replace("127.0.0.1", "localhost")
+    parts = urlsplit(s3_storage_url)
+    storage = S3Storage(parts.netloc, parts.path, endpoint_url=internal, public_endpoint_url=public)
+    storage.put_bytes("jobs/j/result.opus", b"OggS-data", "audio/ogg")
+    url = storage.url_for("jobs/j/result.opus")
+    assert url.startswith(f"{public}/{parts.netloc}/results/jobs/j/result.opus?")
+    assert requests.get(url, timeout=10).content == b"OggS-data"
+
+
 def test_s3_check_reports_missing_bucket_and_dead_endpoint(s3_server: S3Server) -> None:  # noqa: F811
     with pytest.raises(StorageUnavailable):
         s3_storage(s3_server, "s3://no-such-bucket/x").check()
