@@ -18,6 +18,7 @@ import click
 from tqdm import tqdm
 
 from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, Job
+from client.voices_cli import voices
 
 FORMATS = ("mp3", "wav", "flac", "opus")
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
@@ -270,6 +271,9 @@ def cancel(client: ApiClient, job_id: str, as_json: bool) -> None:
     """Cancel a queued or running job (an error if it already finished)."""
     job = client.cancel(job_id)
     click.echo(json.dumps(job, indent=2) if as_json else f"{job['id']} {job['status']}")
+
+
+cli.add_command(voices)
 
 
 def main(argv: list[str] | None = None) -> None:
