@@ -38,7 +38,9 @@ _PARAGRAPH_END = re.compile(r" *(?:\n|$)")
 _SENTENCE_START = re.compile(r" +[\"'(]?[A-Z]")
 
 NUMBERS = re.compile(
-    r"(?P<url>\b(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    # Cheap guard first: every alternative below starts with one of these (months: J F M A S O N D).
+    r"(?=[-\d$£€'JFMASONDhw]|[\w.+-]+@)(?:"
+    r"(?P<url>\b(?:https?://|www\.)\S+|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
     rf"|(?P<iso>{_NOT_BEFORE}(?P<iso_year>\d{{4}})-(?P<iso_month>0[1-9]|1[0-2])-(?P<iso_day>0[1-9]|[12]\d|3[01])"
     rf"{_NOT_AFTER})"
     rf"|(?P<dmy>{_NOT_BEFORE}(?P<dmy_day>\d{{1,2}}){_ORD}? (?:of )?(?P<dmy_month>{_MONTH})"
@@ -55,6 +57,7 @@ NUMBERS = re.compile(
     rf"|(?P<decade>(?<![\w.,])(?:(?P<dec>1\d|20)|')?(?P<dec_end>\d0)'?s\b)"
     rf"|(?P<version>{_NOT_BEFORE}\d+(?:\.\d+){{2,}}{_NOT_AFTER})"
     rf"|(?P<number>{_NOT_BEFORE}(?P<sign>-)?(?P<value>{_NUM}){_NOT_AFTER})"
+    ")"
 )
 
 
