@@ -33,6 +33,18 @@ def reference_module():
     return module
 
 
+class Force:
+    """Logits processor that makes the next token the teacher's."""
+
+    def __init__(self, prompt_length: int, forced: list[int]) -> None:
+        self.prompt_length, self.forced = prompt_length, forced
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        out = torch.full_like(scores, float("-inf"))
+        out[:, self.forced[input_ids.shape[1] - self.prompt_length]] = 0.0
+        return out
+
+
 def full_forward(module, model, case: dict) -> np.ndarray:
     """Logits of the whole teacher-forced sequence in one forward, predicting each forced token."""
     ids = torch.tensor([case["prompt"] + case["forced"][:-1]], dtype=torch.long)
@@ -55,7 +67,7 @@ def full_forward(module, model, case: dict) -> np.ndarray:
 
 
 def main(cases_path: str, out_path: str) -> None:
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     torch.manual_seed(0)
     module = reference_module()
@@ -69,13 +81,7 @@ def main(cases_path: str, out_path: str) -> None:
         model = models[case["checkpoint"]]
         forced = case["forced"]
 
-        class Force(LogitsProcessor):
-            def __call__(self, input_ids, scores):
-                step = input_ids.shape[1] - len(case["prompt"])
-                out = torch.full_like(scores, float("-inf"))
-                out[:, forced[step]] = 0.0
-                return out
-
+        force = Force(len(case["prompt"]), forced)
         prompt = torch.tensor([case["prompt"]], dtype=torch.long)
         kwargs = {}
         if case["speaker"] is not None:
@@ -87,7 +93,7 @@ def main(cases_path: str, out_path: str) -> None:
                 max_new_tokens=len(forced),
                 min_new_tokens=len(forced),
                 do_sample=False,
-                logits_processor=LogitsProcessorList([Force()]),
+                logits_processor=LogitsProcessorList([force]),
                 output_logits=True,
                 return_dict_in_generate=True,
                 eos_token_id=None,
