@@ -1,0 +1,24 @@
+# The GPU worker image: PyTorch's CUDA runtime image, then the package with the kanitts2 extra.
+# The torch that came with the base image is pinned while installing, so pip never swaps it for
+# another build (a CPU wheel, or a CUDA build that does not match the image's libraries).
+FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/models/hf
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY worker ./worker
+RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/constraints.txt \
+    && pip install --constraint /tmp/constraints.txt ".[kanitts2]" \
+    && useradd --system --uid 10001 --home-dir /app narrate \
+    && mkdir -p /models/hf && chown -R narrate /models
+
+USER narrate
+VOLUME ["/models"]
+EXPOSE 9101
+CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "narrate", "--concurrency", "1", "-l", "INFO"]

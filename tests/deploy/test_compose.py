@@ -1,0 +1,209 @@
+"""Static checks of docker-compose.yml, the Dockerfiles and prometheus.yml (no Docker engine here).
+
+They catch what would otherwise show only on a GPU box: a misspelt setting, the API and the workers
+disagreeing about Redis or storage, Prometheus scraping the wrong port, torch sneaking into the API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+PROMETHEUS = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+HEAVY = ("torch", "transformers", "nemo", "safetensors")
+
+
+def interpolate(value: Any) -> str:
+    """What compose makes of `${VAR:-default}` when VAR is unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: interpolate(v) for k, v in SERVICES[service].get("environment", {}).items()}
+
+
+def settings_of(service: str) -> Settings:
+    fields = {
+        k.removeprefix("NARRATE_").lower(): v
+        for k, v in environment(service).items()
+        if k.startswith("NARRATE_")
+    }
+    return Settings(**fields)
+
+
+def command(service: str) -> list[str]:
+    value = SERVICES[service]["command"]
+    return value if isinstance(value, list) else shlex.split(value)
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def published_ports(service: str) -> dict[int, int]:
+    """container port -> host port."""
+    pairs = (str(p).rsplit(":", 1) for p in SERVICES[service].get("ports", []))
+    return {int(container): int(host.rsplit(":", 1)[-1]) for host, container in pairs}
+
+
+def dockerfile(service: str) -> Path:
+    build = SERVICES[service]["build"]
+    return REPO / build.get("context", ".") / build["dockerfile"]
+
+
+def test_services() -> None:
+    assert set(SERVICES) == {"redis", "minio", "minio-init", "api", "worker", "prometheus"}
+
+
+@pytest.mark.parametrize("service", ["api", "worker"])
+def test_every_narrate_variable_is_a_setting_with_a_valid_value(service: str) -> None:
+    names = [k for k in environment(service) if k.startswith("NARRATE_")]
+    unknown = [k for k in names if k.removeprefix("NARRATE_").lower() not in Settings.model_fields]
+    assert unknown == []
+    settings_of(service)  # validates every value as the service would at start
+
+
+def test_api_and_worker_agree_on_redis_queue_and_storage() -> None:
+    api, worker = settings_of("api"), settings_of("worker")
+    for name in (
+        "redis_url",
+        "queue_name",
+        "key_prefix",
+        "storage_url",
+        "s3_endpoint_url",
+        "s3_region",
+        "dev_mode",
+    ):
+        assert getattr(api, name) == getattr(worker, name), name
+    aws = {k: v for k, v in environment("api").items() if k.startswith("AWS_")}
+    assert set(aws) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    assert all(environment("worker")[k] == v for k, v in aws.items())
+
+
+def test_redis_persists_to_a_volume() -> None:
+    redis = command("redis")
+    assert option(redis, "--appendonly") == "yes"
+    assert urlsplit(settings_of("api").redis_url).hostname == "redis"
+    assert any(str(v).endswith(":/data") and not str(v).startswith(".") for v in SERVICES["redis"]["volumes"])
+
+
+def test_storage_is_the_bucket_minio_init_creates() -> None:
+    settings = settings_of("api")
+    url = urlsplit(settings.storage_url)
+    assert url.scheme == "s3"
+    endpoint = urlsplit(settings.s3_endpoint_url)
+    assert endpoint.hostname == "minio"
+    assert endpoint.port in published_ports("minio")  # the S3 port minio serves
+    script = "\n".join(SERVICES["minio-init"]["entrypoint"])
+    assert f"mc mb --ignore-existing local/{url.netloc}" in script
+    assert "http://minio:9000" in script
+    expire = int(re.search(r"--expire-days (\d+)", script).group(1))
+    assert expire * 86400 == Settings.model_fields["job_retention_seconds"].default
+    assert environment("api")["AWS_ACCESS_KEY_ID"] == environment("minio-init")["MINIO_ROOT_USER"]
+    assert environment("api")["AWS_SECRET_ACCESS_KEY"] == environment("minio-init")["MINIO_ROOT_PASSWORD"]
+    assert environment("minio")["MINIO_ROOT_PASSWORD"] == environment("minio-init")["MINIO_ROOT_PASSWORD"]
+    for service in ("api", "worker"):
+        assert SERVICES[service]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+        assert SERVICES[service]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_api_runs_gunicorn_with_multiprocess_metrics() -> None:
+    argv = command("api")
+    assert argv[0] == "gunicorn"
+    assert argv[-1] == "api.wsgi:app"
+    assert (REPO / option(argv, "-c")).is_file()
+    port = int(option(argv, "--bind").rsplit(":", 1)[1])
+    assert port == 8080
+    assert published_ports("api") == {8080: 8080}
+    metrics_dir = environment("api")["PROMETHEUS_MULTIPROC_DIR"]
+    assert any(t.split(":")[0] == metrics_dir for t in SERVICES["api"]["tmpfs"])
+
+
+def test_worker_consumes_the_queue_on_a_reserved_gpu() -> None:
+    argv = command("worker")
+    assert argv[:4] == ["celery", "-A", "worker.celery_app:app", "worker"]
+    assert option(argv, "-Q") == settings_of("worker").queue_name
+    assert option(argv, "--concurrency") == "1"
+    assert settings_of("worker").engine == "kanitts2"
+    [device] = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia"
+    assert "gpu" in device["capabilities"]
+    cache = settings_of("worker").hf_cache_dir
+    mounts = [str(v).split(":")[1] for v in SERVICES["worker"]["volumes"]]
+    assert any(cache.startswith(m) for m in mounts)
+    assert str(settings_of("worker").worker_metrics_port) in [str(p) for p in SERVICES["worker"]["expose"]]
+
+
+def test_prometheus_scrapes_the_api_and_every_worker() -> None:
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in SERVICES["prometheus"]["volumes"]}
+    assert (REPO / mounts["/etc/prometheus/prometheus.yml"]).resolve() == REPO / "deploy" / "prometheus.yml"
+    jobs = {job["job_name"]: job for job in PROMETHEUS["scrape_configs"]}
+    api_port = int(option(command("api"), "--bind").rsplit(":", 1)[1])
+    assert jobs["narrate-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
+    assert jobs["narrate-api"]["metrics_path"] == "/metrics"
+    [dns] = jobs["narrate-worker"]["dns_sd_configs"]
+    assert dns["names"] == ["worker"]
+    assert dns["port"] == settings_of("worker").worker_metrics_port
+
+
+def copied_paths(path: Path) -> list[str]:
+    sources = []
+    for line in path.read_text().splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    return sources
+
+
+@pytest.mark.parametrize("service", ["api", "worker"])
+def test_images_copy_only_what_exists_and_is_sent(service: str) -> None:
+    path = dockerfile(service)
+    ignore = Path(f"{path}.dockerignore").read_text().splitlines()
+    for source in copied_paths(path):
+        assert (REPO / source).exists(), f"{path.name} copies missing {source}"
+        assert f"!{source.rstrip('/')}/" in ignore or f"!{source}" in ignore, source
+
+
+def test_api_image_installs_no_torch() -> None:
+    text = dockerfile("api").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert installs and all(re.search(r"pip install \.(\s|$)", line) for line in installs)  # no extras
+    instructions = "\n".join(line for line in text.lower().splitlines() if not line.lstrip().startswith("#"))
+    assert not any(word in instructions for word in HEAVY)
+    assert "worker" not in copied_paths(dockerfile("api")) and "./worker" not in text
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [dep for dep in core if dep.lower().startswith(HEAVY)]
+
+
+def test_the_api_process_imports_no_torch(tmp_path: Path) -> None:
+    roots = sorted({*HEAVY, "worker"})
+    code = f"import sys, api.wsgi; print(sorted(m for m in sys.modules if m.split('.')[0] in {roots}))"
+    env = {**os.environ, "NARRATE_STORAGE_URL": f"file://{tmp_path}", "NARRATE_DEV_MODE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_worker_image_is_cuda_torch_with_the_kanitts2_extra() -> None:
+    text = dockerfile("worker").read_text()
+    base = re.search(r"^FROM (\S+)", text, re.MULTILINE).group(1)
+    assert base.startswith("pytorch/pytorch:") and "cuda" in base
+    assert re.search(r'pip install --constraint \S+ "\.\[kanitts2\]"', text)
+    assert "torch==" in text  # the base image's torch is pinned while installing
