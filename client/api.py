@@ -59,6 +59,9 @@ def _error_from_response(response: requests.Response) -> ApiError:
 class ApiClient:
     """Bearer-key client; GETs and DELETEs are retried on connection errors and 502/503/504."""
 
+    MAX_PAGE = 100
+    """Largest page the API serves (`limit` of GET /v1/jobs)."""
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -146,8 +149,9 @@ class ApiClient:
         """Every job (newest first, as the API orders them), following `next_cursor`; at most `limit`."""
         cursor: str | None = None
         seen = 0
+        page_size = min(limit, self.MAX_PAGE) if limit else None
         while True:
-            page = self.list_jobs(status=status, limit=limit, cursor=cursor)
+            page = self.list_jobs(status=status, limit=page_size, cursor=cursor)
             for job in page["data"]:
                 if limit is not None and seen >= limit:
                     return

@@ -106,10 +106,7 @@ class ContractApi:
                     "json": request.get_json(silent=True),
                 }
             )
-            if (
-                request.path.startswith("/v1/")
-                and request.headers.get("Authorization") != f"Bearer {API_KEY}"
-            ):
+            if request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {API_KEY}":
                 return self.error(401, "unauthorized", "missing or unknown API key")
             return None
 
@@ -148,9 +145,7 @@ class ContractApi:
                     },
                     "rtf": None,
                     "result": None,
-                    "inputs": [
-                        {"id": i["id"], "chars": len(i["text"]), "result": None} for i in body["inputs"]
-                    ],
+                    "inputs": [{"id": i["id"], "chars": len(i["text"]), "result": None} for i in body["inputs"]],
                     "error": None,
                     "_texts": [i["text"] for i in body["inputs"]],
                 }

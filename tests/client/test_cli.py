@@ -60,9 +60,7 @@ def test_submit_wait_downloads_the_verified_result(api: ContractApi, tmp_path: P
     src = tmp_path / "book.txt"
     src.write_text("Chapter one.\n\nChapter two.", encoding="utf-8")
     out = tmp_path / "out" / "book.mp3"
-    result = narrate(
-        api, "submit", str(src), "--id", "ch1", "--wait", "-o", str(out), "--poll-interval", "0.05"
-    )
+    result = narrate(api, "submit", str(src), "--id", "ch1", "--wait", "-o", str(out), "--poll-interval", "0.05")
     assert result.exit_code == 0, result.output
     job_id = next(iter(api.jobs))
     assert out.read_bytes() == audio_bytes(job_id, "ch1.mp3")
@@ -74,9 +72,7 @@ def test_submit_wait_downloads_the_verified_result(api: ContractApi, tmp_path: P
 def test_submit_csv_sends_one_input_per_row_and_saves_each(api: ContractApi, tmp_path: Path) -> None:
     out = tmp_path / "lines"
     out.mkdir()
-    result = narrate(
-        api, "submit", str(GAME_LINES), "--format", "wav", "-o", str(out), "--poll-interval", "0.01"
-    )
+    result = narrate(api, "submit", str(GAME_LINES), "--format", "wav", "-o", str(out), "--poll-interval", "0.01")
     assert result.exit_code == 0, result.output
     body = posted(api)["json"]
     rows = GAME_LINES.read_text(encoding="utf-8").splitlines()[1:]
@@ -206,9 +202,7 @@ def test_file_url_results_are_copied(api: ContractApi, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = out_dir / "a.mp3"
     job_id = next(iter(api.jobs))
-    assert (
-        hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(audio_bytes(job_id, "a.mp3")).digest()
-    )
+    assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(audio_bytes(job_id, "a.mp3")).digest()
 
 
 def test_console_entry_point_reads_url_and_key_from_environment(api: ContractApi, tmp_path: Path) -> None:
