@@ -51,9 +51,14 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Submit a narration or batch job",
                 "operationId": "createJob",
                 "parameters": [
-                    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
-                     "description": "The same key and body return the same job; another body is 409."},
-                ],  # fmt: skip
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "The same key and body return the same job; another body is 409.",
+                    },
+                ],
                 "requestBody": {"required": True, **_json("JobCreate")},
                 "responses": {
                     "202": {"description": "Queued", **_json("JobView")},
@@ -65,11 +70,14 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "List jobs, newest first",
                 "operationId": "listJobs",
                 "parameters": [
-                    {"name": "status", "in": "query", "schema": {"type": "string",
-                     "enum": ["queued", "running", "succeeded", "failed", "canceled"]}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
+                    },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                ],  # fmt: skip
+                ],
                 "responses": {"200": {"description": "A page of jobs", **_json("JobPage")}, **_errors(401, 422)},
             },
         },
@@ -90,10 +98,15 @@ def openapi_document() -> dict[str, Any]:
         **_voice_paths(),
         "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
-            "get": {"summary": "Redis and storage reachable", "security": [],
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}},
-        },  # fmt: skip
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text"}}}},
+            "get": {
+                "summary": "Redis and storage reachable",
+                "security": [],
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            },
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text"}}}
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -114,16 +127,19 @@ def _voice_paths() -> dict[str, Any]:
         "type": "object",
         "required": ["files", "name", "consent_by"],
         "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                      "description": "1-10 reference clips (WAV, FLAC, MP3, OGG/Opus; read by content), "
-                                     "3-30 s of speech each, 25 MB in all by default."},
+            "files": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "1-10 reference clips (WAV, FLAC, MP3, OGG/Opus; read by content), "
+                "3-30 s of speech each, 25 MB in all by default.",
+            },
             "name": {**text, "maxLength": 100},
             "description": {**text, "maxLength": 1000},
             "language": {**text, "description": "Language/accent tag such as en_us."},
             "consent_by": {**text, "description": "Who consented to the cloning of their voice."},
             "consent_at": {**text, "format": "date-time", "description": "When (default: now)."},
         },
-    }  # fmt: skip
+    }
     return {
         "/v1/voices": {
             "post": {

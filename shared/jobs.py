@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-AUDIO_FORMATS = ("wav", "flac", "mp3", "opus")
+AUDIO_FORMATS = ("wav", "flac", "mp3", "opus", "m4b")
 """Output formats a job may ask for (encoders live in shared.audio.encode)."""
 
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
@@ -48,9 +48,7 @@ class SamplingOptions(_Strict):
 
 
 class JobInput(_Strict):
-    id: str | None = Field(
-        None, description="Caller's id (file names, manifest). Defaults to the input's position."
-    )
+    id: str | None = Field(None, description="Caller's id (file names, manifest). Defaults to the input's position.")
     text: str = Field(..., description="Text to speak; paragraphs separated by blank lines.")
     voice: str | None = Field(None, description="Voice for this input; defaults to the job's voice.")
 
@@ -76,13 +74,11 @@ class JobCreate(_Strict):
 
     inputs: Annotated[list[JobInput], Field(min_length=1)]
     voice: str | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
-    format: str = Field("mp3", description="wav, flac, mp3 or opus.")
+    format: str = Field("mp3", description="wav, flac, mp3, opus or m4b (AAC with chapter marks).")
     sample_rate: int | None = Field(
         None, ge=8000, le=48000, description="Output sample rate in Hz; default: the engine's own."
     )
-    concatenate: bool = Field(
-        True, description="One file for all inputs (chapters) instead of one file per input."
-    )
+    concatenate: bool = Field(True, description="One file for all inputs (chapters) instead of one file per input.")
     streams: int | None = Field(
         None, ge=1, le=256, description="Side-by-side streams a long input is split into (KaniTTS2)."
     )

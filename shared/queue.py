@@ -30,7 +30,13 @@ def make_celery(settings: Settings, name: str) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit_seconds,
         task_time_limit=settings.task_hard_time_limit_seconds,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            # Sweep for messages of dead workers often enough that a job is redelivered soon after its
+            # visibility timeout, not up to 100 s later (kombu's default interval x throttle).
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_seconds // 10)),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_send_task_events=False,
     )

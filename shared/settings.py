@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     queue_name: str = "narrate"
     """Celery queue the API sends synthesis jobs to and the GPU workers consume."""
     storage_url: str = "file://./var/storage"
-    """Where results and checkpoints go: `s3://bucket/prefix` or `file:///absolute/dir` (relative `file://./dir` too)."""
+    """Where results and checkpoints go: `s3://bucket/prefix` or `file:///abs/dir` (or relative `file://./dir`)."""
     s3_endpoint_url: str | None = None
     """S3 endpoint for MinIO, R2, Ceph etc.; unset for AWS."""
     s3_region: str | None = None

@@ -230,7 +230,10 @@ class JobStore:
         return self._to_view(job_id, values, tenant)
 
     def _to_view(self, job_id: str, values: list[bytes | None], tenant: str | None) -> JobView | None:
-        raw = {name: (value.decode() if value is not None else None) for name, value in zip(_SUMMARY_FIELDS, values, strict=True)}
+        raw = {
+            name: (value.decode() if value is not None else None)
+            for name, value in zip(_SUMMARY_FIELDS, values, strict=True)
+        }
         if raw["status"] is None or (tenant is not None and raw["tenant"] != tenant):
             return None
         summary = json.loads(raw["summary"] or "{}")
@@ -261,7 +264,9 @@ class JobStore:
             error=JobError(**json.loads(raw["error"])) if raw["error"] else None,
         )
 
-    def list(self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None) -> JobPage:
+    def list(
+        self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> JobPage:
         """Newest first. The cursor is the creation time of the last job returned (exclusive)."""
         index = self._tenant_index(tenant)
         upper = "+inf" if cursor is None else f"({_decode_cursor(cursor)!r}"
@@ -290,8 +295,10 @@ class JobStore:
                     break
             if not batch:
                 exhausted = True
-        more = len(views) == limit and last_score is not None and bool(
-            self.redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1)
+        more = (
+            len(views) == limit
+            and last_score is not None
+            and bool(self.redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1))
         )
         return JobPage(data=views, next_cursor=_encode_cursor(last_score) if more else None)
 

@@ -82,9 +82,9 @@ class ServiceEnv:
 
 @pytest.fixture
 def service_env(redis_url: str, key_prefix: str, tmp_path: Path) -> ServiceEnv:
-    """A fresh queue and storage directory per test, under the session's key prefix."""
-    queue = f"{key_prefix}-q-{uuid.uuid4().hex[:6]}"
-    return ServiceEnv(redis_url, key_prefix, queue, f"file://{tmp_path / 'storage'}")
+    """A fresh key prefix, queue and storage directory per test, under the session's key prefix."""
+    prefix = f"{key_prefix}-{uuid.uuid4().hex[:6]}"
+    return ServiceEnv(redis_url, prefix, f"{prefix}-q", f"file://{tmp_path / 'storage'}")
 
 
 class WorkerProcess:
@@ -185,3 +185,12 @@ def wait_status(client, job_id: str, statuses: set[str], timeout: float = 120.0)
         return body if body["status"] in statuses else None
 
     return wait_for(poll, timeout=timeout, message=f"job {job_id} to reach {statuses}")
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

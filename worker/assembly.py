@@ -76,7 +76,9 @@ def build_file(
     if not segments:
         return np.zeros(int(0.5 * sample_rate), np.float32), sample_rate, [], [], []
     stitched = stitch(segments, gaps, sample_rate)
-    audio = normalize_loudness(stitched.audio, sample_rate, target_lufs=settings.loudness_target_lufs, peak_dbfs=settings.peak_dbfs)
+    audio = normalize_loudness(
+        stitched.audio, sample_rate, target_lufs=settings.loudness_target_lufs, peak_dbfs=settings.peak_dbfs
+    )
     out_rate = spec.sample_rate or sample_rate
     if out_rate != sample_rate:
         audio = resample(audio, sample_rate, out_rate)
@@ -131,5 +133,7 @@ def upload_file(
 
 def upload_manifest(storage: Storage, prefix: str, results: dict[str, dict]) -> None:
     """A batch of separate files also gets a manifest listing them (what a game studio imports)."""
-    manifest = [{"id": input_id, **{k: v for k, v in result.items() if k != "url"}} for input_id, result in results.items()]
+    manifest = [
+        {"id": input_id, **{k: v for k, v in result.items() if k != "url"}} for input_id, result in results.items()
+    ]
     storage.put_bytes(prefix + "manifest.json", json.dumps({"files": manifest}, indent=2).encode(), "application/json")

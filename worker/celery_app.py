@@ -16,11 +16,11 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="narrate-worker-metrics-")
 
-from celery import signals  # noqa: E402
+from celery import signals
 
-from shared import metrics  # noqa: E402
-from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery  # noqa: E402
-from shared.settings import get_settings  # noqa: E402
+from shared import metrics
+from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -143,7 +143,9 @@ def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
             _checkpoint(job_id, rt, result, trim_silence(result.audio, engine.sample_rate))
 
 
-def _carry_before(job_id: str, planned: PlannedChunk, by_stream: dict[int, list[PlannedChunk]], rt: Runtime) -> dict[int, bytes]:
+def _carry_before(
+    job_id: str, planned: PlannedChunk, by_stream: dict[int, list[PlannedChunk]], rt: Runtime
+) -> dict[int, bytes]:
     stream = by_stream[planned.request.stream]
     index = stream.index(planned)
     if index == 0:
@@ -156,7 +158,9 @@ def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray
     rate = rt.engine.sample_rate
     checkpoints.save_chunk(rt.storage, job_id, result.key, audio, rate)
     seconds = len(audio) / rate
-    if not rt.store.record_chunk(job_id, result.key, seconds=seconds, synth_seconds=result.synth_seconds, carry=result.carry):
+    if not rt.store.record_chunk(
+        job_id, result.key, seconds=seconds, synth_seconds=result.synth_seconds, carry=result.carry
+    ):
         raise Canceled
     metrics.AUDIO_SECONDS.inc(seconds)
     metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
@@ -181,7 +185,9 @@ def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime
         audio, rate, cues, chapters, spans = assembly.build_file(
             output, plan, load, sample_rate=rt.engine.sample_rate, spec=spec, settings=settings, input_ids=input_ids
         )
-        uploaded = assembly.upload_file(storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata)
+        uploaded = assembly.upload_file(
+            storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata
+        )
         if len(output.inputs) == 1 and not (spec.concatenate and len(spec.inputs) == 1):
             results[input_ids[output.inputs[0]]] = uploaded
         else:

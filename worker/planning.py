@@ -61,7 +61,9 @@ def build_plan(
     next_stream = 0
     for input_index, item in enumerate(spec.inputs):
         voice = item.voice or spec.voice or voice_default
-        chunks = chunk_text(item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language)
+        chunks = chunk_text(
+            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
+        )
         planned: list[PlannedChunk] = []
         for stream_chunks in split_streams(chunks, streams) if chunks else []:
             for seq, chunk in enumerate(stream_chunks):

@@ -29,7 +29,7 @@ class Runtime:
             started = time.perf_counter()
             self._engine = load_engine(self.settings)
             seconds = time.perf_counter() - started
-            metrics.ENGINE_LOAD_SECONDS.set(seconds)
+            metrics.ENGINE_LOAD_SECONDS.labels(engine=self._engine.name).set(seconds)
             log.info("engine %s loaded in %.1f s", self._engine.name, seconds)
             self.store.publish_engine(
                 {
@@ -46,8 +46,9 @@ class Runtime:
         reading = probe() if probe else None
         if reading:
             allocated, peak = reading
-            metrics.GPU_MEMORY_ALLOCATED.set(allocated)
-            metrics.GPU_MEMORY_PEAK.set(peak)
+            device = str(getattr(self._engine, "device", "cuda"))
+            metrics.GPU_MEMORY_ALLOCATED.labels(device=device).set(allocated)
+            metrics.GPU_MEMORY_PEAK.labels(device=device).set(peak)
 
 
 _runtime: Runtime | None = None

@@ -67,9 +67,7 @@ def engine_summary(store: JobStore, settings: Settings) -> EngineSummary:
     info = store.engine_info()
     if info and info.get("name") == settings.engine:
         return EngineSummary(info["name"], bool(info.get("can_clone")), list(info.get("voices", [])))
-    return EngineSummary(
-        settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, [])
-    )
+    return EngineSummary(settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, []))
 
 
 def _ctx():
@@ -83,9 +81,7 @@ def _voices() -> VoiceStore:
 def _view_json(record: VoiceRecord) -> dict[str, Any]:
     url = None
     if record.preview and record.status == VoiceStatus.READY:
-        url = _ctx().storage.url_for(
-            preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3"
-        )
+        url = _ctx().storage.url_for(preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3")
     return record.view(url).model_dump(mode="json")
 
 
@@ -116,34 +112,23 @@ def create_voice():
         raise too_large
     request.max_content_length = limit + FORM_OVERHEAD_BYTES
     if request.mimetype != "multipart/form-data":
-        raise ApiError(
-            415, "unsupported_media_type", "Send the clips as multipart/form-data (field `files`)."
-        )
+        raise ApiError(415, "unsupported_media_type", "Send the clips as multipart/form-data (field `files`).")
     form = request.form
     files = [
-        f
-        for f in request.files.getlist("files") + request.files.getlist("file")
-        if f.filename or f.content_length
+        f for f in request.files.getlist("files") + request.files.getlist("file") if f.filename or f.content_length
     ]
     name = _text_field(form, "name", required=True, max_length=100)
     description = _text_field(form, "description", max_length=1000)
     language = _language(form.get("language"))
     consent = _consent(form)
     if not files:
-        raise ApiError(
-            422, "invalid_request", "Upload at least one reference clip in the field `files`.", "files"
-        )
+        raise ApiError(422, "invalid_request", "Upload at least one reference clip in the field `files`.", "files")
     if len(files) > settings.voice_max_clips:
-        raise ApiError(
-            422, "too_many_clips", f"At most {settings.voice_max_clips} reference clips per voice.", "files"
-        )
+        raise ApiError(422, "too_many_clips", f"At most {settings.voice_max_clips} reference clips per voice.", "files")
     payloads = [upload.read() for upload in files]
     if sum(len(data) for data in payloads) > limit:
         raise too_large
-    clips = [
-        _check_clip(index, upload, data)
-        for index, (upload, data) in enumerate(zip(files, payloads, strict=True))
-    ]
+    clips = [_check_clip(index, upload, data) for index, (upload, data) in enumerate(zip(files, payloads, strict=True))]
 
     voices, storage = _voices(), ctx.storage
     voice_id = voices.new_id()
@@ -209,9 +194,7 @@ def _consent(form: Any) -> dict[str, str]:
     try:
         at = datetime.fromisoformat(raw_at) if raw_at else now
     except ValueError as exc:
-        raise ApiError(
-            422, "invalid_request", "consent_at: an ISO 8601 date or date-time", "consent_at"
-        ) from exc
+        raise ApiError(422, "invalid_request", "consent_at: an ISO 8601 date or date-time", "consent_at") from exc
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     if at > now + _MAX_CONSENT_SKEW:

@@ -1,0 +1,215 @@
+"""Jobs through the real API, Redis queue and Celery worker processes with the Piper engine."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+import soundfile as sf
+
+from shared.storage import storage_from_settings
+from tests.conftest import AUTH, REPO, wait_for, wait_status
+
+pytestmark = pytest.mark.slow
+
+CHAPTER = (REPO / "examples" / "pride-and-prejudice-ch1.txt").read_text()
+# Many small chunks, so a test can act between chunks.
+SMALL_CHUNKS = {"NARRATE_CHUNK_BUDGET_SECONDS": "3"}
+LONG_TEXT = "\n\n".join(CHAPTER.split("\n\n")[1:14])
+
+
+def _read(url: str) -> bytes:
+    if url.startswith("file://"):
+        return Path(url.removeprefix("file://")).read_bytes()
+    return requests.get(url, timeout=30).content
+
+
+def _submit(client, body: dict, headers: dict | None = None) -> str:
+    response = client.post("/v1/jobs", json=body, headers={**AUTH, **(headers or {})})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
+def _audio_objects(env, job_id: str) -> list[str]:
+    storage = storage_from_settings(env.settings())
+    return [k for k in storage.list_keys("results/") if job_id in k and k.endswith((".mp3", ".wav", ".flac", ".opus"))]
+
+
+def _checkpoints(env, job_id: str) -> list[str]:
+    return storage_from_settings(env.settings()).list_keys(f"checkpoints/{job_id}/")
+
+
+def test_narration_job_produces_a_playable_file_whose_duration_fits_the_text(api_client, service_env, start_worker):
+    start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"id": "chapter-1", "text": CHAPTER}], "format": "mp3"})
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=240)
+    assert job["status"] == "succeeded", job["error"]
+    progress = job["progress"]
+    assert progress["chunks_done"] == progress["chunks_total"] > 1 and progress["percent"] == 100.0
+    assert 0 < job["rtf"] < 1.0 and job["started_at"] and job["finished_at"]
+    result = job["result"]
+    data = _read(result["url"])
+    assert len(data) == result["bytes"] and hashlib.sha256(data).hexdigest() == result["sha256"]
+    audio, rate = sf.read(io.BytesIO(data))
+    duration = len(audio) / rate
+    assert abs(duration - result["duration_seconds"]) < 0.2
+    assert len(CHAPTER) / 25 < duration < len(CHAPTER) / 8  # speech at a human rate: nothing skipped or looped
+    srt = _read(result["subtitles"]["srt"]).decode()
+    assert "Netherfield" in srt and "-->" in srt
+    timing = json.loads(_read(result["subtitles"]["timing"]))
+    assert timing["inputs"][0]["id"] == "chapter-1"
+    assert _checkpoints(service_env, job_id) == []  # scratch audio is removed on success
+
+
+def test_batch_of_lines_gives_one_file_per_input_and_a_manifest(api_client, service_env, start_worker):
+    start_worker(service_env)
+    lines = [
+        {"id": "guard_001", "text": "Halt! Who goes there?"},
+        {"id": "merchant_001", "text": "Potions, scrolls, rope! Fifty feet of rope for only 3 gold coins."},
+        {"id": "narrator_002", "text": "Three days later, on the 14th of March, the expedition reached the pass."},
+    ]
+    job_id = _submit(api_client, {"inputs": lines, "concatenate": False, "format": "wav", "sample_rate": 16000})
+    job = wait_status(api_client, job_id, {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"] is None
+    by_id = {item["id"]: item["result"] for item in job["inputs"]}
+    assert set(by_id) == {line["id"] for line in lines}
+    for line in lines:
+        result = by_id[line["id"]]
+        assert result["filename"] == f"{line['id']}.wav"
+        audio, rate = sf.read(io.BytesIO(_read(result["url"])))
+        assert rate == 16000 and 0.5 < len(audio) / rate < 12
+    storage = storage_from_settings(service_env.settings())
+    manifest = json.loads(storage.get_bytes(f"results/dev/{job_id}/manifest.json"))
+    assert [entry["id"] for entry in manifest["files"]] == [line["id"] for line in lines]
+
+
+def test_results_go_to_s3_over_http_and_download_through_presigned_urls(
+    api_client, service_env, start_worker, s3_server
+):
+    bucket = s3_server.create_bucket()
+    service_env.storage_url = f"s3://{bucket}/narrate"
+    service_env.extra.update(s3_server.env)
+    from api import create_app
+
+    client = create_app(service_env.settings()).test_client()
+    start_worker(service_env)
+    job_id = _submit(
+        client, {"inputs": [{"text": "Stored in a bucket. Fetched through a signed link."}], "format": "flac"}
+    )
+    job = wait_status(client, job_id, {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    url = job["result"]["url"]
+    assert url.startswith(s3_server.endpoint_url) and "Signature" in url
+    data = requests.get(url, timeout=30).content
+    assert hashlib.sha256(data).hexdigest() == job["result"]["sha256"]
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert f"narrate/results/dev/{job_id}/{job_id}.flac" in keys
+    assert not [k for k in keys if "/checkpoints/" in k]
+
+
+def test_a_canceled_queued_job_never_runs(api_client, service_env, start_worker):
+    job_id = _submit(api_client, {"inputs": [{"text": "Never spoken."}]})
+    assert api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["status"] == "canceled"
+    start_worker(service_env)
+    queue = redis.Redis.from_url(service_env.redis_url)
+    wait_for(lambda: queue.llen(service_env.queue) == 0, message="the message to be consumed")
+    time.sleep(1.0)
+    job = api_client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()
+    assert job["status"] == "canceled" and job["attempts"] == 0 and job["started_at"] is None
+    assert _audio_objects(service_env, job_id) == []
+
+
+def test_a_canceled_running_job_stops_at_the_next_chunk(api_client, service_env, start_worker):
+    service_env.extra.update(SMALL_CHUNKS)
+    start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT * 3}]})
+    wait_for(lambda: api_client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["progress"]["chunks_done"] >= 2)
+    canceled = api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH).get_json()
+    assert canceled["status"] == "canceled"
+    store = service_env.store()
+    wait_for(lambda: not _checkpoints(service_env, job_id), message="checkpoints to be discarded")
+    done = store.counters(job_id)["chunks_done"]
+    time.sleep(1.5)
+    job = api_client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()
+    assert job["status"] == "canceled" and job["error"]["code"] == "canceled"
+    assert store.counters(job_id)["chunks_done"] == done < job["progress"]["chunks_total"]
+    assert _audio_objects(service_env, job_id) == []
+
+
+def test_job_survives_its_worker_process_being_killed_and_resumes_from_checkpoints(
+    api_client, service_env, start_worker
+):
+    service_env.extra.update(SMALL_CHUNKS)
+    worker = start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT}], "format": "mp3"})
+    wait_for(lambda: service_env.store().counters(job_id)["chunks_done"] >= 3, message="three chunks")
+    worker.kill_child()  # SIGKILL mid-job: Celery requeues the unacknowledged job
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=180)
+    assert job["status"] == "succeeded", job["error"]
+    counters = service_env.store().counters(job_id)
+    assert job["attempts"] == 2
+    # Finished chunks were not synthesised again: every chunk was synthesised exactly once.
+    assert counters["chunks_synthesized"] == counters["chunks_total"] == job["progress"]["chunks_total"]
+    assert len(_audio_objects(service_env, job_id)) == 1
+
+
+def test_job_survives_the_whole_worker_being_killed(api_client, service_env, start_worker):
+    # Short limits so the broker redelivers the unacknowledged job within seconds.
+    service_env.extra.update(
+        SMALL_CHUNKS,
+        NARRATE_TASK_SOFT_TIME_LIMIT_SECONDS="60",
+        NARRATE_TASK_HARD_TIME_LIMIT_SECONDS="65",
+        NARRATE_VISIBILITY_TIMEOUT_SECONDS="70",
+    )
+    worker = start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT}]})
+    wait_for(lambda: service_env.store().counters(job_id)["chunks_done"] >= 3, message="three chunks")
+    worker.kill()
+    done_before = service_env.store().counters(job_id)["chunks_done"]
+    start_worker(service_env)
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    counters = service_env.store().counters(job_id)
+    assert job["attempts"] == 2 and done_before >= 3
+    assert counters["chunks_synthesized"] == counters["chunks_total"]
+    assert len(_audio_objects(service_env, job_id)) == 1
+
+
+def test_a_job_that_keeps_killing_its_worker_ends_failed_with_a_reason(api_client, service_env, start_worker):
+    service_env.extra.update(SMALL_CHUNKS, NARRATE_MAX_ATTEMPTS="2")
+    worker = start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT}]})
+    store = service_env.store()
+    for attempt in (1, 2):
+        wait_for(lambda a=attempt: store.counters(job_id)["attempts"] == a and store.status(job_id) == "running",
+                 interval=0.05, message=f"attempt {attempt}")  # fmt: skip
+        worker.kill_child()
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=120)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "worker_lost" and "2 times" in job["error"]["message"]
+    assert _checkpoints(service_env, job_id) == []
+
+
+def test_worker_serves_its_own_metrics(api_client, service_env, start_worker, unused_tcp_port):
+    service_env.extra["NARRATE_WORKER_METRICS_PORT"] = str(unused_tcp_port)
+    start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": "Counting seconds of speech."}]})
+    assert wait_status(api_client, job_id, {"succeeded", "failed"})["status"] == "succeeded"
+    text = urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=10).read().decode()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
+    assert values['narrate_jobs_finished_total{status="succeeded"}'] == 1.0
+    assert values["narrate_chunk_rtf_count"] >= 1
+    assert values["narrate_audio_generated_seconds_total"] > 0.5
+    assert values["narrate_job_queue_wait_seconds_count"] == 1.0
+    assert any(name.startswith("narrate_engine_load_seconds") for name in values)
+    assert not any(name.startswith("narrate_gpu_memory") for name in values)  # absent on CPU
