@@ -65,9 +65,7 @@ class NanoCodec:
         for key in TRAINING_ONLY_KEYS:
             if key in config:
                 config.pop(key)
-        model = AudioCodecModel.restore_from(
-            str(path), override_config_path=config, map_location=torch.device(device)
-        )
+        model = AudioCodecModel.restore_from(str(path), override_config_path=config, map_location=torch.device(device))
         _check_decoding_weights(model, path)
         model.eval()
         dtype = torch.float32 if dtype is None else dtype
@@ -121,9 +119,7 @@ class NanoCodec:
         spf = self.samples_per_frame
         for b, i in enumerate(todo):
             start = context_frames[i] * spf
-            out[i] = np.ascontiguousarray(
-                audio[b, start : start + codes[i].shape[-1] * spf], dtype=np.float32
-            )
+            out[i] = np.ascontiguousarray(audio[b, start : start + codes[i].shape[-1] * spf], dtype=np.float32)
         return out
 
     def _checked(self, codes: torch.Tensor, name: str) -> torch.Tensor:
@@ -152,8 +148,7 @@ def causal_receptive_field_frames(decoder) -> int:
 
     if not isinstance(decoder, CausalHiFiGANDecoder):
         raise ValueError(
-            f"{type(decoder).__name__} is not a causal decoder: batched and continued decoding would not "
-            "be exact"
+            f"{type(decoder).__name__} is not a causal decoder: batched and continued decoding would not be exact"
         )
     lookback = _conv_span(decoder.post_conv.conv)
     pairs = list(zip(decoder.up_sample_conv_layers, decoder.res_layers, strict=True))
@@ -174,10 +169,7 @@ def _conv_span(conv) -> int:
 def _res_layer_span(res_layer) -> int:
     """Branches run in parallel (widest wins); the blocks of a branch run in sequence (spans add)."""
     return max(
-        sum(
-            _conv_span(block.input_conv.conv) + _conv_span(block.skip_conv.conv)
-            for block in branch.res_blocks
-        )
+        sum(_conv_span(block.input_conv.conv) + _conv_span(block.skip_conv.conv) for block in branch.res_blocks)
         for branch in res_layer.res_blocks
     )
 
@@ -191,9 +183,7 @@ def _check_decoding_weights(model, path: Path) -> None:
     import torch
 
     with tarfile.open(path, "r:*") as archive:
-        member = next(
-            (m for m in archive.getmembers() if Path(m.name).name == WEIGHTS_MEMBER and m.isfile()), None
-        )
+        member = next((m for m in archive.getmembers() if Path(m.name).name == WEIGHTS_MEMBER and m.isfile()), None)
         if member is None:
             raise ValueError(f"{path} has no {WEIGHTS_MEMBER}")
         handle = archive.extractfile(member)

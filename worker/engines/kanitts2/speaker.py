@@ -138,9 +138,7 @@ def _embeddings_model_class():
         def __init__(self, config) -> None:
             super().__init__(config)
             self.wavlm = WavLMModel(config)
-            self.top_layers = TopLayers(
-                2 * config.hidden_size, int(config.top_interm_size), int(config.embd_size)
-            )
+            self.top_layers = TopLayers(2 * config.hidden_size, int(config.top_interm_size), int(config.embd_size))
             self.post_init()
 
         def forward(self, input_values: torch.Tensor) -> torch.Tensor:

@@ -137,9 +137,7 @@ def test_unusable_audio_is_refused(embedder: SpeakerEmbedder, audio: np.ndarray)
 
 def test_only_the_first_30_seconds_count(embedder: SpeakerEmbedder) -> None:
     long = np.concatenate([alto(30.0, seed=4), bass(10.0, seed=5)])
-    np.testing.assert_allclose(
-        embedder.embed(long, 16000), embedder.embed(long[: 30 * 16000], 16000), atol=1e-6
-    )
+    np.testing.assert_allclose(embedder.embed(long, 16000), embedder.embed(long[: 30 * 16000], 16000), atol=1e-6)
 
 
 def test_old_weight_norm_names_and_pytorch_bin_load_alike(
