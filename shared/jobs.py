@@ -82,7 +82,11 @@ class JobCreate(_Strict):
     streams: int | None = Field(
         None, ge=1, le=256, description="Side-by-side streams a long input is split into (KaniTTS2)."
     )
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged with the job.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Returned unchanged with the job; title, artist, album, comment, date, genre and copyright "
+        "are also written as tags into the audio file.",
+    )
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
 
     @field_validator("format")
@@ -154,6 +158,10 @@ class JobView(BaseModel):
     progress: Progress
     rtf: float | None = Field(None, description="Wall seconds of synthesis per second of audio.")
     attempts: int = 0
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Wall seconds per worker phase (chunking, generation, stitching, loudness, encoding, upload).",
+    )
     result: FileResult | None = None
     inputs: list[InputView]
     error: JobError | None = None

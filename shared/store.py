@@ -82,7 +82,7 @@ return 1
 
 _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
-    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary",
+    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings",
 )  # fmt: skip
 
 
@@ -256,6 +256,7 @@ class JobStore:
             progress=Progress(chunks_done=done, chunks_total=total, percent=percent, audio_seconds=round(audio, 3)),
             rtf=round(synth / audio, 4) if audio > 0 else None,
             attempts=int(raw["attempts"] or 0),
+            timings=json.loads(raw["timings"] or "{}"),
             result=FileResult(**inputs_result["file"]) if inputs_result.get("file") else None,
             inputs=[
                 InputView(**item, result=inputs_result.get("inputs", {}).get(item["id"]))

@@ -17,6 +17,7 @@ from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
 from shared.jobs import JobCreate
 from shared.settings import Settings
 from shared.storage import Storage
+from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk, pause_after
 
 
@@ -57,31 +58,34 @@ def build_file(
     spec: JobCreate,
     settings: Settings,
     input_ids: list[str],
+    phases: Phases,
 ) -> tuple[np.ndarray, int, list[Cue], list[tuple[float, str]], list[dict]]:
     """Stitch the output's chunks; returns audio, its rate, cues, chapter marks and input spans."""
     pauses = pauses_from(settings)
     segments: list[np.ndarray] = []
     gaps: list[int] = []
     owners: list[PlannedChunk] = []
-    for position, input_index in enumerate(output.inputs):
-        chunks = plan.inputs[input_index]
-        for index, planned in enumerate(chunks):
-            segments.append(load(planned))
-            owners.append(planned)
-            last_of_input = index == len(chunks) - 1
-            if not last_of_input:
-                gaps.append(pause_after(planned.chunk.boundary, pauses))
-            elif position < len(output.inputs) - 1:
-                gaps.append(pauses["chapter"])
-    if not segments:
-        return np.zeros(int(0.5 * sample_rate), np.float32), sample_rate, [], [], []
-    stitched = stitch(segments, gaps, sample_rate)
-    audio = normalize_loudness(
-        stitched.audio, sample_rate, target_lufs=settings.loudness_target_lufs, peak_dbfs=settings.peak_dbfs
-    )
-    out_rate = spec.sample_rate or sample_rate
-    if out_rate != sample_rate:
-        audio = resample(audio, sample_rate, out_rate)
+    with phases.timed("stitching"):
+        for position, input_index in enumerate(output.inputs):
+            chunks = plan.inputs[input_index]
+            for index, planned in enumerate(chunks):
+                segments.append(load(planned))
+                owners.append(planned)
+                if index < len(chunks) - 1:
+                    gaps.append(pause_after(planned.chunk.boundary, pauses))
+                elif position < len(output.inputs) - 1:
+                    gaps.append(pauses["chapter"])
+        if not segments:
+            return np.zeros(int(0.5 * sample_rate), np.float32), sample_rate, [], [], []
+        stitched = stitch(segments, gaps, sample_rate)
+        del segments
+    with phases.timed("loudness"):
+        audio = normalize_loudness(
+            stitched.audio, sample_rate, target_lufs=settings.loudness_target_lufs, peak_dbfs=settings.peak_dbfs
+        )
+        out_rate = spec.sample_rate or sample_rate
+        if out_rate != sample_rate:
+            audio = resample(audio, sample_rate, out_rate)
     cues = [Cue(start, end, planned.chunk.text) for planned, (start, end) in zip(owners, stitched.spans, strict=True)]
     chapters: list[tuple[float, str]] = []
     spans: list[dict] = []
@@ -104,21 +108,25 @@ def upload_file(
     chapters: list[tuple[float, str]],
     spans: list[dict],
     metadata: dict[str, str],
+    phases: Phases,
 ) -> dict:
     """Encode and upload one file and its subtitles; returns its FileResult as a dict."""
-    data = encode(audio, rate, fmt, chapters=chapters if len(chapters) > 1 else None, metadata=metadata)
+    with phases.timed("encoding"):
+        data = encode(audio, rate, fmt, chapters=chapters if len(chapters) > 1 else None, metadata=metadata)
+        documents = {
+            "srt": (to_srt(cues), "application/x-subrip"),
+            "vtt": (to_vtt(cues), "text/vtt"),
+            "json": (to_timing_json(cues, inputs=spans), "application/json"),
+        }
     filename = f"{output.name}.{extension(fmt)}"
     key = prefix + filename
-    storage.put_bytes(key, data, content_type(fmt))
     subtitles: dict[str, str] = {}
-    for kind, text, mime in (
-        ("srt", to_srt(cues), "application/x-subrip"),
-        ("vtt", to_vtt(cues), "text/vtt"),
-        ("timing", to_timing_json(cues, inputs=spans), "application/json"),
-    ):
-        sub_name = f"{output.name}.{'json' if kind == 'timing' else kind}"
-        storage.put_bytes(prefix + sub_name, text.encode(), mime)
-        subtitles[kind] = storage.url_for(prefix + sub_name, filename=sub_name)
+    with phases.timed("upload"):
+        storage.put_bytes(key, data, content_type(fmt))
+        for suffix, (text, mime) in documents.items():
+            sub_name = f"{output.name}.{suffix}"
+            storage.put_bytes(prefix + sub_name, text.encode(), mime)
+            subtitles["timing" if suffix == "json" else suffix] = storage.url_for(prefix + sub_name, filename=sub_name)
     return {
         "url": storage.url_for(key, filename=filename),
         "key": key,

@@ -20,11 +20,16 @@ from shared.audio.trim import trim_silence
 from shared.jobs import JobCreate, JobStatus
 from worker import assembly, checkpoints
 from worker.engines.base import ChunkResult, EngineError
+from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk, build_plan
 from worker.runtime import Runtime
 from worker.voice_embeddings import VoiceUnavailable, load_embeddings
 
 log = logging.getLogger(__name__)
+
+
+FILE_TAGS = ("title", "artist", "album", "comment", "date", "genre", "copyright")
+"""Job metadata keys written into the audio file's tags (every format can carry these)."""
 
 
 class Canceled(Exception):
@@ -87,19 +92,23 @@ def _fail(rt: Runtime, job_id: str, code: str, message: str) -> JobStatus:
 
 def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> None:
     engine, settings = rt.engine, rt.settings
-    plan = build_plan(
-        spec,
-        budget_seconds=settings.chunk_budget_seconds,
-        chars_per_second=settings.chars_per_second,
-        streams=spec.streams or engine.default_streams,
-        voice_default=engine.default_voice(),
-        embeddings=load_embeddings(spec, tenant, rt),
-    )
+    phases = Phases()
+    embeddings = load_embeddings(spec, tenant, rt)
+    with phases.timed("chunking"):
+        plan = build_plan(
+            spec,
+            budget_seconds=settings.chunk_budget_seconds,
+            chars_per_second=settings.chars_per_second,
+            streams=spec.streams or engine.default_streams,
+            voice_default=engine.default_voice(),
+            embeddings=embeddings,
+        )
     total = len(plan.all())
     if not rt.store.update_running(job_id, chunks_total=total):
         raise Canceled
-    _generate_missing(job_id, plan, rt)
-    _assemble(job_id, tenant, spec, plan, rt)
+    with phases.timed("generation"):
+        _generate_missing(job_id, plan, rt)
+    _assemble(job_id, tenant, spec, plan, rt, phases)
 
 
 def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
@@ -168,7 +177,7 @@ def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray
         metrics.CHUNK_RTF.observe(result.synth_seconds / seconds)
 
 
-def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime) -> None:
+def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime, phases: Phases) -> None:
     settings, storage = rt.settings, rt.storage
     prefix = assembly.result_prefix(tenant, job_id)
     input_ids = spec.input_ids()
@@ -178,15 +187,22 @@ def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime
 
     results: dict[str, dict] = {}
     file_result: dict | None = None
-    metadata = {str(k): str(v) for k, v in spec.metadata.items() if isinstance(v, str | int | float)}
+    metadata = {k: str(v) for k, v in spec.metadata.items() if k in FILE_TAGS and isinstance(v, str | int | float)}
     for output in assembly.outputs_for(job_id, spec):
         if rt.store.status(job_id) != JobStatus.RUNNING:
             raise Canceled
         audio, rate, cues, chapters, spans = assembly.build_file(
-            output, plan, load, sample_rate=rt.engine.sample_rate, spec=spec, settings=settings, input_ids=input_ids
+            output,
+            plan,
+            load,
+            sample_rate=rt.engine.sample_rate,
+            spec=spec,
+            settings=settings,
+            input_ids=input_ids,
+            phases=phases,
         )
         uploaded = assembly.upload_file(
-            storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata
+            storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata, phases
         )
         if len(output.inputs) == 1 and not (spec.concatenate and len(spec.inputs) == 1):
             results[input_ids[output.inputs[0]]] = uploaded
@@ -194,6 +210,7 @@ def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime
             file_result = uploaded
     if results:
         assembly.upload_manifest(storage, prefix, results)
-    if not rt.store.finish(job_id, JobStatus.SUCCEEDED, result={"file": file_result, "inputs": results}):
+    result = {"file": file_result, "inputs": results}
+    if not rt.store.finish(job_id, JobStatus.SUCCEEDED, result=result, timings=phases.rounded()):
         raise Canceled
     checkpoints.discard(storage, job_id)
