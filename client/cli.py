@@ -20,7 +20,7 @@ from tqdm import tqdm
 from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, Job
 from client.voices_cli import voices
 
-FORMATS = ("mp3", "wav", "flac", "opus")
+FORMATS = ("mp3", "wav", "flac", "opus", "m4b")
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
@@ -116,9 +116,7 @@ def wait_with_progress(client: ApiClient, job: Job, interval: float, timeout: fl
             if total and bar.total != total:
                 bar.total = total
             bar.n = progress.get("chunks_done") or 0
-            bar.set_postfix_str(
-                f"{current['status']}, {progress.get('audio_seconds') or 0:.0f} s audio", refresh=False
-            )
+            bar.set_postfix_str(f"{current['status']}, {progress.get('audio_seconds') or 0:.0f} s audio", refresh=False)
             bar.refresh()
 
         return client.wait(job["id"], interval=interval, timeout=timeout, on_update=update)
@@ -258,9 +256,7 @@ def list_jobs(client: ApiClient, status_filter: str | None, limit: int, as_json:
     click.echo(f"{'ID':<{width}}  {'CREATED':<25} {'INPUTS':>6}  STATUS")
     for job in jobs:
         created = job.get("created_at") or ""
-        click.echo(
-            f"{job['id']:<{width}}  {created:<25} {len(job.get('inputs') or []):>6}  {describe_progress(job)}"
-        )
+        click.echo(f"{job['id']:<{width}}  {created:<25} {len(job.get('inputs') or []):>6}  {describe_progress(job)}")
 
 
 @cli.command()

@@ -163,8 +163,7 @@ class LocalStack:
             **{
                 name.removeprefix("NARRATE_").lower(): value
                 for name, value in self.env.items()
-                if name.startswith("NARRATE_")
-                and name.removeprefix("NARRATE_").lower() in Settings.model_fields
+                if name.startswith("NARRATE_") and name.removeprefix("NARRATE_").lower() in Settings.model_fields
             }
         )
 
@@ -279,9 +278,7 @@ class LocalStack:
             dead = self.dead_child()
             if dead is not None:
                 status = dead.proc.returncode
-                raise StackError(
-                    f"{dead.name} exited with status {status} while starting:\n{dead.log_tail()}"
-                )
+                raise StackError(f"{dead.name} exited with status {status} while starting:\n{dead.log_tail()}")
             try:
                 if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return

@@ -375,9 +375,7 @@ class S3Storage(Storage):
             params["ResponseContentDisposition"] = content_disposition(filename)
         with self._errors(key):
             signer = self._client("public" if self.public_endpoint_url else "main")
-            return signer.generate_presigned_url(
-                "get_object", Params=params, ExpiresIn=self.presign_expiry_seconds
-            )
+            return signer.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_expiry_seconds)
 
     def check(self) -> None:
         try:

@@ -39,9 +39,7 @@ def environment(service: str) -> dict[str, str]:
 
 def settings_of(service: str) -> Settings:
     fields = {
-        k.removeprefix("NARRATE_").lower(): v
-        for k, v in environment(service).items()
-        if k.startswith("NARRATE_")
+        k.removeprefix("NARRATE_").lower(): v for k, v in environment(service).items() if k.startswith("NARRATE_")
     }
     return Settings(**fields)
 
@@ -194,9 +192,7 @@ def test_the_api_process_imports_no_torch(tmp_path: Path) -> None:
     roots = sorted({*HEAVY, "worker"})
     code = f"import sys, api.wsgi; print(sorted(m for m in sys.modules if m.split('.')[0] in {roots}))"
     env = {**os.environ, "NARRATE_STORAGE_URL": f"file://{tmp_path}", "NARRATE_DEV_MODE": "1"}
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
 

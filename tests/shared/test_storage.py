@@ -31,9 +31,7 @@ MIB = 1024 * 1024
 
 
 def s3_storage(server: S3Server, url: str, **overrides: object) -> Storage:
-    settings = Settings(
-        storage_url=url, s3_endpoint_url=server.endpoint_url, s3_region="us-east-1", **overrides
-    )
+    settings = Settings(storage_url=url, s3_endpoint_url=server.endpoint_url, s3_region="us-east-1", **overrides)
     return storage_from_settings(settings)
 
 
@@ -198,9 +196,7 @@ def test_s3_check_reports_missing_bucket_and_dead_endpoint(s3_server: S3Server) 
 
 
 def test_storage_from_settings_parses_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    s3 = storage_from_settings(
-        Settings(storage_url="s3://results/narrate/prod/", s3_endpoint_url="http://minio:9000")
-    )
+    s3 = storage_from_settings(Settings(storage_url="s3://results/narrate/prod/", s3_endpoint_url="http://minio:9000"))
     assert isinstance(s3, S3Storage)
     assert (s3.bucket, s3.prefix, s3.endpoint_url) == ("results", "narrate/prod/", "http://minio:9000")
     assert storage_from_settings(Settings(storage_url="s3://results")).prefix == ""
