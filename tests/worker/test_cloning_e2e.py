@@ -1,0 +1,118 @@
+"""Cloning end to end: API -> Redis queue -> a real Celery worker running the tiny KaniTTS2 engine and
+the tiny WavLM-shaped embedder (all built offline from configs, loaded by the production loaders)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from shared.jobs import JobCreate
+from shared.queue import SYNTHESIZE_TASK, make_celery
+from shared.storage import LocalStorage
+from shared.voice_store import embedding_key, preview_key, voice_prefix
+from tests.api.test_voices import AUTH, make_client, speech  # noqa: F401 - session fixture
+from tests.conftest import ServiceEnv, wait_for, wait_status
+from tests.worker.test_cloning import second_speech, wav  # noqa: F401 - session fixture
+from worker.cloning import embedding_from_bytes
+
+pytestmark = pytest.mark.slow
+
+TEXT = "The storm passed before dawn. Morning light filled the valley. Birds sang in the old oak."
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    from tests.fixtures.kanitts2_tiny import build_tiny_kanitts2
+    from tests.fixtures.nanocodec_tiny import build_tiny_nanocodec
+    from tests.fixtures.wavlm_tiny import build_tiny_speaker_embedder
+
+    root = tmp_path_factory.mktemp("clone-e2e")
+    return {
+        "NARRATE_ENGINE": "kanitts2",
+        "NARRATE_KANITTS2_MODEL": str(build_tiny_kanitts2(root / "lm")),
+        "NARRATE_KANITTS2_CODEC": str(build_tiny_nanocodec(root / "codec.nemo")),
+        "NARRATE_KANITTS2_SPEAKER_EMBEDDER": str(build_tiny_speaker_embedder(root / "wavlm")),
+        "NARRATE_KANITTS2_DEVICE": "cpu",
+        "NARRATE_BATCH_SIZE": "4",
+        "NARRATE_CHUNK_BUDGET_SECONDS": "3",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def wait_voice(client, voice_id: str) -> dict:
+    def poll():
+        voice = client.get(f"/v1/voices/{voice_id}", headers=AUTH).get_json()
+        return voice if voice["status"] != "processing" else None
+
+    return wait_for(poll, timeout=180, message=f"voice {voice_id} to be cloned")
+
+
+def upload(client, clips: list[tuple[bytes, str]]) -> str:
+    data = {"name": "Jane", "consent_by": "Jane Doe", "files": [(io.BytesIO(b), n) for b, n in clips]}
+    response = client.post("/v1/voices", data=data, headers=AUTH, content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
+def narrate(client, storage: LocalStorage, voice: str) -> np.ndarray:
+    body = {"inputs": [{"text": TEXT}], "voice": voice, "format": "wav", "sampling": {"seed": 7}}
+    response = client.post("/v1/jobs", json=body, headers=AUTH)
+    assert response.status_code == 202, response.get_json()
+    job = wait_status(client, response.get_json()["id"], {"succeeded", "failed"}, timeout=300)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["progress"]["chunks_total"] > 1  # several chunks, each conditioned on the voice
+    audio, _ = sf.read(io.BytesIO(storage.get_bytes(job["result"]["key"])), dtype="float32")
+    return audio
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.allclose(a, b, atol=1e-4)
+
+
+def test_clone_through_the_worker_and_narrate_with_the_voice(
+    service_env: ServiceEnv,
+    start_worker,
+    tiny_models,
+    speech,  # noqa: F811
+    second_speech,  # noqa: F811
+):
+    client = make_client(service_env, **tiny_models)
+    start_worker(service_env)
+    storage = LocalStorage(service_env.storage_url.removeprefix("file://"))
+
+    jane = upload(client, [(wav(*speech), "one.wav"), (wav(*second_speech), "two.wav")])
+    other = upload(client, [(wav(*second_speech), "two.wav")])
+    for voice_id in (jane, other):
+        voice = wait_voice(client, voice_id)
+        assert voice["status"] == "ready", voice["error"]
+        vector = embedding_from_bytes(storage.get_bytes(embedding_key("dev", voice_id)))
+        assert vector.shape == (128,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+        assert voice["preview_url"]
+        preview, rate = sf.read(io.BytesIO(storage.get_bytes(preview_key("dev", voice_id))))
+        assert rate == 22050 and len(preview) > 0
+    assert "one.wav" in str(client.get(f"/v1/voices/{jane}", headers=AUTH).get_json()["clips"])
+
+    audio, sr = speech
+    padded = np.concatenate([np.zeros(3 * sr, np.float32), audio[: 2 * sr]])  # 2 s of speech in 5 s
+    short = wait_voice(client, upload(client, [(wav(padded, sr), "short.wav")]))
+    assert short["status"] == "failed" and short["error"]["code"] == "too_short"
+    assert "short.wav" in short["error"]["message"]
+    assert storage.list_keys(voice_prefix("dev", short["id"])) == []
+
+    first = narrate(client, storage, jane)
+    again = narrate(client, storage, jane)
+    assert same(first, again)  # same voice, seed and text: the same audio ...
+    assert not same(first, narrate(client, storage, other))  # ... so another embedding changed the model's output
+    assert not same(first, narrate(client, storage, "default"))  # and so does no embedding at all
+
+    # A job queued while the voice existed, which is deleted before a worker starts it.
+    store = service_env.store()
+    job_id, _ = store.create("dev", JobCreate(inputs=[{"text": TEXT}], voice=other), body_hash="x")
+    assert client.delete(f"/v1/voices/{other}", headers=AUTH).status_code == 204
+    assert storage.list_keys(voice_prefix("dev", other)) == []
+    make_celery(service_env.settings(), "test").send_task(SYNTHESIZE_TASK, args=[job_id], queue=service_env.queue)
+    job = wait_status(client, job_id, {"succeeded", "failed"})
+    assert job["status"] == "failed" and job["error"]["code"] == "voice_deleted"
