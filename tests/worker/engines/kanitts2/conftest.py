@@ -30,3 +30,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_codec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fixtures.nanocodec_tiny import build_tiny_nanocodec
+
+    return build_tiny_nanocodec(tmp_path_factory.mktemp("nanocodec-tiny") / "codec.nemo")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_checkpoint: Path, tiny_codec_path: Path):
+    """The engine as the worker builds it: `KaniTTS2Engine.load(settings)` on CPU."""
+    from shared.settings import Settings
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    settings = Settings(
+        engine="kanitts2",
+        kanitts2_model=str(tiny_checkpoint),
+        kanitts2_codec=str(tiny_codec_path),
+        kanitts2_device="auto",
+        kanitts2_context_sentences=1,
+        batch_size=4,
+    )
+    return KaniTTS2Engine.load(settings)

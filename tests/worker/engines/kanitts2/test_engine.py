@@ -1,0 +1,165 @@
+"""`KaniTTS2Engine` end to end on CPU: tiny LM checkpoint + tiny NanoCodec through the real loaders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from worker.engines.base import ChunkRequest, EngineError, Sampling
+from worker.engines.kanitts2.context import StreamContext
+
+TEXTS = [
+    ["The first chunk of stream zero. It ends here.", "Then comes the second one.", "And a third, short."],
+    ["Stream one starts elsewhere.", "It goes on, with a second sentence. Done."],
+]
+
+
+def _requests(seed: int = 5) -> list[ChunkRequest]:
+    out = []
+    for stream, texts in enumerate(TEXTS):
+        for seq, text in enumerate(texts):
+            out.append(
+                ChunkRequest(
+                    key=f"job/{stream}/{seq}",
+                    text=text,
+                    stream=stream,
+                    seq=seq,
+                    sampling=Sampling(seed=seed),
+                    last_sentence=text.split(". ")[-1],
+                    expected_seconds=0.3,  # tiny caps: random weights never choose to stop
+                )
+            )
+    return out
+
+
+def _decode_carry(data: bytes) -> StreamContext:
+    return StreamContext.from_bytes(data)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def short_chunks(tiny_engine):
+    """Random weights never choose to stop: bound chunks to a few frames so CPU tests stay fast."""
+    tiny_engine.max_frames_per_chunk = 6
+    yield
+    tiny_engine.max_frames_per_chunk = None
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_engine):
+    return {r.key: r for r in tiny_engine.generate(_requests())}
+
+
+def test_load_resolves_cpu_fp32_and_describes_itself(tiny_engine) -> None:
+    assert tiny_engine.name == "kanitts2" and tiny_engine.can_clone
+    assert tiny_engine.sample_rate == 22050
+    assert tiny_engine.device.type == "cpu" and tiny_engine.model.dtype == torch.float32
+    assert [v.id for v in tiny_engine.voices()] == ["default", "en_us", "en_gb"]
+    assert tiny_engine.gpu_memory() is None
+
+
+def test_every_chunk_yields_audio_of_its_frames(full_run, tiny_engine) -> None:
+    assert sorted(full_run) == sorted(r.key for r in _requests())
+    spf = tiny_engine.codec.samples_per_frame
+    for result in full_run.values():
+        assert result.frames > 0
+        assert result.audio.dtype == np.float32 and len(result.audio) == result.frames * spf
+        assert np.all(np.abs(result.audio) <= 1.0)
+        assert result.carry is not None
+
+
+def test_waves_yield_one_chunk_per_stream_in_order(tiny_engine) -> None:
+    keys = [r.key for r in tiny_engine.generate(_requests())]
+    assert keys == ["job/0/0", "job/1/0", "job/0/1", "job/1/1", "job/0/2"]
+
+
+def test_context_prompts_and_carry_contents(full_run, tiny_engine) -> None:
+    """The carry holds the last sentence, its estimated frames and the codec tail of the stream."""
+    first, second = full_run["job/0/0"], full_run["job/0/1"]
+    carry = _decode_carry(first.carry)
+    assert carry.text == "It ends here."
+    share = len("It ends here.") / len(TEXTS[0][0])
+    assert len(carry.frames) == max(1, round(first.frames * share))
+    assert len(carry.tail) == first.frames  # the whole chunk: shorter than the codec's receptive field
+    np.testing.assert_array_equal(carry.frames, carry.tail[-len(carry.frames) :])
+    after = _decode_carry(second.carry)
+    assert after.text == "Then comes the second one."
+    np.testing.assert_array_equal(after.tail[: first.frames], carry.tail)
+    assert len(after.tail) == first.frames + second.frames
+
+
+def test_chunk_audio_continues_previous_chunk_without_seam(full_run, tiny_engine) -> None:
+    """Chunk 0 + chunk 1 audio equals decoding both chunks' frames in one go."""
+    first, second = full_run["job/0/0"], full_run["job/0/1"]
+    frames = _decode_carry(second.carry).tail
+    assert len(frames) == first.frames + second.frames, "test needs both chunks inside the codec tail"
+    whole = tiny_engine.codec.decode([torch.from_numpy(np.ascontiguousarray(frames.T))])[0]
+    joined = np.concatenate([first.audio, second.audio])
+    np.testing.assert_allclose(joined, whole, atol=1e-5)
+
+
+def test_resuming_from_carry_equals_continuing(full_run, tiny_engine) -> None:
+    rest = [r for r in _requests() if r.seq >= 1]
+    carry_in = {0: full_run["job/0/0"].carry, 1: full_run["job/1/0"].carry}
+    resumed = {r.key: r for r in tiny_engine.generate(rest, carry_in)}
+    assert sorted(resumed) == sorted(r.key for r in rest)
+    for key, result in resumed.items():
+        assert result.frames == full_run[key].frames
+        np.testing.assert_array_equal(result.audio, full_run[key].audio)
+        assert result.carry == full_run[key].carry
+
+
+def test_context_changes_what_follows(full_run, tiny_engine) -> None:
+    """Without the carry, chunk 1 is prompted differently and comes out differently."""
+    second = next(r for r in _requests() if r.key == "job/0/1")
+    alone = next(iter(tiny_engine.generate([second])))
+    assert alone.frames != full_run["job/0/1"].frames or not np.array_equal(alone.audio, full_run["job/0/1"].audio)
+
+
+def test_cloning_and_voice_checks(tiny_engine) -> None:
+    base = _requests()[0]
+    vec = np.random.default_rng(0).standard_normal(128).astype(np.float32)
+    cloned = ChunkRequest(**{**base.__dict__, "speaker_embedding": vec, "key": "c"})
+    plain = ChunkRequest(**{**base.__dict__, "key": "c"})
+    a = next(iter(tiny_engine.generate([cloned])))
+    b = next(iter(tiny_engine.generate([plain])))
+    assert not np.array_equal(a.audio[: min(len(a.audio), len(b.audio))], b.audio[: min(len(a.audio), len(b.audio))])
+    with pytest.raises(EngineError, match="unknown voice"):
+        list(tiny_engine.generate([ChunkRequest(key="x", text="Hi.", voice="nobody")]))
+    with pytest.raises(EngineError, match="128"):
+        list(tiny_engine.generate([ChunkRequest(key="x", text="Hi.", speaker_embedding=np.ones(3))]))
+    assert tiny_engine.language_tag(ChunkRequest(key="x", text="Hi.", voice="en_gb")) == "en_gb"
+    assert tiny_engine.language_tag(ChunkRequest(key="x", text="Hi.", language="en")) == "en_us"
+
+
+def test_next_chunk_prompt_holds_previous_sentence_and_its_frames(full_run, tiny_engine) -> None:
+    """Chunk 1 is prompted with chunk 0's last sentence (text + frames); its first frame's position
+    follows those frames as if the two chunks were one utterance."""
+    from worker.engines.kanitts2.positions import frame_positions
+    from worker.engines.kanitts2.prompt import build_prompt, frames_to_tokens
+
+    carry = _decode_carry(full_run["job/0/0"].carry)
+    second = next(r for r in _requests() if r.key == "job/0/1")
+    row = tiny_engine.row_for(second, carry)
+    ids = tiny_engine.spec.tokens
+    expected = build_prompt(
+        tiny_engine.tokenizer,
+        ids,
+        second.text,
+        language_tag="en_us",
+        context_text="It ends here.",
+        context_frames=carry.frames,
+    )
+    assert row.items == expected
+    assert row.items[-4 * len(carry.frames) :] == frames_to_tokens(carry.frames, ids)
+    text_part = tiny_engine.tokenizer("en_us: It ends here. Then comes the second one.")["input_ids"]
+    assert row.items[1 : 1 + len(text_part)] == text_part
+    items = torch.tensor([row.items])
+    pos = frame_positions(
+        items, torch.ones_like(items), audio_start=ids.audio_start, tokens_per_frame=4, audio_step=1.0
+    )
+    sos = row.items.index(ids.start_of_speech)
+    assert pos[0, sos + 1].item() == sos + 1  # first context frame right after start_of_speech
+    assert pos[0, -1].item() == sos + len(carry.frames)  # last context frame; the next generated one follows
+    without = tiny_engine.row_for(second, None)
+    assert without.items[-1] == ids.start_of_speech
