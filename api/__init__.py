@@ -51,7 +51,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     limiter = Limiter(
         key_func=lambda: getattr(g, "tenant", None) or request.remote_addr or "anonymous",
         app=app,
+        # Writes per route and key; status polling only counts against the overall per-key limit.
         default_limits=[settings.rate_limit],
+        default_limits_exempt_when=lambda: request.method in ("GET", "HEAD"),
+        application_limits=[settings.read_rate_limit],
         storage_uri=settings.redis_url,
         key_prefix=f"{settings.key_prefix}:ratelimit",
         strategy="moving-window",

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     """Where results and checkpoints go: `s3://bucket/prefix` or `file:///abs/dir` (or relative `file://./dir`)."""
     s3_endpoint_url: str | None = None
     """S3 endpoint for MinIO, R2, Ceph etc.; unset for AWS."""
+    s3_public_endpoint_url: str | None = None
+    """Endpoint named in presigned URLs when clients reach S3 under another host than the services do
+    (e.g. MinIO as `minio:9000` inside Docker, `localhost:9000` outside)."""
     s3_region: str | None = None
     """S3 region (AWS needs it for presigned URLs outside us-east-1)."""
     s3_presign_expiry_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
@@ -53,7 +56,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Largest JSON request body (413 above)."""
     rate_limit: str = "600 per minute"
-    """Per-key request rate limit for the API, in flask-limiter notation."""
+    """Per-key limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""
+    read_rate_limit: str = "6000 per minute"
+    """Per-key limit of all API requests together (status polling included)."""
     job_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
     """How long job records, idempotency keys and results are kept."""
 

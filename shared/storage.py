@@ -412,7 +412,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             parts.path,
             endpoint_url=settings.s3_endpoint_url,
             # Not a Settings field yet (asked for); read it when it exists.
-            public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
+            public_endpoint_url=settings.s3_public_endpoint_url,
             region=settings.s3_region,
             presign_expiry_seconds=settings.s3_presign_expiry_seconds,
             multipart_threshold_bytes=settings.s3_multipart_threshold_bytes,

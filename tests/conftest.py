@@ -43,8 +43,9 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"narrate-test-{uuid.uuid4().hex[:10]}"
     yield prefix
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
+    for pattern in (f"{prefix}*", f"_kombu.binding*{prefix}*", f"LIMITS*{prefix}*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
 
 
 @dataclass

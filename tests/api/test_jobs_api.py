@@ -227,9 +227,19 @@ def test_readiness_fails_when_redis_is_unreachable(service_env):
     assert response.get_json()["checks"]["redis"].startswith("error")
 
 
-def test_rate_limit_answers_429_in_the_error_shape(service_env):
+def test_write_rate_limit_answers_429_in_the_error_shape_and_spares_polling(service_env):
     service_env.extra["NARRATE_RATE_LIMIT"] = "2 per minute"
     client = create_app(service_env.settings()).test_client()
-    codes = [client.get("/v1/jobs", headers=AUTH).status_code for _ in range(3)]
-    assert codes == [200, 200, 429]
-    assert client.get("/v1/jobs", headers=AUTH).get_json()["error"]["code"] == "rate_limited"
+    codes = [client.post("/v1/jobs", json=_job(), headers=AUTH).status_code for _ in range(3)]
+    assert codes == [202, 202, 429]
+    assert client.post("/v1/jobs", json=_job(), headers=AUTH).get_json()["error"]["code"] == "rate_limited"
+    assert len(_job_keys(service_env)) == 2
+    assert all(client.get("/v1/jobs", headers=AUTH).status_code == 200 for _ in range(5))
+
+
+def test_overall_rate_limit_covers_reads(service_env):
+    service_env.extra["NARRATE_READ_RATE_LIMIT"] = "3 per minute"
+    client = create_app(service_env.settings()).test_client()
+    codes = [client.get("/v1/jobs", headers=AUTH).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert client.get("/healthz").status_code == 200

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite (lint, then pytest). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+bash scripts/setup_reference_env.sh
+# The tests need a real Redis; start a throw-away one when none answers (stopped on exit).
+eval "$(.venv/bin/python -m devstack.redis_for_tests)"
+trap 'if [[ -n "${NARRATE_TEST_REDIS_PID:-}" ]]; then kill "$NARRATE_TEST_REDIS_PID" 2>/dev/null || true; fi' EXIT
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+# pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
+.venv/bin/python -m pytest "$@"
