@@ -37,18 +37,13 @@ def add_voice(
             fields[key] = value
     with ExitStack() as stack:
         parts = [
-            ("files", (path.name, stack.enter_context(path.open("rb")), "application/octet-stream"))
-            for path in files
+            ("files", (path.name, stack.enter_context(path.open("rb")), "application/octet-stream")) for path in files
         ]
         # Uploads are not retried by the session, and may take longer than a JSON call.
-        return client.request(
-            "POST", "/v1/voices", data=fields, files=parts, timeout=max(client.timeout, 300)
-        ).json()
+        return client.request("POST", "/v1/voices", data=fields, files=parts, timeout=max(client.timeout, 300)).json()
 
 
-def wait_voice(
-    client: ApiClient, voice_id: str, *, interval: float = 1.0, timeout: float | None = None
-) -> Voice:
+def wait_voice(client: ApiClient, voice_id: str, *, interval: float = 1.0, timeout: float | None = None) -> Voice:
     """Poll until the voice is `ready` or `failed`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -70,9 +65,7 @@ def describe_voice(voice: Voice) -> str:
     rows.append(("consent", f"{consent.get('by', '?')} at {consent.get('at', '?')}"))
     for clip in voice.get("clips") or []:
         speech = clip.get("speech_seconds")
-        rows.append(
-            ("clip", f"{clip['filename']} ({speech if speech is not None else clip['duration_seconds']} s)")
-        )
+        rows.append(("clip", f"{clip['filename']} ({speech if speech is not None else clip['duration_seconds']} s)"))
     if voice.get("preview_url"):
         rows.append(("preview", voice["preview_url"]))
     if voice.get("error"):
@@ -87,9 +80,7 @@ def voices() -> None:
 
 @voices.command("add")
 @click.argument("name")
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--consent", "consent_by", required=True, help="Who consented to cloning their voice (stored).")
 @click.option("--consent-at", help="When they consented (ISO 8601; default now).")
 @click.option("--description", help="A note about the voice.")

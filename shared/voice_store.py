@@ -209,9 +209,7 @@ class VoiceStore:
 
     @classmethod
     def from_settings(cls, settings: Any) -> VoiceStore:
-        return cls(
-            redis.Redis.from_url(settings.redis_url, health_check_interval=30), prefix=settings.key_prefix
-        )
+        return cls(redis.Redis.from_url(settings.redis_url, health_check_interval=30), prefix=settings.key_prefix)
 
     def _voice(self, voice_id: str) -> str:
         return f"{self.prefix}:voice:{voice_id}"
@@ -268,8 +266,7 @@ class VoiceStore:
     @staticmethod
     def _record(voice_id: str, values: list[bytes | None], tenant: str | None) -> VoiceRecord | None:
         raw = {
-            name: (value.decode() if value is not None else None)
-            for name, value in zip(_FIELDS, values, strict=True)
+            name: (value.decode() if value is not None else None) for name, value in zip(_FIELDS, values, strict=True)
         }
         if raw["status"] is None or (tenant is not None and raw["tenant"] != tenant):
             return None
@@ -317,9 +314,7 @@ class VoiceStore:
 
     def mark_ready(self, voice_id: str, *, clips: list[dict[str, Any]], preview: bool) -> bool:
         """processing -> ready; False when the voice is gone (deleted while it was being cloned)."""
-        return self._finish_as(
-            voice_id, VoiceStatus.READY, 0, clips=json.dumps(clips), preview="1" if preview else "0"
-        )
+        return self._finish_as(voice_id, VoiceStatus.READY, 0, clips=json.dumps(clips), preview="1" if preview else "0")
 
     def mark_failed(self, voice_id: str, code: str, message: str) -> bool:
         """processing -> failed with the reason; the record then expires after a week."""

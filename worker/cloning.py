@@ -80,17 +80,13 @@ def prepare_clip(audio: np.ndarray, sr: int) -> PreparedClip:
     magnitude = np.abs(audio)
     audible = int(np.count_nonzero(magnitude > 0.01))
     if audible and np.count_nonzero(magnitude >= CLIP_LEVEL) / audible > CLIPPED_FRACTION:
-        raise ClipRejected(
-            "clipped", "the recording is clipped (distorted by too high a level); record it again lower"
-        )
+        raise ClipRejected("clipped", "the recording is clipped (distorted by too high a level); record it again lower")
     speech = trim_silence(resample(audio, sr, EMBEDDER_RATE), EMBEDDER_RATE, threshold_db=TRIM_THRESHOLD_DB)
     if speech.shape[0] == 0:
         raise ClipRejected("no_speech", "no speech found: the clip is silent or far too quiet")
     rms = float(np.sqrt(np.mean(np.square(speech, dtype=np.float64))))
     if db(rms) < QUIET_RMS_DB:
-        raise ClipRejected(
-            "too_quiet", f"too quiet (speech at {db(rms):.0f} dBFS RMS; at least {QUIET_RMS_DB:.0f})"
-        )
+        raise ClipRejected("too_quiet", f"too quiet (speech at {db(rms):.0f} dBFS RMS; at least {QUIET_RMS_DB:.0f})")
     seconds = speech.shape[0] / EMBEDDER_RATE
     if seconds < MIN_SPEECH_SECONDS:
         raise ClipRejected(
@@ -110,9 +106,7 @@ def average_embedding(vectors: Sequence[np.ndarray]) -> np.ndarray:
     """Mean of unit vectors, L2-normalised again (the model was trained on such averages)."""
     stacked = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors])
     if stacked.shape[1] != EMBEDDING_DIM or not np.all(np.isfinite(stacked)):
-        raise ValueError(
-            f"the embedder returned vectors of shape {stacked.shape[1:]}, expected ({EMBEDDING_DIM},)"
-        )
+        raise ValueError(f"the embedder returned vectors of shape {stacked.shape[1:]}, expected ({EMBEDDING_DIM},)")
     mean = stacked.mean(axis=0)
     norm = float(np.linalg.norm(mean))
     if norm < 1e-6:
@@ -160,12 +154,8 @@ def clone_voice(
         return _failed(voices, storage, record, exc.code, str(exc))
     except Exception as exc:
         log.exception("voice %s: cloning failed", voice_id)
-        return _failed(
-            voices, storage, record, "internal_error", f"Cloning failed: {type(exc).__name__}: {exc}"
-        )
-    preview = (
-        _render_preview(record, storage, engine, vector) if engine is not None and engine.can_clone else False
-    )
+        return _failed(voices, storage, record, "internal_error", f"Cloning failed: {type(exc).__name__}: {exc}")
+    preview = _render_preview(record, storage, engine, vector) if engine is not None and engine.can_clone else False
     if not voices.mark_ready(voice_id, clips=clips, preview=preview):
         # Deleted while we worked: leave nothing behind.
         storage.delete_prefix(voice_prefix(record.tenant, voice_id))
@@ -201,9 +191,7 @@ def _prepare_all(record: VoiceRecord, storage: Storage) -> tuple[list[PreparedCl
     return prepared, clips
 
 
-def _failed(
-    voices: VoiceStore, storage: Storage, record: VoiceRecord, code: str, message: str
-) -> VoiceStatus:
+def _failed(voices: VoiceStore, storage: Storage, record: VoiceRecord, code: str, message: str) -> VoiceStatus:
     """A failed voice keeps its reason but no audio and no embedding (data minimisation)."""
     storage.delete_prefix(voice_prefix(record.tenant, record.id))
     voices.mark_failed(record.id, code, message)
@@ -225,14 +213,10 @@ def _render_preview(record: VoiceRecord, storage: Storage, engine: Engine, vecto
     )
     try:
         pieces = [result.audio for result in engine.generate([request])]
-        audio = (
-            trim_silence(np.concatenate(pieces), engine.sample_rate) if pieces else np.zeros(0, np.float32)
-        )
+        audio = trim_silence(np.concatenate(pieces), engine.sample_rate) if pieces else np.zeros(0, np.float32)
         if audio.shape[0] == 0:
             return False
-        storage.put_bytes(
-            preview_key(record.tenant, record.id), encode(audio, engine.sample_rate, "mp3"), "audio/mpeg"
-        )
+        storage.put_bytes(preview_key(record.tenant, record.id), encode(audio, engine.sample_rate, "mp3"), "audio/mpeg")
         return True
     except Exception:
         log.warning("voice %s: preview rendering failed", record.id, exc_info=True)

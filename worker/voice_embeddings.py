@@ -37,13 +37,9 @@ def load_voice_embeddings(
     for voice_id in cloned_voice_ids(spec):
         record = voices.get(voice_id, tenant=tenant)
         if record is None:
-            raise VoiceUnavailable(
-                "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
-            )
+            raise VoiceUnavailable("voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued.")
         if record.status != VoiceStatus.READY:
-            raise VoiceUnavailable(
-                "voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready."
-            )
+            raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready.")
         if not can_clone:
             raise VoiceUnavailable(
                 "cloning_unsupported",
@@ -64,6 +60,4 @@ def load_embeddings(spec: JobCreate, tenant: str, rt) -> dict[str, np.ndarray]:
     if not cloned_voice_ids(spec):
         return {}
     voices = VoiceStore(rt.store.redis, prefix=rt.store.prefix)
-    return load_voice_embeddings(
-        spec, tenant, voices=voices, storage=rt.storage, can_clone=rt.engine.can_clone
-    )
+    return load_voice_embeddings(spec, tenant, voices=voices, storage=rt.storage, can_clone=rt.engine.can_clone)

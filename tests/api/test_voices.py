@@ -30,9 +30,7 @@ def speech() -> tuple[np.ndarray, int]:
     from worker.engines.piper_engine import PiperEngine
 
     engine = PiperEngine.load()
-    text = (
-        "The quick brown fox jumps over the lazy dog. A voice sample for cloning, spoken clearly and slowly."
-    )
+    text = "The quick brown fox jumps over the lazy dog. A voice sample for cloning, spoken clearly and slowly."
     (result,) = engine.generate([ChunkRequest(key="speech", text=text)])
     return result.audio, engine.sample_rate
 
@@ -95,19 +93,13 @@ def test_clone_request_is_stored_under_the_tenant_and_queued(client, service_env
     audio, sr = speech
     wav = audio_bytes(audio, sr, "WAV", "PCM_16")
     mp3 = audio_bytes(audio[: sr * 5], sr, "MP3")
-    response = upload(
-        client, [(wav, "take1.wav"), (mp3, "take2.ogg")], description="Warm, calm", language="en-US"
-    )
+    response = upload(client, [(wav, "take1.wav"), (mp3, "take2.ogg")], description="Warm, calm", language="en-US")
     assert response.status_code == 202, response.get_json()
     voice = response.get_json()
     assert voice["status"] == "processing"
     assert voice["id"].startswith("voice_")
     assert response.headers["Location"] == f"/v1/voices/{voice['id']}"
-    assert (
-        voice["name"] == "Narrator Jane"
-        and voice["description"] == "Warm, calm"
-        and voice["language"] == "en_us"
-    )
+    assert voice["name"] == "Narrator Jane" and voice["description"] == "Warm, calm" and voice["language"] == "en_us"
     assert voice["consent"]["by"] == "Jane Doe (the speaker)"
     assert voice["consent"]["at"].startswith("2026-01-15T10:00:00")
     assert [c["filename"] for c in voice["clips"]] == ["take1.wav", "take2.ogg"]
@@ -239,9 +231,7 @@ def test_jobs_take_only_ready_voices_of_their_tenant_per_job_or_per_input(client
     voice_id = upload(client, [(audio_bytes(*speech, "WAV"), "a.wav")]).get_json()["id"]
     body = {"inputs": [{"text": "Hello there."}], "voice": voice_id}
     response = client.post("/v1/jobs", json=body, headers=AUTH)
-    assert (
-        response.status_code == 422 and response.get_json()["error"]["code"] == "unknown_voice"
-    )  # processing
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "unknown_voice"  # processing
     VoiceStore.from_settings(service_env.settings()).mark_ready(voice_id, clips=[], preview=False)
     assert client.post("/v1/jobs", json=body, headers=AUTH).status_code == 202
     per_input = {"inputs": [{"text": "One.", "voice": voice_id}, {"text": "Two.", "voice": "en_us"}]}
@@ -253,9 +243,7 @@ def test_jobs_take_only_ready_voices_of_their_tenant_per_job_or_per_input(client
 def test_rename_and_delete(client, service_env, speech):
     voice_id = upload(client, [(audio_bytes(*speech, "WAV"), "a.wav")]).get_json()["id"]
     VoiceStore.from_settings(service_env.settings()).mark_ready(voice_id, clips=[], preview=False)
-    response = client.patch(
-        f"/v1/voices/{voice_id}", json={"name": "Jane v2", "description": None}, headers=AUTH
-    )
+    response = client.patch(f"/v1/voices/{voice_id}", json={"name": "Jane v2", "description": None}, headers=AUTH)
     assert response.status_code == 200
     assert response.get_json()["name"] == "Jane v2" and response.get_json()["description"] is None
     assert client.patch(f"/v1/voices/{voice_id}", json={"status": "ready"}, headers=AUTH).status_code == 422

@@ -38,9 +38,7 @@ def test_add_list_show_rm(server: str, service_env: ServiceEnv, speech, tmp_path
     audio, sr = speech
     clip = tmp_path / "jane.flac"
     sf.write(clip, audio, sr)
-    result = narrate(
-        server, "voices", "add", "Jane", str(clip), "--consent", "Jane Doe", "--language", "en_us"
-    )
+    result = narrate(server, "voices", "add", "Jane", str(clip), "--consent", "Jane Doe", "--language", "en_us")
     assert result.exit_code == 0, result.output
     voice_id = result.stdout.strip()
     assert voice_id.startswith("voice_")
@@ -58,9 +56,7 @@ def test_add_list_show_rm(server: str, service_env: ServiceEnv, speech, tmp_path
     assert gone.exit_code == 2 and "not_found" in gone.output
 
 
-def test_add_without_consent_is_a_usage_error_and_bad_audio_shows_the_server_message(
-    server: str, tmp_path: Path
-):
+def test_add_without_consent_is_a_usage_error_and_bad_audio_shows_the_server_message(server: str, tmp_path: Path):
     text = tmp_path / "notes.wav"
     text.write_text("not a recording\n" * 100)
     assert narrate(server, "voices", "add", "Jane", str(text)).exit_code == 2  # --consent is required
