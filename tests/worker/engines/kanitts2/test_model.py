@@ -69,9 +69,7 @@ def _sequence(model, tokenizer, text: str, frames: int, seed: int, speaker: bool
     ids = model.spec.tokens
     rng = np.random.default_rng(seed)
     audio = rng.integers(0, ids.codebook_size, size=(frames, 4))
-    return build_prompt(
-        tokenizer, ids, text, language_tag="en_us", with_speaker=speaker, context_frames=audio
-    )
+    return build_prompt(tokenizer, ids, text, language_tag="en_us", with_speaker=speaker, context_frames=audio)
 
 
 def _batch(rows: list[list[int]], pad: int):
@@ -93,21 +91,13 @@ def test_incremental_decoding_matches_full_forward(tiny_lm) -> None:
         _sequence(model, tokenizer, "Hello there, how are you today my friend?", 2, 2, speaker=False),
     ]
     items, mask = _batch(rows, spec.tokens.pad)
-    pos = frame_positions(
-        items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=0.5
-    )
-    speaker = torch.nn.functional.normalize(
-        torch.randn(2, 128, generator=torch.Generator().manual_seed(3)), dim=-1
-    )
+    pos = frame_positions(items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=0.5)
+    speaker = torch.nn.functional.normalize(torch.randn(2, 128, generator=torch.Generator().manual_seed(3)), dim=-1)
     with torch.inference_mode():
         full = model.logits(items, mask, pos, speaker=speaker)
         prefill = items.shape[1] - 9
         cache = model.new_cache()
-        steps = [
-            model.logits(
-                items[:, :prefill], mask[:, :prefill], pos[:, :prefill], speaker=speaker, cache=cache
-            )
-        ]
+        steps = [model.logits(items[:, :prefill], mask[:, :prefill], pos[:, :prefill], speaker=speaker, cache=cache)]
         for t in range(prefill, items.shape[1]):
             steps.append(model.logits(items[:, t : t + 1], mask[:, : t + 1], pos[:, t : t + 1], cache=cache))
     incremental = torch.cat(steps, dim=1)
@@ -120,9 +110,7 @@ def test_learnable_rope_and_speaker_change_the_output(tiny_lm) -> None:
     spec = model.spec
     row = _sequence(model, tokenizer, "Rope test.", 2, 5, speaker=True)
     items, mask = _batch([row], spec.tokens.pad)
-    pos = frame_positions(
-        items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=1.0
-    )
+    pos = frame_positions(items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=1.0)
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(1, 128, generator=gen), torch.randn(1, 128, generator=gen)
     with torch.inference_mode():
@@ -137,3 +125,22 @@ def test_learnable_rope_and_speaker_change_the_output(tiny_lm) -> None:
             alpha.copy_(saved)
     assert (base - other_speaker).abs().max() > 1e-3
     assert (base - other_rope).abs().max() > 1e-3
+
+
+def test_without_learnable_rope_matches_transformers_lfm2(tmp_path: Path) -> None:
+    """Our forward is transformers' LFM2 plus the additions: with plain RoPE and no speaker, on text
+    (positions 0..T-1) it gives Lfm2ForCausalLM's logits for the same weights."""
+    from transformers import Lfm2ForCausalLM
+
+    from tests.fixtures.kanitts2_tiny import tiny_config, write_checkpoint
+
+    checkpoint = write_checkpoint(tmp_path / "plain", {**tiny_config(), "use_learnable_rope": False}, seed=4)
+    ours, tokenizer = load_kanitts2(str(checkpoint))
+    assert ours.model.learnable_rope_layers is None
+    theirs = Lfm2ForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    ids = torch.tensor([tokenizer("en_us: the quick brown fox jumps over the lazy dog")["input_ids"]])
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        expected = theirs(input_ids=ids, attention_mask=mask).logits
+        got = ours.logits(ids, mask, torch.arange(ids.shape[1])[None].float())
+    assert torch.allclose(got, expected, atol=INCREMENTAL_ATOL, rtol=0)
