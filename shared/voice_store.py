@@ -189,6 +189,11 @@ for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'processing' then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
 _FIELDS = (
     "tenant", "name", "description", "language", "status", "created_at", "updated_at", "consent", "clips",
     "error", "preview",
@@ -206,6 +211,7 @@ class VoiceStore:
         self._create = client.register_script(_CREATE)
         self._finish = client.register_script(_FINISH)
         self._update = client.register_script(_UPDATE)
+        self._claim = client.register_script(_CLAIM)
 
     @classmethod
     def from_settings(cls, settings: Any) -> VoiceStore:
@@ -311,6 +317,10 @@ class VoiceStore:
         if not self._update(keys=[self._voice(voice_id)], args=args):
             return None
         return self.get(voice_id, tenant=tenant)
+
+    def claim(self, voice_id: str) -> int:
+        """Count a delivery of the voice's cloning task; -1 when the voice is not `processing`."""
+        return int(self._claim(keys=[self._voice(voice_id)]))
 
     def mark_ready(self, voice_id: str, *, clips: list[dict[str, Any]], preview: bool) -> bool:
         """processing -> ready; False when the voice is gone (deleted while it was being cloned)."""

@@ -135,16 +135,22 @@ def clone_voice(
     storage: Storage,
     embedder: Callable[[], SpeakerEmbedding],
     engine: Engine | None,
+    max_attempts: int = 3,
 ) -> VoiceStatus | None:
     """Process a voice in status `processing`; returns its final status (None: nothing to do).
 
     `embedder` is called only once the clips passed their checks, so a bad upload never loads a model.
-    `engine` renders the preview when it can clone (None: no preview).
+    `engine` renders the preview when it can clone (None: no preview). A voice whose task was delivered
+    more than `max_attempts` times (its workers kept dying on it) fails instead of looping.
     """
     record = voices.get(voice_id, tenant=None)
-    if record is None or record.status != VoiceStatus.PROCESSING:
+    attempts = voices.claim(voice_id) if record is not None else -1
+    if record is None or attempts < 0:
         log.info("voice %s not processing (%s)", voice_id, record.status if record else "missing")
         return None
+    if attempts > max_attempts:
+        message = f"The worker cloning this voice stopped unexpectedly {max_attempts} times; giving up."
+        return _failed(voices, storage, record, "worker_lost", message)
     try:
         prepared, clips = _prepare_all(record, storage)
         model = embedder()
@@ -257,6 +263,11 @@ def run_clone(voice_id: str, rt: Any) -> str | None:
             return VoiceStatus.FAILED.value
         return None
     status = clone_voice(
-        voice_id, voices=voices, storage=rt.storage, embedder=lambda: get_embedder(rt.settings), engine=engine
+        voice_id,
+        voices=voices,
+        storage=rt.storage,
+        embedder=lambda: get_embedder(rt.settings),
+        engine=engine,
+        max_attempts=rt.settings.max_attempts,
     )
     return status.value if status else None

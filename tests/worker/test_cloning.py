@@ -231,3 +231,18 @@ def test_job_queued_with_a_voice_that_is_then_deleted_fails_with_voice_deleted(s
     assert run_job(job_id, runtime).value == "failed"
     error = setup.client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["error"]
     assert error["code"] == "voice_deleted" and voice_id in error["message"]
+
+
+def test_a_voice_whose_workers_keep_dying_fails_instead_of_looping(setup, speech):  # noqa: F811
+    voice_id = setup.upload((wav(*speech), "one.wav"))
+    for _ in range(3):  # three deliveries whose worker died before finishing
+        setup.voices.claim(voice_id)
+
+    def no_model():
+        raise AssertionError("a fourth delivery must not run the clip again")
+
+    assert setup.clone(voice_id, no_model) == VoiceStatus.FAILED
+    voice = setup.client.get(f"/v1/voices/{voice_id}", headers=AUTH).get_json()
+    assert voice["error"]["code"] == "worker_lost"
+    assert setup.storage.list_keys("voices/") == []
+    assert setup.clone(voice_id, no_model) is None  # a late redelivery finds nothing to do
