@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -130,21 +131,33 @@ def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
                 carry_in[stream] = carry
     by_key = {planned.key: planned for planned in remaining}
     retry: list[PlannedChunk] = []
+
+    def finish_chunk(result: ChunkResult) -> None:
+        planned = by_key[result.key]
+        audio = trim_silence(result.audio, engine.sample_rate)
+        verdict = assess_chunk(audio, engine.sample_rate, expected_seconds=planned.request.expected_seconds)
+        if not verdict.ok and engine.generative:
+            # Generative engines can truncate or run away; give such a chunk one more draw.
+            log.warning("job %s chunk %s: %s, regenerating", job_id, result.key, verdict.problem)
+            retry.append(planned)
+            return
+        _checkpoint(job_id, rt, result, audio)
+
+    # Post-processing and checkpoint writes (storage round trips) run beside generation, in order.
     results = engine.generate([planned.request for planned in remaining], carry_in)
-    try:
-        for result in results:
-            planned = by_key[result.key]
-            audio = trim_silence(result.audio, engine.sample_rate)
-            verdict = assess_chunk(audio, engine.sample_rate, expected_seconds=planned.request.expected_seconds)
-            if not verdict.ok and engine.generative:
-                # Generative engines can truncate or run away; give such a chunk one more draw.
-                log.warning("job %s chunk %s: %s, regenerating", job_id, result.key, verdict.problem)
-                retry.append(planned)
-                continue
-            _checkpoint(job_id, rt, result, audio)
-            rt.report_gpu_memory()
-    finally:
-        results.close()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") as writer:
+        pending: list[Future[None]] = []
+        try:
+            for result in results:
+                pending.append(writer.submit(finish_chunk, result))
+                for future in [f for f in pending if f.done()]:
+                    pending.remove(future)
+                    future.result()  # re-raises Canceled or a storage error here
+                rt.report_gpu_memory()
+        finally:
+            results.close()
+            for future in pending:
+                future.result()
     for planned in retry:
         seed = planned.request.seed() + 1
         request = replace(planned.request, sampling=replace(planned.request.sampling, seed=seed))
