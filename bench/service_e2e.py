@@ -1,7 +1,8 @@
 """End-to-end narration benchmark: the sample chapter through the real API, Redis queue and worker.
 
 Starts the local stack (gunicorn API, one Celery worker with the configured engine, Redis if none
-answers), submits the chapter `--runs` times one after another, and reports for each run the audio
+answers), submits one short warm-up job (its worker was still starting; not counted) and then the chapter
+`--runs` times one after another, and reports for each run the audio
 seconds, wall seconds from submission to `succeeded`, end-to-end RTF, and the share of wall time spent
 outside synthesis (queueing, chunking, checkpoints, stitching, loudness, encoding, upload, polling).
 Figures go to bench/results/service_e2e-<engine>.json with the machine they ran on.
@@ -72,6 +73,7 @@ def main() -> int:
         }
         stack = LocalStack(port=args.port, env=env, log_dir=Path(tmp) / "logs", echo=False)
         with stack, ApiClient(stack.url, DEV_KEY) as client:
+            run_once(client, "Warming up the worker.", args.format)  # not counted: engine start-up is separate
             runs = [run_once(client, text, args.format) for _ in range(args.runs)]
     for number, run in enumerate(runs, 1):
         print(
