@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> dict:
         "parameters": params,
         "dtype": str(dtype),
         "machine": machine(device),
+        "note": args.note,
         "results": results,
     }
     if args.reference:
@@ -236,6 +237,7 @@ def main() -> None:
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--out", help="results JSON (default bench/results/kanitts2-<config>-<device>.json)")
+    parser.add_argument("--note", help="free text stored with the results (e.g. what else ran on the machine)")
     parser.add_argument("--reference-worker", metavar="CHECKPOINT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_worker:
