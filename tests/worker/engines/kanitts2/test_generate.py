@@ -12,9 +12,7 @@ from worker.engines.kanitts2.sampling import top_p_filter
 
 def _row(model, tokenizer, text: str, *, seed: int, speaker: int | None = None, context: int = 0, **kw):
     ids = model.spec.tokens
-    frames = (
-        np.random.default_rng(seed).integers(0, ids.codebook_size, size=(context, 4)) if context else None
-    )
+    frames = np.random.default_rng(seed).integers(0, ids.codebook_size, size=(context, 4)) if context else None
     emb = None
     if speaker is not None:
         vec = np.random.default_rng(100 + speaker).standard_normal(128).astype(np.float32)
@@ -112,3 +110,28 @@ def test_frame_cap_bounds() -> None:
     assert frame_cap("x" * 140, 10.0, 12.5) == int(np.ceil((1.6 * 17.5 + 3.0) * 12.5))
     assert frame_cap("x" * 5000, 0.0, 12.5) == 500  # never past the 40 s training maximum
     assert frame_cap("", 0.0, 12.5) >= 1
+
+
+def test_bf16_model_runs_the_same_loop(tiny_checkpoint, tiny_lm) -> None:
+    """The GPU dtype path (bf16 weights, fp32 positions/RoPE/sampling) on CPU: valid frames, and
+    first-step audio logits close to fp32 (bf16 keeps ~3 significant digits)."""
+    from worker.engines.kanitts2.generate import AudioHead
+    from worker.engines.kanitts2.model import load_kanitts2
+    from worker.engines.kanitts2.positions import frame_positions
+
+    model16, tokenizer = load_kanitts2(str(tiny_checkpoint), dtype=torch.bfloat16)
+    model32, _ = tiny_lm
+    assert model16.model.rotary_emb.inv_freq.dtype == torch.float32
+    row = _row(model16, tokenizer, "Half precision.", seed=3, speaker=1, context=2, max_frames=4)
+    out = generate_frames(model16, [row])[0]
+    assert out.frames.shape[1] == 4 and 1 <= len(out.frames) <= 4
+    items = torch.tensor([row.items])
+    mask = torch.ones_like(items)
+    pos = frame_positions(items, mask, audio_start=64410, tokens_per_frame=4, audio_step=1.0)
+    speaker = torch.tensor(row.speaker)[None]
+    with torch.inference_mode():
+        h16 = model16.hidden(items, mask, pos, speaker=speaker)[:, -1]
+        h32 = model32.hidden(items, mask, pos, speaker=speaker)[:, -1]
+        l16, l32 = AudioHead(model16)(h16, 0), AudioHead(model32)(h32, 0)
+    assert l16.dtype == torch.float32
+    assert (l16 - l32).abs().max() < 0.05 * l32.abs().max()
