@@ -374,7 +374,10 @@ class JobStore:
         return out
 
     def counters(self, job_id: str) -> dict[str, float]:
-        names = ("chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts")
+        names = (
+            "chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts",
+            "plan_chars_per_second",
+        )  # fmt: skip
         values = self.redis.hmget(self._job(job_id), names)
         return {name: float(value or 0) for name, value in zip(names, values, strict=True)}
 
@@ -385,6 +388,14 @@ class JobStore:
     def engine_info(self) -> dict[str, Any] | None:
         raw = self.redis.get(f"{self.prefix}:engine")
         return json.loads(raw) if raw else None
+
+    # --- learned speech rate (per engine and language) -----------------------------------------
+    def speech_rate(self, engine: str, language: str) -> dict[str, Any] | None:
+        raw = self.redis.get(f"{self.prefix}:rate:{engine}:{language}")
+        return json.loads(raw) if raw else None
+
+    def save_speech_rate(self, engine: str, language: str, state: dict[str, Any]) -> None:
+        self.redis.set(f"{self.prefix}:rate:{engine}:{language}", json.dumps(state))
 
     def ping(self) -> None:
         self.redis.ping()

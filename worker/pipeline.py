@@ -19,6 +19,7 @@ from shared import metrics
 from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
 from shared.jobs import JobCreate, JobStatus
+from shared.text.rate import SpeechRate
 from worker import assembly, checkpoints
 from worker.engines.base import ChunkResult, EngineError
 from worker.phases import Phases
@@ -29,6 +30,8 @@ from worker.voice_embeddings import VoiceUnavailable, load_embeddings
 log = logging.getLogger(__name__)
 
 
+PLAN_LANGUAGE = "en"
+"""Text rules and speech-rate key; English until jobs carry a language."""
 FILE_TAGS = ("title", "artist", "album", "comment", "date", "genre", "copyright")
 """Job metadata keys written into the audio file's tags (every format can carry these)."""
 
@@ -95,11 +98,12 @@ def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> N
     engine, settings = rt.engine, rt.settings
     phases = Phases()
     embeddings = load_embeddings(spec, tenant, rt)
+    rate = _planning_rate(job_id, rt)
     with phases.timed("chunking"):
         plan = build_plan(
             spec,
             budget_seconds=settings.chunk_budget_seconds,
-            chars_per_second=settings.chars_per_second,
+            chars_per_second=rate,
             streams=spec.streams or engine.default_streams,
             voice_default=engine.default_voice(),
             embeddings=embeddings,
@@ -109,7 +113,33 @@ def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> N
         raise Canceled
     with phases.timed("generation"):
         _generate_missing(job_id, plan, rt)
+    _learn_speech_rate(job_id, plan, rt)
     _assemble(job_id, tenant, spec, plan, rt, phases)
+
+
+def _planning_rate(job_id: str, rt: Runtime) -> float:
+    """Chars per second for sizing chunks: learned from earlier jobs of this engine, and frozen in the job
+    record at the first attempt, so a resumed job plans exactly the same chunks as its checkpoints."""
+    frozen = rt.store.counters(job_id).get("plan_chars_per_second")
+    if frozen:
+        return frozen
+    learned = rt.store.speech_rate(rt.engine.name, PLAN_LANGUAGE)
+    rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=rt.settings.chars_per_second)
+    value = rate.chars_per_second
+    rt.store.update_running(job_id, plan_chars_per_second=value)
+    return value
+
+
+def _learn_speech_rate(job_id: str, plan: Plan, rt: Runtime) -> None:
+    """Fold this job's measured chunk durations into the engine's speech-rate estimate."""
+    rate = SpeechRate.from_dict(
+        rt.store.speech_rate(rt.engine.name, PLAN_LANGUAGE) or {"prior": rt.settings.chars_per_second}
+    )
+    done = rt.store.done_chunks(job_id)
+    for planned in plan.all():
+        if planned.key in done:
+            rate.update(len(planned.chunk.text), done[planned.key].seconds)
+    rt.store.save_speech_rate(rt.engine.name, PLAN_LANGUAGE, rate.to_dict())
 
 
 def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:

@@ -91,6 +91,19 @@ def test_batch_of_lines_gives_one_file_per_input_and_a_manifest(api_client, serv
     assert [entry["id"] for entry in manifest["files"]] == [line["id"] for line in lines]
 
 
+def test_the_worker_learns_the_speech_rate_and_plans_later_jobs_with_it(api_client, service_env, start_worker):
+    start_worker(service_env)
+    store = service_env.store()
+    first = _submit(api_client, {"inputs": [{"text": "One sentence to measure. And a second one, a little longer."}]})
+    assert wait_status(api_client, first, {"succeeded", "failed"})["status"] == "succeeded"
+    assert store.counters(first)["plan_chars_per_second"] == 14.0  # the configured prior
+    learned = store.speech_rate("piper", "en")
+    assert learned["samples"] == 1 and learned["chars_per_second"] != 14.0
+    second = _submit(api_client, {"inputs": [{"text": "Planned with what was learned."}]})
+    assert wait_status(api_client, second, {"succeeded", "failed"})["status"] == "succeeded"
+    assert store.counters(second)["plan_chars_per_second"] == pytest.approx(learned["chars_per_second"])
+
+
 def test_results_go_to_s3_over_http_and_download_through_presigned_urls(
     api_client, service_env, start_worker, s3_server
 ):
