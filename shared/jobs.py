@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.text.normalize import is_speakable
+
 AUDIO_FORMATS = ("wav", "flac", "mp3", "opus", "m4b")
 """Output formats a job may ask for (encoders live in shared.audio.encode)."""
 
@@ -64,6 +66,8 @@ class JobInput(_Strict):
     def _text_is_speakable(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("text is empty")
+        if not is_speakable(value):
+            raise ValueError("text has nothing to speak (no letters or digits)")
         if _CONTROL.search(value):
             raise ValueError("text contains control characters")
         return value

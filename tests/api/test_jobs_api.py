@@ -52,6 +52,7 @@ BAD_REQUESTS = [
     ("empty inputs", {"json": {"inputs": []}}, 422, "invalid_request", "inputs"),
     ("missing text", {"json": {"inputs": [{"id": "a"}]}}, 422, "invalid_request", "inputs.0.text"),
     ("empty text", {"json": _job("   \n ")}, 422, "invalid_request", "inputs.0.text"),
+    ("only punctuation", {"json": _job("... -- !?")}, 422, "invalid_request", "inputs.0.text"),
     ("control characters", {"json": _job("Hello\x00 there")}, 422, "invalid_request", "inputs.0.text"),
     ("unknown voice", {"json": _job(voice="nobody")}, 422, "unknown_voice", "voice"),
     ("unknown input voice", {"json": {"inputs": [{"text": "Hi.", "voice": "nobody"}]}}, 422, "unknown_voice",
