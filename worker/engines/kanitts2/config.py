@@ -57,11 +57,7 @@ class KaniTTS2Spec:
     @classmethod
     def from_config(cls, config: Any) -> KaniTTS2Spec:
         """Build from a transformers config (or a plain dict of config.json) and check it is consistent."""
-        get = (
-            config.get
-            if isinstance(config, Mapping)
-            else (lambda key, default=None: getattr(config, key, default))
-        )
+        get = config.get if isinstance(config, Mapping) else (lambda key, default=None: getattr(config, key, default))
         audio_start = get("audio_tokens_start")
         if audio_start is None:
             raise ValueError("checkpoint config has no audio_tokens_start: not a KaniTTS2 checkpoint")
@@ -79,9 +75,7 @@ class KaniTTS2Spec:
         )
         vocab_size = int(get("vocab_size"))
         if vocab_size < tokens.audio_end:
-            raise ValueError(
-                f"vocab_size {vocab_size} cannot hold {tokens_per_frame} codebooks from {audio_start}"
-            )
+            raise ValueError(f"vocab_size {vocab_size} cannot hold {tokens_per_frame} codebooks from {audio_start}")
         settings = get("language_settings") or {}
         tags = tuple(str(tag).strip().lower() for tag in settings.get("language_tags_list", []) or [])
         return cls(

@@ -66,9 +66,7 @@ class AudioHead:
         weight = model.lm_head.weight
         eos = weight[ids.end_of_speech : ids.end_of_speech + 1]
         self.weights = [
-            torch.cat(
-                [weight[ids.audio_token(q, 0) : ids.audio_token(q, 0) + ids.codebook_size], eos]
-            ).contiguous()
+            torch.cat([weight[ids.audio_token(q, 0) : ids.audio_token(q, 0) + ids.codebook_size], eos]).contiguous()
             for q in range(ids.num_codebooks)
         ]
         self.eos_index = ids.codebook_size
@@ -186,9 +184,7 @@ def generate_frames(model: KaniTTS2ForCausalLM, rows: Sequence[RowRequest]) -> l
             codes[row].append(choice_list[i])
         seen[:, lo : lo + ids.codebook_size].scatter_(1, choice[:, None], True)
         token = choice + ids.audio_token(codebook, 0)
-        position = next_positions(
-            other_count, audio_count, tokens_per_frame=per_frame, audio_step=spec.audio_step
-        )
+        position = next_positions(other_count, audio_count, tokens_per_frame=per_frame, audio_step=spec.audio_step)
         audio_count = audio_count + 1
         if codebook == per_frame - 1:
             frames_done = frames_done + 1

@@ -72,9 +72,7 @@ class KaniTTS2Model(Lfm2Model):
             raise ValueError("prompt has a speaker slot but no speaker embedding was given")
         return embeds
 
-    def layer_rotary(
-        self, layer: int, hidden: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, ...]:
+    def layer_rotary(self, layer: int, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """cos/sin of one attention layer, computed in float32 from float positions."""
         rope = self.learnable_rope_layers[str(layer)]
         inv_freq = self.rotary_emb.inv_freq.to(device=hidden.device, dtype=torch.float32)
@@ -170,9 +168,7 @@ class KaniTTS2ForCausalLM(Lfm2PreTrainedModel):
         cache: DynamicCache | None = None,
     ) -> torch.Tensor:
         """Full-vocabulary logits `[B, T, V]` in float32 (tests, conformance; generation slices the head)."""
-        return self.lm_head(
-            self.hidden(items, attention_mask, positions, speaker=speaker, cache=cache)
-        ).float()
+        return self.lm_head(self.hidden(items, attention_mask, positions, speaker=speaker, cache=cache)).float()
 
 
 def resolve_checkpoint(source: str, *, cache_dir: str | None = None) -> Path:

@@ -57,9 +57,7 @@ def build_prompt(
     context_frames: np.ndarray | None = None,
 ) -> list[int]:
     """Prompt items of one row; `SPEAKER_SLOT` marks where the speaker projection goes."""
-    text_ids = list(
-        tokenizer(human_text(text, language_tag=language_tag, context_text=context_text))["input_ids"]
-    )
+    text_ids = list(tokenizer(human_text(text, language_tag=language_tag, context_text=context_text))["input_ids"])
     text_limit = ids.start_of_speech - 1
     if any(not 0 <= item < text_limit for item in text_ids):
         raise ValueError("tokenizer produced an id outside the text vocabulary")

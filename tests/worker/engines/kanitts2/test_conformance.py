@@ -48,11 +48,7 @@ def _reference_python() -> Path:
 def _case(model, tokenizer, text: str, frames: int, seed: int, speaker: bool) -> dict:
     ids = model.spec.tokens
     rng = np.random.default_rng(seed)
-    audio = [
-        ids.audio_token(q, int(c))
-        for frame in rng.integers(0, 4032, (frames, 4))
-        for q, c in enumerate(frame)
-    ]
+    audio = [ids.audio_token(q, int(c)) for frame in rng.integers(0, 4032, (frames, 4)) for q, c in enumerate(frame)]
     vec = rng.standard_normal(128)
     text_ids = tokenizer(f"en_us: {text}")["input_ids"]
     return {
@@ -84,9 +80,7 @@ def _our_logits(model, case: dict) -> tuple[np.ndarray, np.ndarray]:
             )[0, -1:]
         ]
         for t in range(start + 1, items.shape[1]):
-            steps.append(
-                model.logits(items[:, t : t + 1], mask[:, : t + 1], pos[:, t : t + 1], cache=cache)[0]
-            )
+            steps.append(model.logits(items[:, t : t + 1], mask[:, : t + 1], pos[:, t : t + 1], cache=cache)[0])
     return full.numpy(), torch.cat(steps).numpy()
 
 
@@ -110,8 +104,7 @@ def conformance(tmp_path_factory: pytest.TempPathFactory):
     assert result.returncode == 0, result.stderr[-4000:]
     reference = np.load(work / "ref.npz")
     return [
-        (model, case, reference[f"generate_{i}"], reference[f"forward_{i}"])
-        for i, (model, case) in enumerate(runs)
+        (model, case, reference[f"generate_{i}"], reference[f"forward_{i}"]) for i, (model, case) in enumerate(runs)
     ]
 
 
