@@ -12,11 +12,13 @@ import soundfile as sf
 from shared.jobs import JobCreate
 from shared.queue import SYNTHESIZE_TASK, make_celery
 from shared.storage import LocalStorage
+from shared.text.rate import SpeechRate
 from shared.voice_store import embedding_key, preview_key, voice_prefix
 from tests.api.test_voices import AUTH, make_client, speech  # noqa: F401 - session fixture
 from tests.conftest import ServiceEnv, wait_for, wait_status
 from tests.worker.test_cloning import second_speech, wav  # noqa: F401 - session fixture
 from worker.cloning import embedding_from_bytes
+from worker.pipeline import PLAN_LANGUAGE
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +59,11 @@ def upload(client, clips: list[tuple[bytes, str]]) -> str:
     return response.get_json()["id"]
 
 
-def narrate(client, storage: LocalStorage, voice: str) -> np.ndarray:
+def narrate(client, env: ServiceEnv, voice: str) -> np.ndarray:
+    """One job in `voice`, planned at the same speech rate every time (the worker learns the rate from
+    each job, which would otherwise change the chunks and frame caps of the next one)."""
+    env.store().save_speech_rate("kanitts2", PLAN_LANGUAGE, SpeechRate(prior=14.0).to_dict())
+    storage = LocalStorage(env.storage_url.removeprefix("file://"))
     body = {"inputs": [{"text": TEXT}], "voice": voice, "format": "wav", "sampling": {"seed": 7}}
     response = client.post("/v1/jobs", json=body, headers=AUTH)
     assert response.status_code == 202, response.get_json()
@@ -102,11 +108,11 @@ def test_clone_through_the_worker_and_narrate_with_the_voice(
     assert "short.wav" in short["error"]["message"]
     assert storage.list_keys(voice_prefix("dev", short["id"])) == []
 
-    first = narrate(client, storage, jane)
-    again = narrate(client, storage, jane)
+    first = narrate(client, service_env, jane)
+    again = narrate(client, service_env, jane)
     assert same(first, again)  # same voice, seed and text: the same audio ...
-    assert not same(first, narrate(client, storage, other))  # ... so another embedding changed the model's output
-    assert not same(first, narrate(client, storage, "default"))  # and so does no embedding at all
+    assert not same(first, narrate(client, service_env, other))  # ... so another embedding changed the model's output
+    assert not same(first, narrate(client, service_env, "default"))  # and so does no embedding at all
 
     # A job queued while the voice existed, which is deleted before a worker starts it.
     store = service_env.store()
