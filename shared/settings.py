@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     """Default number of side-by-side streams a long text is split into."""
     kanitts2_context_sentences: int = Field(1, ge=0, le=4)
     """Sentences of the previous chunk carried as context (0 = independent chunks)."""
+    kanitts2_max_frames_per_chunk: int | None = Field(None, ge=1)
+    """Hard bound on generated frames per chunk below the text-derived cap (tests and benchmarks with
+    random weights, which never choose to stop); unset in production."""
     hf_cache_dir: str | None = None
     """Cache directory for downloaded checkpoints (a volume in production)."""
 

@@ -8,6 +8,8 @@ so the pipeline checkpoints every chunk as soon as it exists.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,7 @@ def resolve_device(requested: str) -> str:
 class KaniTTS2Engine(Engine):
     name = "kanitts2"
     can_clone = True
+    generative = True
 
     def __init__(
         self,
@@ -53,7 +56,9 @@ class KaniTTS2Engine(Engine):
         batch_size: int = 16,
         context_sentences: int = 1,
         max_frames_per_chunk: int | None = None,
+        default_streams: int = 4,
     ) -> None:
+        self.default_streams = default_streams
         self.model = model
         self.tokenizer = tokenizer
         self.codec = codec
@@ -75,6 +80,8 @@ class KaniTTS2Engine(Engine):
         from worker.engines.kanitts2.codec import NanoCodec
         from worker.engines.kanitts2.model import load_kanitts2
 
+        if settings.hf_cache_dir:  # the codec's hub download has no cache argument of its own
+            os.environ.setdefault("HF_HUB_CACHE", settings.hf_cache_dir)
         device = resolve_device(settings.kanitts2_device)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model, tokenizer = load_kanitts2(
@@ -88,6 +95,8 @@ class KaniTTS2Engine(Engine):
             codec,
             batch_size=settings.batch_size,
             context_sentences=settings.kanitts2_context_sentences,
+            default_streams=settings.kanitts2_streams,
+            max_frames_per_chunk=settings.kanitts2_max_frames_per_chunk,
         )
 
     @property
@@ -182,9 +191,13 @@ class KaniTTS2Engine(Engine):
         )
 
     def _wave(self, wave: list[ChunkRequest], contexts: dict[int, StreamContext | None]) -> Iterator[ChunkResult]:
+        started = time.perf_counter()
         rows = [self.row_for(request, contexts.get(request.stream)) for request in wave]
         outputs = generate_frames(self.model, rows)
         audio = self._decode(wave, outputs, contexts)
+        # The wave's wall time, shared by the rows in proportion to the frames each generated.
+        elapsed = time.perf_counter() - started
+        total_frames = max(1, sum(len(output.frames) for output in outputs))
         for request, output, samples in zip(wave, outputs, audio, strict=True):
             if not output.stopped:
                 log.warning("chunk %s reached its frame cap (%d frames)", request.key, len(output.frames))
@@ -203,6 +216,7 @@ class KaniTTS2Engine(Engine):
                 audio=samples,
                 carry=context.to_bytes() if self.context_sentences > 0 else None,
                 frames=len(output.frames),
+                synth_seconds=elapsed * max(1, len(output.frames)) / total_frames,
             )
 
     def _decode(self, wave, outputs, contexts) -> list[np.ndarray]:
