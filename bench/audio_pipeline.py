@@ -121,9 +121,7 @@ def main() -> None:
     assessments = timed(
         "assess",
         results,
-        lambda: [
-            assess_chunk(a, SR, expected_seconds=c.est_seconds) for a, c in zip(trimmed, used, strict=True)
-        ],
+        lambda: [assess_chunk(a, SR, expected_seconds=c.est_seconds) for a, c in zip(trimmed, used, strict=True)],
     )
     results["chunks_flagged"] = sum(not a.ok for a in assessments)
     stitched = timed("stitch", results, lambda: stitch(trimmed, pauses, SR))

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import metrics
 from shared.audio.quality import assess_chunk
@@ -63,7 +64,7 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
         status = JobStatus.SUCCEEDED
     except Canceled:
         status = JobStatus.CANCELED
-    except _soft_time_limit() as exc:
+    except SoftTimeLimitExceeded as exc:
         status = _fail(rt, job_id, "time_limit", f"The job exceeded its time limit ({exc}).")
     except VoiceUnavailable as exc:
         status = _fail(rt, job_id, exc.code, str(exc))
@@ -81,12 +82,6 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
     metrics.JOB_DURATION.observe(time.time() - started)
     rt.report_gpu_memory()
     return status
-
-
-def _soft_time_limit() -> type[BaseException]:
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    return SoftTimeLimitExceeded
 
 
 def _fail(rt: Runtime, job_id: str, code: str, message: str) -> JobStatus:

@@ -51,9 +51,7 @@ def frame_levels(audio: np.ndarray, sr: int, *, window_ms: float = 10.0, hop_ms:
     return FrameLevels(np.maximum(db, _FLOOR_DB), starts, window, hop)
 
 
-def active_bounds(
-    levels: FrameLevels, *, threshold_db: float, hysteresis_db: float
-) -> tuple[int, int] | None:
+def active_bounds(levels: FrameLevels, *, threshold_db: float, hysteresis_db: float) -> tuple[int, int] | None:
     """Sample range from the first to the last sound, or None when nothing reaches `threshold_db`.
 
     Sound must reach `threshold_db` to count, but once found the range is widened outwards while the

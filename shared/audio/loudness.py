@@ -98,9 +98,7 @@ def _step_energies(audio: np.ndarray, sos: np.ndarray, step: int) -> np.ndarray:
     for begin in range(0, usable, piece):
         chunk = audio[begin : min(begin + piece, usable)].astype(np.float64)
         weighted, state = scipy.signal.sosfilt(sos, chunk, zi=state)
-        energies[begin // step : (begin + chunk.shape[0]) // step] = (
-            np.square(weighted).reshape(-1, step).sum(axis=1)
-        )
+        energies[begin // step : (begin + chunk.shape[0]) // step] = np.square(weighted).reshape(-1, step).sum(axis=1)
     return energies
 
 

@@ -37,9 +37,7 @@ class Stitched:
         return self.audio.shape[0] / self.sample_rate
 
 
-def stitch(
-    segments: Sequence[np.ndarray], pauses_ms: Sequence[int], sr: int, *, fade_ms: float = 8.0
-) -> Stitched:
+def stitch(segments: Sequence[np.ndarray], pauses_ms: Sequence[int], sr: int, *, fade_ms: float = 8.0) -> Stitched:
     """Concatenate `segments` with `pauses_ms[i]` of silence after `segments[i]`.
 
     One output buffer is allocated up front and each segment is written into place once, so an hour
@@ -51,9 +49,7 @@ def stitch(
             raise ValueError("pauses_ms must be empty when there are no segments")
         return Stitched(np.zeros(0, dtype=np.float32), [], sr)
     if len(pauses_ms) != len(segments) - 1:
-        raise ValueError(
-            f"need {len(segments) - 1} pauses for {len(segments)} segments, got {len(pauses_ms)}"
-        )
+        raise ValueError(f"need {len(segments) - 1} pauses for {len(segments)} segments, got {len(pauses_ms)}")
     if any(p < 0 for p in pauses_ms):
         raise ValueError("pauses_ms must be >= 0")
     if fade_ms < 0:
@@ -64,9 +60,7 @@ def stitch(
     fade = round(sr * fade_ms / 1000.0)
     gaps = [round(sr * p / 1000.0) for p in pauses_ms]
     # A segment may be faded or crossfaded at both ends: each end gets at most half of it.
-    overlaps = [
-        min(fade, lengths[i] // 2, lengths[i + 1] // 2) if gaps[i] == 0 else 0 for i in range(len(gaps))
-    ]
+    overlaps = [min(fade, lengths[i] // 2, lengths[i + 1] // 2) if gaps[i] == 0 else 0 for i in range(len(gaps))]
     starts = [0]
     for i, gap in enumerate(gaps):
         starts.append(starts[i] + lengths[i] + gap - overlaps[i])

@@ -10,9 +10,7 @@ HYSTERESIS_DB = 12.0
 """How far below the threshold a word's fading edge may go and still be kept."""
 
 
-def trim_silence(
-    audio: np.ndarray, sr: int, *, threshold_db: float = -45.0, keep_ms: float = 40
-) -> np.ndarray:
+def trim_silence(audio: np.ndarray, sr: int, *, threshold_db: float = -45.0, keep_ms: float = 40) -> np.ndarray:
     """Cut silence at both ends, keeping `keep_ms` of margin around the sound.
 
     Sound is found on 10 ms RMS windows (hop 5 ms) in dBFS: it must reach `threshold_db`, and its edges

@@ -82,9 +82,7 @@ def chunk_text(
             index = sentence_count
             sentence_count += 1
             pieces = (
-                [(start, end)]
-                if end - start <= max_chars
-                else split_long(normalized.mapped, start, end, max_chars)
+                [(start, end)] if end - start <= max_chars else split_long(normalized.mapped, start, end, max_chars)
             )
             for k, (a, b) in enumerate(pieces):
                 units.append(_Unit(a, b, index, start, k == len(pieces) - 1))

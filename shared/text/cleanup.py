@@ -73,10 +73,7 @@ def _drop_invisible(mapped: MappedText) -> MappedText:
     doomed = {
         ch
         for ch in set(mapped.text)
-        if ch != "\n"
-        and ch not in _KEEP_FORMAT
-        and ch != "\t"
-        and unicodedata.category(ch) in _DROP_CATEGORIES
+        if ch != "\n" and ch not in _KEEP_FORMAT and ch != "\t" and unicodedata.category(ch) in _DROP_CATEGORIES
     }
     if not doomed:
         return mapped

@@ -31,9 +31,7 @@ _CURRENCIES = {
     "€": (("euro", "euros"), ("cent", "cents")),
 }
 _MAX_DIGITS_AS_NUMBER = 15
-_YEAR_CUES = re.compile(
-    r"(?i)(?:\b(?:in|since|by|until|till|from|of|during|circa|year|c\.)|" + _MONTH + r",?) $"
-)
+_YEAR_CUES = re.compile(r"(?i)(?:\b(?:in|since|by|until|till|from|of|during|circa|year|c\.)|" + _MONTH + r",?) $")
 _PARAGRAPH_END = re.compile(r" *(?:\n|$)")
 _SENTENCE_START = re.compile(r" +[\"'(]?[A-Z]")
 

@@ -113,9 +113,7 @@ class MappedText:
                 edits.append((match.start(), match.end(), replacement))
         return self.edit(edits)
 
-    def sub_edits(
-        self, pattern: re.Pattern[str], edits_for: Callable[[re.Match[str]], list[Edit]]
-    ) -> MappedText:
+    def sub_edits(self, pattern: re.Pattern[str], edits_for: Callable[[re.Match[str]], list[Edit]]) -> MappedText:
         """Like ``sub`` but each match yields its own edits, so parts of a match keep separate origins."""
         edits: list[Edit] = []
         for match in pattern.finditer(self.text):

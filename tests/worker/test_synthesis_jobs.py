@@ -226,3 +226,18 @@ def test_worker_serves_its_own_metrics(api_client, service_env, start_worker, un
     assert values["narrate_job_queue_wait_seconds_count"] == 1.0
     assert any(name.startswith("narrate_engine_load_seconds") for name in values)
     assert not any(name.startswith("narrate_gpu_memory") for name in values)  # absent on CPU
+
+
+def test_a_job_past_its_soft_time_limit_fails_cleanly(api_client, service_env, start_worker):
+    service_env.extra.update(
+        SMALL_CHUNKS,
+        NARRATE_TASK_SOFT_TIME_LIMIT_SECONDS="3",
+        NARRATE_TASK_HARD_TIME_LIMIT_SECONDS="30",
+        NARRATE_VISIBILITY_TIMEOUT_SECONDS="40",
+    )
+    start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT * 4}]})
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=60)
+    assert job["status"] == "failed" and job["error"]["code"] == "time_limit"
+    assert job["attempts"] == 1
+    assert _checkpoints(service_env, job_id) == [] and _audio_objects(service_env, job_id) == []

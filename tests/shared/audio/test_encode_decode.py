@@ -143,9 +143,7 @@ def test_truncated_uploads_raise(fmt):
         decode_audio(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize(
-    "data", [b"", b"hello world" * 50, b"\x00" * 4096, b"RIFF\x00\x00WAVE", b"%PDF-1.7\n" * 30]
-)
+@pytest.mark.parametrize("data", [b"", b"hello world" * 50, b"\x00" * 4096, b"RIFF\x00\x00WAVE", b"%PDF-1.7\n" * 30])
 def test_non_audio_raises(data):
     with pytest.raises(AudioDecodeError):
         decode_audio(data)

@@ -28,9 +28,7 @@ def test_hours_past_99_and_rounding_into_the_next_second():
 
 
 def test_timing_json_with_inputs():
-    document = json.loads(
-        to_timing_json(CUES, inputs=[("intro", 0.0, 1.5), {"id": "b", "start": 1.75, "end": 9}])
-    )
+    document = json.loads(to_timing_json(CUES, inputs=[("intro", 0.0, 1.5), {"id": "b", "start": 1.75, "end": 9}]))
     assert document["cues"][1] == {"start": 1.75, "end": 3723.046, "text": CUES[1].text}
     assert document["inputs"] == [
         {"id": "intro", "start": 0.0, "end": 1.5},

@@ -186,9 +186,7 @@ def test_streams_only_cut_between_paragraphs() -> None:
     for part in parts:
         assert part[-1].boundary in (Boundary.PARAGRAPH, Boundary.END)
     loads = [sum(c.est_seconds for c in part) for part in parts]
-    assert max(loads) - min(loads) <= max(
-        sum(c.est_seconds for c in chunks if c.paragraph == p) for p in range(7)
-    )
+    assert max(loads) - min(loads) <= max(sum(c.est_seconds for c in chunks if c.paragraph == p) for p in range(7))
 
 
 def test_streams_edge_cases() -> None:
