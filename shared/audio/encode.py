@@ -139,6 +139,9 @@ about 1.5-2x faster than libsndfile's fixed setting with no audible difference; 
 largest step of a job outside synthesis."""
 
 
+_MP3_BLOCK = 1152 * 256  # MP3 frames per block fed to the encoder
+
+
 def _mp3_lame(audio: np.ndarray, sr: int) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp3") as container:
@@ -146,10 +149,14 @@ def _mp3_lame(audio: np.ndarray, sr: int) -> bytes:
             "libmp3lame", rate=sr, layout="mono", options={"compression_level": MP3_LAME_QUALITY}
         )
         stream.bit_rate = MP3_KBPS * 1000
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio).reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            container.mux(packet)
+        # Fed in blocks: one frame for a whole hour would hold several copies of it in memory.
+        for start in range(0, len(audio), _MP3_BLOCK):
+            block = np.ascontiguousarray(audio[start : start + _MP3_BLOCK]).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="mono")
+            frame.sample_rate = sr
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
