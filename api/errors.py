@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -31,6 +32,12 @@ def from_validation(exc: ValidationError) -> ApiError:
 
 def register(app: Flask) -> None:
     app.register_error_handler(ApiError, lambda exc: exc.response())
+
+    @app.errorhandler(redis.RedisError)
+    def _store_down(exc: redis.RedisError):
+        return ApiError(
+            503, "store_unavailable", "The job store (Redis) is unreachable; nothing was changed."
+        ).response()
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

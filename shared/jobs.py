@@ -59,6 +59,8 @@ class JobInput(_Strict):
     def _id_is_safe(cls, value: str | None) -> str | None:
         if value is not None and not _INPUT_ID.match(value):
             raise ValueError("id must be 1-128 characters of letters, digits, '.', '_' or '-'")
+        if value is not None and value.lower() == "manifest":
+            raise ValueError("id 'manifest' is reserved for the batch manifest file")
         return value
 
     @field_validator("text")

@@ -24,8 +24,8 @@ def make_celery(settings: Settings, name: str) -> Celery:
         # A job is acknowledged only when it ended; a worker that dies mid-job gives it back.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # Hard time limits leave the message unacknowledged too: the job is redelivered after the
-        # visibility timeout and then resumes or is failed by the attempt cap, instead of being lost.
+        # A hard time limit or a task error is not acknowledged either: the job is given back to the
+        # queue and then resumes or is failed by the attempt cap, instead of being dropped.
         task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit_seconds,

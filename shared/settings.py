@@ -56,9 +56,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Largest JSON request body (413 above)."""
     rate_limit: str = "600 per minute"
-    """Per-key limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""
+    """Per-tenant limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""
     read_rate_limit: str = "6000 per minute"
-    """Per-key limit of all API requests together (status polling included)."""
+    """Per-tenant limit of all API requests together (status polling included)."""
     job_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
     """How long job records, idempotency keys and results are kept."""
 
@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     voices_per_tenant: int = Field(100, ge=1)
     """Most voices one tenant may keep."""
     voice_rate_limit: str = "10 per minute"
-    """Per-key rate of cloning requests."""
+    """Per-tenant rate of cloning requests."""
 
     @field_validator("storage_url")
     @classmethod

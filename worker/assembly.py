@@ -27,6 +27,8 @@ class OutputFile:
     """File name stem: the job id for a concatenated result, else the input id."""
     inputs: list[int]
     """Indices of the inputs it holds, in order."""
+    per_input: bool = False
+    """One of a batch of separate files (reported per input, listed in the manifest)."""
 
 
 def pauses_from(settings: Settings) -> dict[str, int]:
@@ -42,7 +44,7 @@ def pauses_from(settings: Settings) -> dict[str, int]:
 def outputs_for(job_id: str, spec: JobCreate) -> list[OutputFile]:
     if spec.concatenate or len(spec.inputs) == 1:
         return [OutputFile(job_id, list(range(len(spec.inputs))))]
-    return [OutputFile(input_id, [index]) for index, input_id in enumerate(spec.input_ids())]
+    return [OutputFile(input_id, [index], per_input=True) for index, input_id in enumerate(spec.input_ids())]
 
 
 def result_prefix(tenant: str, job_id: str) -> str:

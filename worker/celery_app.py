@@ -11,18 +11,23 @@ import logging
 import os
 import shutil
 import tempfile
-
-# Must be decided before prometheus_client is imported anywhere in this process or its children.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="narrate-worker-metrics-")
+from collections.abc import Callable
+from typing import TypeVar
 
 from celery import signals
+from celery.exceptions import Reject
 
-from shared import metrics
-from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery
-from shared.settings import get_settings
+# Must be decided before prometheus_client is imported anywhere in this process or its children.
+_OWN_METRICS_DIR: str | None = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="narrate-worker-metrics-")
+
+from shared import metrics  # noqa: E402
+from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 settings = get_settings()
 app = make_celery(settings, "narrate-worker")
@@ -32,8 +37,6 @@ app.conf.worker_proc_alive_timeout = 900
 
 @signals.worker_init.connect
 def _start_metrics_server(**_: object) -> None:
-    if settings.visibility_timeout_seconds <= settings.task_hard_time_limit_seconds:  # also checked by Settings
-        raise RuntimeError("visibility timeout must exceed the hard time limit")
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for name in os.listdir(directory):  # values of a previous run would be merged in otherwise
         path = os.path.join(directory, name)
@@ -43,6 +46,12 @@ def _start_metrics_server(**_: object) -> None:
 
         start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=metrics.scrape_registry())
         log.info("worker metrics on port %d", settings.worker_metrics_port)
+
+
+@signals.worker_shutdown.connect
+def _remove_metrics_dir(**_: object) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 @signals.worker_process_init.connect
@@ -60,12 +69,24 @@ def _mark_dead(pid: int | None = None, **_: object) -> None:
     multiprocess.mark_process_dead(pid or os.getpid())
 
 
+def _requeue_on_error(work: Callable[[], T]) -> T:
+    """Run a task body; an error it did not handle itself (Redis or storage unreachable mid-claim, say)
+    hands the message back to the queue. With acks_late and acks_on_failure_or_timeout off, Celery would
+    otherwise drop it and leave the job `running` for good; every delivery counts as an attempt, so the
+    attempt cap still ends a job that fails this way every time."""
+    try:
+        return work()
+    except Exception as exc:
+        log.exception("task failed before it could record an outcome; requeueing")
+        raise Reject(exc, requeue=True) from exc
+
+
 @app.task(name=SYNTHESIZE_TASK)
 def synthesize(job_id: str) -> str | None:
     from worker.pipeline import run_job
     from worker.runtime import get_runtime
 
-    status = run_job(job_id, get_runtime())
+    status = _requeue_on_error(lambda: run_job(job_id, get_runtime()))
     return status.value if status else None
 
 
@@ -74,4 +95,4 @@ def clone_voice(voice_id: str) -> str | None:
     from worker.cloning import run_clone
     from worker.runtime import get_runtime
 
-    return run_clone(voice_id, get_runtime())
+    return _requeue_on_error(lambda: run_clone(voice_id, get_runtime()))

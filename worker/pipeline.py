@@ -187,7 +187,11 @@ def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
         seed = planned.request.seed() + 1
         request = replace(planned.request, sampling=replace(planned.request.sampling, seed=seed))
         for result in engine.generate([request], _carry_before(job_id, planned, by_stream, rt)):
-            _checkpoint(job_id, rt, result, trim_silence(result.audio, engine.sample_rate))
+            audio = trim_silence(result.audio, engine.sample_rate)
+            verdict = assess_chunk(audio, engine.sample_rate, expected_seconds=planned.request.expected_seconds)
+            if not verdict.ok:  # kept anyway: a second bad draw is more likely the estimate than the audio
+                log.warning("job %s chunk %s: still %s after regenerating; kept", job_id, result.key, verdict.problem)
+            _checkpoint(job_id, rt, result, audio)
 
 
 def _carry_before(
@@ -242,7 +246,7 @@ def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime
         uploaded = assembly.upload_file(
             storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata, phases
         )
-        if len(output.inputs) == 1 and not (spec.concatenate and len(spec.inputs) == 1):
+        if output.per_input:
             results[input_ids[output.inputs[0]]] = uploaded
         else:
             file_result = uploaded

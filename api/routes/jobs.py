@@ -32,6 +32,8 @@ def create_job():
     if created:
         metrics.JOBS_SUBMITTED.inc()
     view = ctx.store.view(job_id, tenant=g.tenant)
+    if view is None:  # an idempotent replay of a job that has expired meanwhile
+        raise ApiError(409, "idempotency_conflict", "The job of this Idempotency-Key no longer exists.")
     response = jsonify(_job_json(view))
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/jobs/{job_id}"
@@ -78,4 +80,7 @@ def cancel_job(job_id: str):
     if outcome == "ok" and current == JobStatus.QUEUED:
         # A running job is counted by its worker when it stops at the next chunk.
         metrics.JOBS_FINISHED.labels(status="canceled").inc()
-    return jsonify(_job_json(store.view(job_id, tenant=g.tenant)))
+    view = store.view(job_id, tenant=g.tenant)
+    if outcome == "missing" or view is None:  # expired between the two reads
+        raise ApiError(404, "not_found", f"No job {job_id!r}.")
+    return jsonify(_job_json(view))

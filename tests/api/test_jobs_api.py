@@ -67,6 +67,8 @@ BAD_REQUESTS = [
     ("unknown field", {"json": _job(speed=2)}, 422, "invalid_request", "speed"),
     ("duplicate ids", {"json": {"inputs": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}}, 422,
      "invalid_request", None),
+    ("reserved input id", {"json": {"inputs": [{"id": "manifest", "text": "x"}]}}, 422, "invalid_request",
+     "inputs.0.id"),
     ("unsafe input id", {"json": {"inputs": [{"id": "../etc", "text": "x"}]}}, 422, "invalid_request",
      "inputs.0.id"),
 ]  # fmt: skip
@@ -244,3 +246,11 @@ def test_overall_rate_limit_covers_reads(service_env):
     codes = [client.get("/v1/jobs", headers=AUTH).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert client.get("/healthz").status_code == 200
+
+
+def test_an_unreachable_job_store_is_503_in_the_error_shape(service_env):
+    service_env.redis_url = "redis://127.0.0.1:1/0"
+    client = create_app(service_env.settings()).test_client()
+    for response in (client.post("/v1/jobs", json=_job(), headers=AUTH), client.get("/v1/jobs", headers=AUTH)):
+        assert response.status_code == 503
+        assert response.get_json()["error"]["code"] == "store_unavailable"
