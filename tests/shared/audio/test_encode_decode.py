@@ -147,3 +147,16 @@ def test_truncated_uploads_raise(fmt):
 def test_non_audio_raises(data):
     with pytest.raises(AudioDecodeError):
         decode_audio(data)
+
+
+def test_long_mp3_is_encoded_in_halves_that_decode_exactly_like_one_continuous_encoding(monkeypatch):
+    from shared.audio import encode as encode_module
+
+    sr = 22050
+    t = np.arange(int(sr * (encode_module.MP3_PARALLEL_MIN_SECONDS + 7.3))) / sr
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))).astype(np.float32)
+    joined, rate = decode_audio(encode(audio, sr, "mp3"))
+    monkeypatch.setattr(encode_module, "MP3_PARALLEL_MIN_SECONDS", float("inf"))
+    continuous, _ = decode_audio(encode(audio, sr, "mp3"))
+    assert rate == sr and len(joined) == len(continuous) == len(audio)  # Info header: delay and padding right
+    assert np.abs(joined - continuous).max() < 1e-5
