@@ -1,6 +1,7 @@
 """Encode the finished narration: WAV, FLAC, MP3, Opus and (with PyAV) M4B audiobooks.
 
-libsndfile (through soundfile) writes WAV, FLAC, MP3 and Ogg Opus. Bitrates suit mono speech: MP3 is
+libsndfile (through soundfile) writes WAV, FLAC and Ogg Opus, and MP3 when PyAV is missing; with PyAV,
+MP3 goes through FFmpeg's LAME on two threads (see `_mp3_lame`). Bitrates suit mono speech: MP3 is
 constant 64 kb/s (predictable size, exact seeking in every player), Opus about 32 kb/s. Opus accepts
 only 8, 12, 16, 24 or 48 kHz: other rates (22.05 kHz engine audio) are resampled to 48 kHz here, so
 the file's rate can differ from `sr`. M4B is AAC (64 kb/s) in an MP4 container written by PyAV's
