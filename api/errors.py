@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import redis
 from flask import Flask, jsonify
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -28,6 +32,16 @@ def from_validation(exc: ValidationError) -> ApiError:
     if first["type"] == "extra_forbidden":
         message = "unknown field"
     return ApiError(422, "invalid_request", f"{field}: {message}" if field else message, field)
+
+
+def validate_body(model: type[M], payload: Any) -> M:
+    """A parsed JSON body as `model`, or the 422 naming the first field at fault."""
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_request", "The body must be a JSON object.")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise from_validation(exc) from exc
 
 
 def register(app: Flask) -> None:

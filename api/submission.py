@@ -6,9 +6,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
-from api.errors import ApiError, from_validation
+from api.errors import ApiError, validate_body
 from shared.jobs import JobCreate
 from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
@@ -34,12 +32,7 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
 
 
 def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> JobCreate:
-    if not isinstance(payload, dict):
-        raise ApiError(422, "invalid_request", "The body must be a JSON object.")
-    try:
-        spec = JobCreate.model_validate(payload)
-    except ValidationError as exc:
-        raise from_validation(exc) from exc
+    spec = validate_body(JobCreate, payload)
     if len(spec.inputs) > settings.max_inputs:
         raise ApiError(413, "too_many_inputs", f"At most {settings.max_inputs} inputs per job.", "inputs")
     if spec.total_chars() > settings.max_text_chars:

@@ -16,10 +16,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_limiter import Limiter
-from pydantic import ValidationError
 from werkzeug.datastructures import FileStorage
 
-from api.errors import ApiError, from_validation
+from api.errors import ApiError, validate_body
 from api.submission import parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
 from shared.queue import CLONE_VOICE_TASK
@@ -239,12 +238,7 @@ def get_voice(voice_id: str):
 def patch_voice(voice_id: str):
     _own_voice(voice_id)
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
-    if not isinstance(payload, dict):
-        raise ApiError(422, "invalid_request", "The body must be a JSON object.")
-    try:
-        patch = VoicePatch.model_validate(payload)
-    except ValidationError as exc:
-        raise from_validation(exc) from exc
+    patch = validate_body(VoicePatch, payload)
     if "name" in patch.model_fields_set and patch.name is None:
         raise ApiError(422, "invalid_request", "name: may not be null", "name")
     fields = {name: getattr(patch, name) for name in patch.model_fields_set}

@@ -20,29 +20,12 @@ TEXT = (
 )
 
 
-@pytest.fixture(scope="session")
-def tiny_kanitts2_env(tmp_path_factory) -> dict[str, str]:
-    from tests.fixtures.kanitts2_tiny import build_tiny_kanitts2
-    from tests.fixtures.nanocodec_tiny import build_tiny_nanocodec
-
-    root = tmp_path_factory.mktemp("kanitts2-job")
-    return {
-        "NARRATE_ENGINE": "kanitts2",
-        "NARRATE_KANITTS2_MODEL": str(build_tiny_kanitts2(root / "lm")),
-        "NARRATE_KANITTS2_CODEC": str(build_tiny_nanocodec(root / "codec.nemo")),
-        "NARRATE_KANITTS2_DEVICE": "cpu",
-        "NARRATE_KANITTS2_STREAMS": "2",
-        "NARRATE_KANITTS2_MAX_FRAMES_PER_CHUNK": str(FRAMES),
-        "NARRATE_CHUNK_BUDGET_SECONDS": "3",
-        "NARRATE_BATCH_SIZE": "4",
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def test_narration_on_kanitts2_gives_a_file_of_the_expected_length(
     api_client, service_env, start_worker, tiny_kanitts2_env
 ):
-    service_env.extra.update(tiny_kanitts2_env)
+    service_env.extra.update(
+        tiny_kanitts2_env, NARRATE_KANITTS2_STREAMS="2", NARRATE_KANITTS2_MAX_FRAMES_PER_CHUNK=str(FRAMES)
+    )
     start_worker(service_env)
     response = api_client.post("/v1/jobs", json={"inputs": [{"text": TEXT}], "format": "wav"}, headers=AUTH)
     assert response.status_code == 202, response.get_json()
