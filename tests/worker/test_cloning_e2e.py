@@ -25,25 +25,6 @@ pytestmark = pytest.mark.slow
 TEXT = "The storm passed before dawn. Morning light filled the valley. Birds sang in the old oak."
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, str]:
-    from tests.fixtures.kanitts2_tiny import build_tiny_kanitts2
-    from tests.fixtures.nanocodec_tiny import build_tiny_nanocodec
-    from tests.fixtures.wavlm_tiny import build_tiny_speaker_embedder
-
-    root = tmp_path_factory.mktemp("clone-e2e")
-    return {
-        "NARRATE_ENGINE": "kanitts2",
-        "NARRATE_KANITTS2_MODEL": str(build_tiny_kanitts2(root / "lm")),
-        "NARRATE_KANITTS2_CODEC": str(build_tiny_nanocodec(root / "codec.nemo")),
-        "NARRATE_KANITTS2_SPEAKER_EMBEDDER": str(build_tiny_speaker_embedder(root / "wavlm")),
-        "NARRATE_KANITTS2_DEVICE": "cpu",
-        "NARRATE_BATCH_SIZE": "4",
-        "NARRATE_CHUNK_BUDGET_SECONDS": "3",
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def wait_voice(client, voice_id: str) -> dict:
     def poll():
         voice = client.get(f"/v1/voices/{voice_id}", headers=AUTH).get_json()
@@ -81,24 +62,26 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 def test_clone_through_the_worker_and_narrate_with_the_voice(
     service_env: ServiceEnv,
     start_worker,
-    tiny_models,
+    tiny_kanitts2_env,
     speech,  # noqa: F811
     second_speech,  # noqa: F811
 ):
-    client = make_client(service_env, **tiny_models)
+    client = make_client(service_env, **tiny_kanitts2_env)
     start_worker(service_env)
     storage = LocalStorage(service_env.storage_url.removeprefix("file://"))
 
     jane = upload(client, [(wav(*speech), "one.wav"), (wav(*second_speech), "two.wav")])
     other = upload(client, [(wav(*second_speech), "two.wav")])
+    vectors = []
     for voice_id in (jane, other):
         voice = wait_voice(client, voice_id)
         assert voice["status"] == "ready", voice["error"]
-        vector = embedding_from_bytes(storage.get_bytes(embedding_key("dev", voice_id)))
-        assert vector.shape == (128,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+        vectors.append(embedding_from_bytes(storage.get_bytes(embedding_key("dev", voice_id))))
+        assert vectors[-1].shape == (128,) and np.linalg.norm(vectors[-1]) == pytest.approx(1.0, abs=1e-5)
         assert voice["preview_url"]
         preview, rate = sf.read(io.BytesIO(storage.get_bytes(preview_key("dev", voice_id))))
         assert rate == 22050 and len(preview) > 0
+    assert float(vectors[0] @ vectors[1]) < 0.95  # two clips make another voice than one of them alone
     assert "one.wav" in str(client.get(f"/v1/voices/{jane}", headers=AUTH).get_json()["clips"])
 
     audio, sr = speech

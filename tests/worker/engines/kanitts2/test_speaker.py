@@ -12,9 +12,8 @@ import pytest
 import soxr
 import torch
 from safetensors.torch import load_file, save_file
-from scipy.signal import lfilter
 
-from tests.fixtures.wavlm_tiny import build_tiny_speaker_embedder
+from tests.fixtures.wavlm_tiny import alto, bass, build_tiny_speaker_embedder
 from worker.engines.kanitts2.speaker import SpeakerEmbedder
 
 pytestmark = pytest.mark.slow
@@ -28,28 +27,6 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def embedder(tiny_dir: Path) -> SpeakerEmbedder:
     return SpeakerEmbedder.load(str(tiny_dir))
-
-
-def voice(seconds: float, sr: int, *, f0: float, formants: tuple[float, ...], seed: int = 0) -> np.ndarray:
-    """A vowel-like signal: a jittered glottal pulse train through formant resonators."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * np.arange(n) / sr)) * (1 + 0.01 * rng.standard_normal(n))
-    phase = np.cumsum(pitch / sr)
-    source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64) + 0.01 * rng.standard_normal(n)
-    for formant in formants:
-        radius = np.exp(-np.pi * 120 / sr)
-        theta = 2 * np.pi * formant / sr
-        source = lfilter([1 - radius], [1, -2 * radius * np.cos(theta), radius**2], source)
-    return (0.5 * source / np.abs(source).max()).astype(np.float32)
-
-
-def alto(seconds: float = 2.0, sr: int = 16000, seed: int = 0) -> np.ndarray:
-    return voice(seconds, sr, f0=210, formants=(850, 1600, 2800), seed=seed)
-
-
-def bass(seconds: float = 2.0, sr: int = 16000, seed: int = 0) -> np.ndarray:
-    return voice(seconds, sr, f0=95, formants=(400, 2000, 2500), seed=seed)
 
 
 def test_embedding_is_a_128_d_unit_vector(embedder: SpeakerEmbedder) -> None:
@@ -89,7 +66,7 @@ def test_embedding_is_deterministic_across_calls_and_loads(embedder: SpeakerEmbe
 
 def test_different_voices_give_different_embeddings(embedder: SpeakerEmbedder) -> None:
     a, b = embedder.embed(alto(), 16000), embedder.embed(bass(), 16000)
-    assert float(a @ b) < 0.999
+    assert float(a @ b) < 0.9
 
 
 def test_many_clips_average_to_the_normalised_mean(embedder: SpeakerEmbedder) -> None:
@@ -110,7 +87,7 @@ def test_other_sample_rates_are_resampled(embedder: SpeakerEmbedder) -> None:
     at_48k = embedder.embed(soxr.resample(clip, 16000, 48000).astype(np.float32), 48000)
     assert float(at_16k @ at_48k) > 0.999
     # ...while a different voice at 48 kHz is clearly further away
-    assert float(at_48k @ embedder.embed(bass(sr=48000), 48000)) < 0.99
+    assert float(at_48k @ embedder.embed(bass(sr=48000), 48000)) < 0.9
 
 
 def test_multi_channel_audio_is_mixed_to_mono(embedder: SpeakerEmbedder) -> None:
