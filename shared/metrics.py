@@ -44,6 +44,9 @@ CHUNK_RTF = Histogram(
 )
 AUDIO_SECONDS = Counter(f"{NAMESPACE}_audio_generated_seconds_total", "Seconds of speech generated.")
 SYNTHESIS_SECONDS = Counter(f"{NAMESPACE}_synthesis_seconds_total", "Wall seconds spent in the engine.")
+CHUNKS_REDRAWN = Counter(
+    f"{NAMESPACE}_chunks_redrawn_total", "Chunks generated again because the first draw looked cut off or run on."
+)
 # Labelled, so that a CPU worker, which never sets them, exports no GPU series at all.
 GPU_MEMORY_ALLOCATED = Gauge(
     f"{NAMESPACE}_gpu_memory_allocated_bytes", "GPU memory held by the engine of a worker.", ["device"],

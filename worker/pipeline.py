@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,7 +21,7 @@ from shared.audio.trim import trim_silence
 from shared.jobs import JobCreate, JobStatus
 from shared.text.rate import SpeechRate
 from worker import assembly, checkpoints
-from worker.engines.base import ChunkResult, EngineError
+from worker.engines.base import ChunkRequest, ChunkResult, EngineError
 from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk, build_plan
 from worker.runtime import Runtime
@@ -154,22 +153,26 @@ def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
             carry = done[chunks[first_missing - 1].key].carry
             if carry is not None:
                 carry_in[stream] = carry
-    by_key = {planned.key: planned for planned in remaining}
-    retry: list[PlannedChunk] = []
+    refused: set[str] = set()
+
+    def review(request: ChunkRequest, result: ChunkResult) -> bool:
+        # Judged on the untrimmed draw: the check finds the speech inside it itself.
+        verdict = assess_chunk(result.audio, engine.sample_rate, expected_seconds=request.expected_seconds)
+        if verdict.ok:
+            return True
+        if request.key in refused:  # kept anyway: a second bad draw is more likely the estimate than the audio
+            log.warning("job %s chunk %s: still %s after regenerating; kept", job_id, request.key, verdict.problem)
+        else:
+            log.warning("job %s chunk %s: %s, regenerating", job_id, request.key, verdict.problem)
+            refused.add(request.key)
+            metrics.CHUNKS_REDRAWN.inc()
+        return False
 
     def finish_chunk(result: ChunkResult) -> None:
-        planned = by_key[result.key]
-        audio = trim_silence(result.audio, engine.sample_rate)
-        verdict = assess_chunk(audio, engine.sample_rate, expected_seconds=planned.request.expected_seconds)
-        if not verdict.ok and engine.generative:
-            # Generative engines can truncate or run away; give such a chunk one more draw.
-            log.warning("job %s chunk %s: %s, regenerating", job_id, result.key, verdict.problem)
-            retry.append(planned)
-            return
-        _checkpoint(job_id, rt, result, audio)
+        _checkpoint(job_id, rt, result, trim_silence(result.audio, engine.sample_rate))
 
     # Post-processing and checkpoint writes (storage round trips) run beside generation, in order.
-    results = engine.generate([planned.request for planned in remaining], carry_in)
+    results = engine.generate([planned.request for planned in remaining], carry_in, review)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") as writer:
         pending: list[Future[None]] = []
         try:
@@ -183,26 +186,6 @@ def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
             results.close()
             for future in pending:
                 future.result()
-    for planned in retry:
-        seed = planned.request.seed() + 1
-        request = replace(planned.request, sampling=replace(planned.request.sampling, seed=seed))
-        for result in engine.generate([request], _carry_before(job_id, planned, by_stream, rt)):
-            audio = trim_silence(result.audio, engine.sample_rate)
-            verdict = assess_chunk(audio, engine.sample_rate, expected_seconds=planned.request.expected_seconds)
-            if not verdict.ok:  # kept anyway: a second bad draw is more likely the estimate than the audio
-                log.warning("job %s chunk %s: still %s after regenerating; kept", job_id, result.key, verdict.problem)
-            _checkpoint(job_id, rt, result, audio)
-
-
-def _carry_before(
-    job_id: str, planned: PlannedChunk, by_stream: dict[int, list[PlannedChunk]], rt: Runtime
-) -> dict[int, bytes]:
-    stream = by_stream[planned.request.stream]
-    index = stream.index(planned)
-    if index == 0:
-        return {}
-    carry = rt.store.done_chunks(job_id).get(stream[index - 1].key)
-    return {planned.request.stream: carry.carry} if carry and carry.carry else {}
 
 
 def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray) -> None:

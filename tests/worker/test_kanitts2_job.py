@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import urllib.request
 
 import pytest
 import soundfile as sf
@@ -43,3 +44,20 @@ def test_narration_on_kanitts2_gives_a_file_of_the_expected_length(
     duration = len(audio) / rate
     assert job["progress"]["audio_seconds"] - 0.1 <= duration <= job["progress"]["audio_seconds"] + longest_pauses
     assert job["rtf"] > 0
+
+
+def test_chunks_that_run_on_are_drawn_again_and_the_second_draw_is_kept(
+    api_client, service_env, start_worker, tiny_kanitts2_env, unused_tcp_port
+):
+    """Without a frame bound, random weights run every chunk to its cap (1.6 x the estimate + 3 s), far
+    past what the text predicts: the worker's check refuses each first draw, the engine draws it once
+    more, and the job still ends with the second draws."""
+    service_env.extra.update(tiny_kanitts2_env, NARRATE_WORKER_METRICS_PORT=str(unused_tcp_port))
+    start_worker(service_env)
+    body = {"inputs": [{"text": "The storm passed before dawn."}], "format": "wav"}
+    response = api_client.post("/v1/jobs", json=body, headers=AUTH)
+    job = wait_status(api_client, response.get_json()["id"], {"succeeded", "failed"}, timeout=300)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["progress"]["chunks_total"] == 1
+    text = urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=10).read().decode()
+    assert "narrate_chunks_redrawn_total 1.0" in text.splitlines()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -63,6 +63,10 @@ class ChunkRequest:
         digest = hashlib.sha256(f"{base}:{self.key}".encode()).digest()
         return int.from_bytes(digest[:4], "little")
 
+    def redraw(self) -> ChunkRequest:
+        """The same chunk with another seed that is still a function of the job seed and the key."""
+        return replace(self, sampling=replace(self.sampling, seed=self.seed() + 1))
+
 
 @dataclass
 class ChunkResult:
@@ -77,6 +81,10 @@ class ChunkResult:
     """This chunk's share of engine wall time (a batch's time split across its rows), for RTF."""
 
 
+Review = Callable[[ChunkRequest, ChunkResult], bool]
+"""Judges one draw of a chunk (True keeps it): the pipeline's check for truncated or runaway audio."""
+
+
 class EngineError(RuntimeError):
     """A chunk could not be synthesised; the message is shown to the user."""
 
@@ -87,9 +95,6 @@ class Engine(ABC):
     name: str
     sample_rate: int
     can_clone: bool = False
-    generative: bool = False
-    """Samples tokens, so a chunk can come out truncated or run away: the pipeline regenerates chunks
-    that fail the quality check (with another seed) instead of accepting them."""
     default_streams: int = 1
     """Streams a long input is split into when the job does not say (1 for engines without context)."""
 
@@ -99,12 +104,19 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(
-        self, requests: Sequence[ChunkRequest], carry_in: Mapping[int, bytes] | None = None
+        self,
+        requests: Sequence[ChunkRequest],
+        carry_in: Mapping[int, bytes] | None = None,
+        review: Review | None = None,
     ) -> Iterator[ChunkResult]:
         """Yield a result for every request, in any order, as soon as each is finished.
 
         `carry_in` maps a stream to the carry of the chunk just before its first request (after a
-        resume). Closing the iterator early (cancellation) must leave the engine usable.
+        resume). An engine that samples (and so can truncate or run away) shows every draw to `review`
+        and draws a refused chunk once more, with `ChunkRequest.redraw`, before the chunk's stream goes
+        on: the next chunk must continue from the audio that is kept. The second draw is kept whatever
+        `review` says. Engines that do not sample may ignore `review`. Closing the iterator early
+        (cancellation) must leave the engine usable.
         """
 
     def default_voice(self) -> str:

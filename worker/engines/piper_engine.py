@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, VoiceInfo
+from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, VoiceInfo
 
 
 class PiperEngine(Engine):
@@ -35,8 +35,13 @@ class PiperEngine(Engine):
         return [VoiceInfo("joe", "Piper en_US 'joe' (medium), CPU preview voice", "en")]
 
     def generate(
-        self, requests: Sequence[ChunkRequest], carry_in: Mapping[int, bytes] | None = None
+        self,
+        requests: Sequence[ChunkRequest],
+        carry_in: Mapping[int, bytes] | None = None,
+        review: Review | None = None,
     ) -> Iterator[ChunkResult]:
+        """Piper reads text with a duration model and no sampling: it does not cut off or run on, and a
+        second draw would sound the same, so `review` is not consulted."""
         from piper import SynthesisConfig
 
         for request in requests:

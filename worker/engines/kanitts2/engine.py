@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, VoiceInfo
+from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, VoiceInfo
 from worker.engines.kanitts2.context import StreamContext, next_context
 from worker.engines.kanitts2.generate import RowRequest, frame_cap, generate_frames
 from worker.engines.kanitts2.prompt import build_prompt
@@ -45,7 +45,6 @@ def resolve_device(requested: str) -> str:
 class KaniTTS2Engine(Engine):
     name = "kanitts2"
     can_clone = True
-    generative = True
 
     def __init__(
         self,
@@ -150,7 +149,10 @@ class KaniTTS2Engine(Engine):
         return vector / norm
 
     def generate(
-        self, requests: Sequence[ChunkRequest], carry_in: Mapping[int, bytes] | None = None
+        self,
+        requests: Sequence[ChunkRequest],
+        carry_in: Mapping[int, bytes] | None = None,
+        review: Review | None = None,
     ) -> Iterator[ChunkResult]:
         queues: dict[int, list[ChunkRequest]] = defaultdict(list)
         for request in sorted(requests, key=lambda r: (r.stream, r.seq)):
@@ -158,10 +160,19 @@ class KaniTTS2Engine(Engine):
         contexts: dict[int, StreamContext | None] = {
             stream: StreamContext.from_bytes(data) for stream, data in (carry_in or {}).items() if data
         }
+        refused: dict[str, float] = {}  # chunk key -> engine seconds of its refused draw, charged to the kept one
         while any(queues.values()):
             # Lowest stream ids first; streams beyond batch_size wait for the next wave.
             streams = [stream for stream in sorted(queues) if queues[stream]][: self.batch_size]
-            yield from self._wave([queues[stream].pop(0) for stream in streams], contexts)
+            for request, result, context in self._wave([queues[stream].pop(0) for stream in streams], contexts):
+                if review is not None and not review(request, result) and request.key not in refused:
+                    # Drawn again in the stream's next wave, from the same context, before the stream goes on.
+                    refused[request.key] = result.synth_seconds
+                    queues[request.stream].insert(0, request.redraw())
+                    continue
+                result.synth_seconds += refused.pop(request.key, 0.0)
+                contexts[request.stream] = context
+                yield result
 
     def row_for(self, request: ChunkRequest, context: StreamContext | None) -> RowRequest:
         """The generation row of one chunk: prompt (with the stream's context), speaker, sampling, cap."""
@@ -190,7 +201,10 @@ class KaniTTS2Engine(Engine):
             repetition_penalty=sampling.repetition_penalty,
         )
 
-    def _wave(self, wave: list[ChunkRequest], contexts: dict[int, StreamContext | None]) -> Iterator[ChunkResult]:
+    def _wave(
+        self, wave: list[ChunkRequest], contexts: Mapping[int, StreamContext | None]
+    ) -> Iterator[tuple[ChunkRequest, ChunkResult, StreamContext]]:
+        """One batch, one chunk per stream: each chunk's result and the context it would hand on."""
         started = time.perf_counter()
         rows = [self.row_for(request, contexts.get(request.stream)) for request in wave]
         outputs = generate_frames(self.model, rows)
@@ -210,14 +224,14 @@ class KaniTTS2Engine(Engine):
                 tail_frames=self.codec.receptive_field_frames if self.context_sentences > 0 else 0,
                 frames_per_second=self.frames_per_second,
             )
-            contexts[request.stream] = context
-            yield ChunkResult(
+            result = ChunkResult(
                 key=request.key,
                 audio=samples,
                 carry=context.to_bytes() if self.context_sentences > 0 else None,
                 frames=len(output.frames),
                 synth_seconds=elapsed * max(1, len(output.frames)) / total_frames,
             )
+            yield request, result, context
 
     def _decode(self, wave, outputs, contexts) -> list[np.ndarray]:
         import torch

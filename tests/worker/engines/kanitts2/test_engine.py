@@ -163,3 +163,48 @@ def test_next_chunk_prompt_holds_previous_sentence_and_its_frames(full_run, tiny
     assert pos[0, -1].item() == sos + len(carry.frames)  # last context frame; the next generated one follows
     without = tiny_engine.row_for(second, None)
     assert without.items[-1] == ids.start_of_speech
+
+
+def _same(a, b) -> bool:
+    """Same frames (the carry holds them) and the same audio up to batched-decoding rounding."""
+    return a.frames == b.frames and a.carry == b.carry and np.allclose(a.audio, b.audio, atol=1e-5)
+
+
+def test_a_refused_draw_is_drawn_again_before_its_stream_goes_on(full_run, tiny_engine) -> None:
+    """The chunk after a refused draw continues from the draw that was kept, not from the refused one."""
+    requests = {r.key: r for r in _requests()}
+    reviewed: list[str] = []
+
+    def review(request: ChunkRequest, result) -> bool:
+        reviewed.append(request.key)
+        return request.key != "job/0/0" or reviewed.count("job/0/0") > 1  # refuse its first draw only
+
+    results = {r.key: r for r in tiny_engine.generate(list(requests.values()), review=review)}
+    assert sorted(results) == sorted(requests)  # every chunk once: the refused draw is not yielded
+    assert sorted(reviewed) == sorted([*requests, "job/0/0"])
+    redraw = requests["job/0/0"].redraw()
+    assert redraw.seed() != requests["job/0/0"].seed()
+    assert _same(results["job/0/0"], next(iter(tiny_engine.generate([redraw]))))
+    assert not np.array_equal(results["job/0/0"].audio, full_run["job/0/0"].audio)
+    # The rest of stream 0 follows the kept draw: equal to resuming from its carry.
+    after = {
+        r.key: r
+        for r in tiny_engine.generate([requests["job/0/1"], requests["job/0/2"]], {0: results["job/0/0"].carry})
+    }
+    assert _same(results["job/0/1"], after["job/0/1"]) and _same(results["job/0/2"], after["job/0/2"])
+    # Stream 1 is untouched.
+    assert _same(results["job/1/0"], full_run["job/1/0"]) and _same(results["job/1/1"], full_run["job/1/1"])
+
+
+def test_a_chunk_refused_twice_keeps_its_second_draw(tiny_engine) -> None:
+    requests = [r for r in _requests() if r.stream == 0]
+    reviewed: list[str] = []
+
+    def refuse_all(request: ChunkRequest, result) -> bool:
+        reviewed.append(request.key)
+        return False
+
+    results = list(tiny_engine.generate(requests, review=refuse_all))
+    assert [r.key for r in results] == [r.key for r in requests]
+    assert sorted(reviewed) == sorted(2 * [r.key for r in requests])
+    assert _same(results[0], next(iter(tiny_engine.generate([requests[0].redraw()]))))
