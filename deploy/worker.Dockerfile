@@ -21,4 +21,4 @@ RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/constr
 USER narrate
 VOLUME ["/models"]
 EXPOSE 9101
-CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "narrate", "--concurrency", "1", "-l", "INFO"]
+CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "narrate,narrate-voices", "--concurrency", "1", "-l", "INFO"]

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import requests
 
+from shared.queue import worker_queues
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,10 +268,10 @@ class LocalStack:
         metrics_dir.mkdir()
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker"]
-        argv += ["-Q", self.settings.queue_name, "--concurrency", "1", "-l", "INFO"]
+        argv += ["-Q", worker_queues(self.settings), "--concurrency", "1", "-l", "INFO"]
         argv += ["-n", f"narrate-stack-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
         child = self._spawn("worker", argv, env)
-        self.say(f"started a Celery worker on queue {self.settings.queue_name} (pid {child.pid})")
+        self.say(f"started a Celery worker on queues {worker_queues(self.settings)} (pid {child.pid})")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -13,11 +13,20 @@ SYNTHESIZE_TASK = "narrate.synthesize"
 CLONE_VOICE_TASK = "narrate.clone_voice"
 
 
+def worker_queues(settings: Settings) -> str:
+    """The `-Q` of a synthesis worker: jobs and, between them, voices (Celery takes from both in turn),
+    so a deployment without a voices-only worker still clones."""
+    return f"{settings.queue_name},{settings.voice_queue_name}"
+
+
 def make_celery(settings: Settings, name: str) -> Celery:
     app = Celery(name, broker=settings.redis_url)
     app.conf.update(
         task_default_queue=settings.queue_name,
-        task_routes={"narrate.*": {"queue": settings.queue_name}},
+        task_routes={
+            SYNTHESIZE_TASK: {"queue": settings.queue_name},
+            CLONE_VOICE_TASK: {"queue": settings.voice_queue_name},
+        },
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     """Prefix of every Redis key the job store writes (lets several deployments or test runs share one Redis)."""
     queue_name: str = "narrate"
     """Celery queue the API sends synthesis jobs to and the GPU workers consume."""
+    voice_queue_name: str = "narrate-voices"
+    """Celery queue of voice cloning tasks: its own, so a worker that consumes only it (compose's
+    `voices`) clones in seconds while the synthesis workers are busy with long jobs."""
     storage_url: str = "file://./var/storage"
     """Where results and checkpoints go: `s3://bucket/prefix` or `file:///abs/dir` (or relative `file://./dir`)."""
     s3_endpoint_url: str | None = None

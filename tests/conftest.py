@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from shared.queue import worker_queues
 from shared.settings import Settings
 from shared.store import JobStore
 from tests.support.s3 import s3_server  # noqa: F401 - re-exported fixture
@@ -58,11 +59,16 @@ class ServiceEnv:
     storage_url: str
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def voice_queue(self) -> str:
+        return f"{self.queue}-voices"
+
     def env(self) -> dict[str, str]:
         values = {
             "NARRATE_REDIS_URL": self.redis_url,
             "NARRATE_KEY_PREFIX": self.key_prefix,
             "NARRATE_QUEUE_NAME": self.queue,
+            "NARRATE_VOICE_QUEUE_NAME": self.voice_queue,
             "NARRATE_STORAGE_URL": self.storage_url,
             "NARRATE_DEV_MODE": "1",
             "NARRATE_WORKER_METRICS_PORT": "0",
@@ -89,16 +95,18 @@ def service_env(redis_url: str, key_prefix: str, tmp_path: Path) -> ServiceEnv:
 
 
 class WorkerProcess:
-    """A real `celery worker` process (prefork, one child) on the test's queue."""
+    """A real `celery worker` process (prefork, one child) on the test's queues (`queues`, or both the
+    synthesis and the voice queue as production workers do)."""
 
-    def __init__(self, env: ServiceEnv, log_path: Path) -> None:
+    def __init__(self, env: ServiceEnv, log_path: Path, queues: str | None = None) -> None:
         self.env = env
         self.log_path = log_path
         child_env = {**os.environ, **env.env(), "PYTHONUNBUFFERED": "1"}
         child_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        queues = queues or worker_queues(env.settings())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", env.queue,
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", queues,
              "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle",
              "--without-heartbeat", "-l", "INFO", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=REPO, env=child_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -150,8 +158,8 @@ def start_worker(tmp_path: Path) -> Iterator:
     """Factory: start_worker(env) -> a ready WorkerProcess; every worker is stopped after the test."""
     workers: list[WorkerProcess] = []
 
-    def start(env: ServiceEnv, *, wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+    def start(env: ServiceEnv, *, wait: bool = True, queues: str | None = None) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log", queues)
         workers.append(worker)
         return worker.wait_ready() if wait else worker
 

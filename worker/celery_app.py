@@ -1,4 +1,4 @@
-"""The Celery worker: `celery -A worker.celery_app:app worker -Q narrate --concurrency 1`.
+"""The Celery worker: `celery -A worker.celery_app:app worker -Q narrate,narrate-voices --concurrency 1`.
 
 One prefork child per GPU. The engine is loaded in the child after the fork (worker_process_init), never
 at import time, and kept for the process's life. Metrics of the child are written to a multiprocess

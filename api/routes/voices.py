@@ -262,7 +262,7 @@ def register(app: Flask, *, limiter: Limiter, celery: Any) -> None:
     settings: Settings = app.extensions["narrate"].settings
 
     def enqueue_clone(voice_id: str) -> None:
-        celery.send_task(CLONE_VOICE_TASK, args=[voice_id], queue=settings.queue_name)
+        celery.send_task(CLONE_VOICE_TASK, args=[voice_id], queue=settings.voice_queue_name)
 
     app.extensions["narrate.voices"] = VoicesContext(VoiceStore.from_settings(settings), enqueue_clone)
     bp = Blueprint("voices", __name__, url_prefix="/v1/voices")

@@ -67,10 +67,10 @@ def storage_of(env: ServiceEnv) -> LocalStorage:
 
 
 def queued_tasks(env: ServiceEnv) -> list[tuple[str, list]]:
-    """(task name, args) of the messages waiting in the test's Celery queue."""
+    """(task name, args) of the messages waiting in the test's Celery queues, voices first."""
     client = redis.Redis.from_url(env.redis_url)
     out = []
-    for raw in client.lrange(env.queue, 0, -1):
+    for raw in client.lrange(env.voice_queue, 0, -1) + client.lrange(env.queue, 0, -1):
         message = json.loads(raw)
         body = json.loads(base64.b64decode(message["body"]))
         out.append((message["headers"]["task"], body[0]))
@@ -111,6 +111,7 @@ def test_clone_request_is_stored_under_the_tenant_and_queued(client, service_env
     assert storage.list_keys("voices/") == [f"{prefix}clip-00", f"{prefix}clip-01"]
     assert storage.get_bytes(f"{prefix}clip-00") == wav
     assert queued_tasks(service_env) == [(CLONE_VOICE_TASK, [voice["id"]])]
+    assert redis.Redis.from_url(service_env.redis_url).llen(service_env.voice_queue) == 1  # the voices' own queue
 
     assert client.get(f"/v1/voices/{voice['id']}", headers=AUTH).get_json() == voice
     listing = client.get("/v1/voices", headers=AUTH).get_json()

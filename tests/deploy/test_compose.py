@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from shared.queue import worker_queues
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,10 +66,10 @@ def dockerfile(service: str) -> Path:
 
 
 def test_services() -> None:
-    assert set(SERVICES) == {"redis", "minio", "minio-init", "api", "worker", "prometheus"}
+    assert set(SERVICES) == {"redis", "minio", "minio-init", "api", "worker", "voices", "prometheus"}
 
 
-@pytest.mark.parametrize("service", ["api", "worker"])
+@pytest.mark.parametrize("service", ["api", "worker", "voices"])
 def test_every_narrate_variable_is_a_setting_with_a_valid_value(service: str) -> None:
     names = [k for k in environment(service) if k.startswith("NARRATE_")]
     unknown = [k for k in names if k.removeprefix("NARRATE_").lower() not in Settings.model_fields]
@@ -81,6 +82,7 @@ def test_api_and_worker_agree_on_redis_queue_and_storage() -> None:
     for name in (
         "redis_url",
         "queue_name",
+        "voice_queue_name",
         "key_prefix",
         "storage_url",
         "s3_endpoint_url",
@@ -135,7 +137,7 @@ def test_api_runs_gunicorn_with_multiprocess_metrics() -> None:
 def test_worker_consumes_the_queue_on_a_reserved_gpu() -> None:
     argv = command("worker")
     assert argv[:4] == ["celery", "-A", "worker.celery_app:app", "worker"]
-    assert option(argv, "-Q") == settings_of("worker").queue_name
+    assert option(argv, "-Q") == worker_queues(settings_of("worker"))
     assert option(argv, "--concurrency") == "1"
     assert settings_of("worker").engine == "kanitts2"
     [device] = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"]
@@ -155,8 +157,17 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
     assert jobs["narrate-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert jobs["narrate-api"]["metrics_path"] == "/metrics"
     [dns] = jobs["narrate-worker"]["dns_sd_configs"]
-    assert dns["names"] == ["worker"]
+    assert dns["names"] == ["worker", "voices"]
     assert dns["port"] == settings_of("worker").worker_metrics_port
+
+
+def test_a_voices_worker_clones_on_its_own_queue_beside_the_gpu_workers() -> None:
+    argv = command("voices")
+    assert argv[:4] == ["celery", "-A", "worker.celery_app:app", "worker"]
+    assert option(argv, "-Q") == settings_of("voices").voice_queue_name
+    assert settings_of("voices").voice_queue_name in option(command("worker"), "-Q").split(",")
+    assert settings_of("voices") == settings_of("worker")
+    assert SERVICES["voices"]["deploy"] == SERVICES["worker"]["deploy"]  # the same GPU reservation
 
 
 def copied_paths(path: Path) -> list[str]:

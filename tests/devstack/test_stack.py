@@ -33,6 +33,7 @@ def stack_env(tmp_path: Path, redis_url: str, key_prefix: str = "narrate-devstac
         "NARRATE_REDIS_URL": redis_url,
         "NARRATE_KEY_PREFIX": key_prefix,
         "NARRATE_QUEUE_NAME": f"{key_prefix}-q-{uuid.uuid4().hex[:6]}",
+        "NARRATE_VOICE_QUEUE_NAME": f"{key_prefix}-v-{uuid.uuid4().hex[:6]}",
         "NARRATE_STORAGE_URL": f"file://{tmp_path / 'storage'}",
         "NARRATE_WORKER_METRICS_PORT": "0",
     }

@@ -105,3 +105,20 @@ def test_clone_through_the_worker_and_narrate_with_the_voice(
     make_celery(service_env.settings(), "test").send_task(SYNTHESIZE_TASK, args=[job_id], queue=service_env.queue)
     job = wait_status(client, job_id, {"succeeded", "failed"})
     assert job["status"] == "failed" and job["error"]["code"] == "voice_deleted"
+
+
+def test_a_voice_is_cloned_while_narrations_wait_for_a_synthesis_worker(
+    service_env: ServiceEnv,
+    start_worker,
+    tiny_kanitts2_env,
+    speech,  # noqa: F811
+):
+    """Voices have their own queue: a worker that consumes only it (compose's `voices`) clones while
+    the synthesis queue is full, and takes no narration."""
+    client = make_client(service_env, **tiny_kanitts2_env)
+    start_worker(service_env, queues=service_env.voice_queue)
+    response = client.post("/v1/jobs", json={"inputs": [{"text": TEXT}], "format": "wav"}, headers=AUTH)
+    assert response.status_code == 202, response.get_json()
+    voice = wait_voice(client, upload(client, [(wav(*speech), "one.wav")]))
+    assert voice["status"] == "ready", voice["error"]
+    assert client.get(f"/v1/jobs/{response.get_json()['id']}", headers=AUTH).get_json()["status"] == "queued"
