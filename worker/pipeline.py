@@ -25,7 +25,7 @@ from worker.engines.base import ChunkRequest, ChunkResult, EngineError
 from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk, build_plan
 from worker.runtime import Runtime
-from worker.voice_embeddings import VoiceUnavailable, load_embeddings
+from worker.voice_embeddings import VoiceUnavailable, load_job_voices
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _fail(rt: Runtime, job_id: str, code: str, message: str) -> JobStatus:
 def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> None:
     engine, settings = rt.engine, rt.settings
     phases = Phases()
-    embeddings = load_embeddings(spec, tenant, rt)
+    cloned = load_job_voices(spec, tenant, rt)
     rate = _planning_rate(job_id, rt)
     with phases.timed("chunking"):
         plan = build_plan(
@@ -100,7 +100,7 @@ def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> N
             chars_per_second=rate,
             streams=spec.streams or engine.default_streams,
             voice_default=engine.default_voice(),
-            embeddings=embeddings,
+            cloned=cloned,
         )
     total = len(plan.all())
     if not rt.store.update_running(job_id, chunks_total=total):

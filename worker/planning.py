@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from shared.jobs import JobCreate
 from shared.text.chunking import Boundary, Chunk, chunk_text, split_streams
 from worker.engines.base import ChunkRequest, Sampling
+
+if TYPE_CHECKING:
+    from worker.voice_embeddings import ClonedVoice
 
 
 @dataclass(frozen=True)
@@ -45,22 +47,24 @@ def build_plan(
     chars_per_second: float,
     streams: int,
     voice_default: str,
-    embeddings: dict[str, np.ndarray] | None = None,
+    cloned: dict[str, ClonedVoice] | None = None,
     language: str = "en",
 ) -> Plan:
     """Chunk every input; a long input is split into `streams` side-by-side streams at paragraph
-    boundaries, and every input gets streams of its own (inputs never share context)."""
+    boundaries, and every input gets streams of its own (inputs never share context). Chunks in a
+    cloned voice carry its embedding and, when it has one, its language tag."""
     sampling = Sampling(
         temperature=spec.sampling.temperature,
         top_p=spec.sampling.top_p,
         repetition_penalty=spec.sampling.repetition_penalty,
         seed=spec.sampling.seed,
     )
-    embeddings = embeddings or {}
+    cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
     for input_index, item in enumerate(spec.inputs):
         voice = item.voice or spec.voice or voice_default
+        clone = cloned.get(voice)
         chunks = chunk_text(
             item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
         )
@@ -73,8 +77,8 @@ def build_plan(
                     stream=next_stream,
                     seq=seq,
                     voice=voice,
-                    speaker_embedding=embeddings.get(voice),
-                    language=language,
+                    speaker_embedding=clone.embedding if clone else None,
+                    language=clone.language if clone and clone.language else language,
                     sampling=sampling,
                     last_sentence=chunk.last_sentence,
                     expected_seconds=chunk.est_seconds,

@@ -1,4 +1,4 @@
-"""The speaker embeddings of the cloned voices a job names, loaded once when the job starts.
+"""The cloned voices a job names (speaker embedding and language tag), loaded once when the job starts.
 
 A voice deleted after its job was queued fails the job at the start with `voice_deleted` rather than
 letting it run in some other voice: the producer asked for that voice, and the voice's owner asked for
@@ -6,6 +6,8 @@ it to be gone.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,17 +25,25 @@ class VoiceUnavailable(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class ClonedVoice:
+    embedding: np.ndarray
+    """Unit 128-d speaker embedding, one array shared by every chunk of the job."""
+    language: str | None
+    """The voice's language/accent tag (`en_gb`), which picks the model's tag for its chunks."""
+
+
 def cloned_voice_ids(spec: JobCreate) -> list[str]:
     """Cloned voice ids the job and its inputs name, each once, in order of first use."""
     named = [spec.voice, *(item.voice for item in spec.inputs)]
     return list(dict.fromkeys(voice for voice in named if voice and is_voice_id(voice)))
 
 
-def load_voice_embeddings(
+def load_cloned_voices(
     spec: JobCreate, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool
-) -> dict[str, np.ndarray]:
-    """Voice id -> unit 128-d embedding for every cloned voice of the job (of `tenant` only)."""
-    out: dict[str, np.ndarray] = {}
+) -> dict[str, ClonedVoice]:
+    """Voice id -> embedding and language of every cloned voice of the job (of `tenant` only)."""
+    out: dict[str, ClonedVoice] = {}
     for voice_id in cloned_voice_ids(spec):
         record = voices.get(voice_id, tenant=tenant)
         if record is None:
@@ -51,13 +61,13 @@ def load_voice_embeddings(
             raise VoiceUnavailable(
                 "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
             ) from exc
-        out[voice_id] = embedding_from_bytes(data)
+        out[voice_id] = ClonedVoice(embedding_from_bytes(data), record.language)
     return out
 
 
-def load_embeddings(spec: JobCreate, tenant: str, rt) -> dict[str, np.ndarray]:
-    """`load_voice_embeddings` with a worker `Runtime`'s store, storage and engine."""
+def load_job_voices(spec: JobCreate, tenant: str, rt) -> dict[str, ClonedVoice]:
+    """`load_cloned_voices` with a worker `Runtime`'s store, storage and engine."""
     if not cloned_voice_ids(spec):
         return {}
     voices = VoiceStore(rt.store.redis, prefix=rt.store.prefix)
-    return load_voice_embeddings(spec, tenant, voices=voices, storage=rt.storage, can_clone=rt.engine.can_clone)
+    return load_cloned_voices(spec, tenant, voices=voices, storage=rt.storage, can_clone=rt.engine.can_clone)

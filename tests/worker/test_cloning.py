@@ -21,7 +21,7 @@ from tests.api.test_voices import AUTH, make_client, speech  # noqa: F401 - sess
 from tests.conftest import ServiceEnv
 from worker.cloning import EMBEDDER_RATE, ClipRejected, clone_voice, embedding_from_bytes, prepare_clip
 from worker.planning import build_plan
-from worker.voice_embeddings import load_voice_embeddings
+from worker.voice_embeddings import load_cloned_voices
 
 SECOND_TEXT = "Every morning the old lighthouse keeper climbed the stairs and wound the great clock by hand."
 
@@ -58,8 +58,8 @@ class Setup:
         self.voices = VoiceStore.from_settings(self.settings)
         self.storage = LocalStorage(env.storage_url.removeprefix("file://"))
 
-    def upload(self, *clips: tuple[bytes, str]) -> str:
-        data = {"name": "Jane", "consent_by": "Jane Doe", "files": [(io.BytesIO(b), n) for b, n in clips]}
+    def upload(self, *clips: tuple[bytes, str], **fields: str) -> str:
+        data = {"name": "Jane", "consent_by": "Jane Doe", **fields, "files": [(io.BytesIO(b), n) for b, n in clips]}
         response = self.client.post("/v1/voices", data=data, headers=AUTH, content_type="multipart/form-data")
         assert response.status_code == 202, response.get_json()
         return response.get_json()["id"]
@@ -173,8 +173,9 @@ def test_voice_deleted_while_cloning_leaves_nothing_behind(setup, embedder, spee
 
 
 def test_job_embeddings_are_loaded_once_and_reach_every_chunk(setup, embedder, speech, second_speech):  # noqa: F811
+    """...with the voice's language tag, where it has one, for the engine to pick the model's tag."""
     first = setup.upload((wav(*speech), "one.wav"))
-    second = setup.upload((wav(*second_speech), "two.wav"))
+    second = setup.upload((wav(*second_speech), "two.wav"), language="en-GB")
     for voice_id in (first, second):
         assert setup.clone(voice_id, lambda: embedder) == VoiceStatus.READY
     long_text = "\n\n".join(f"Paragraph {i}. " + "The narrator reads on and on. " * 12 for i in range(4))
@@ -186,31 +187,33 @@ def test_job_embeddings_are_loaded_once_and_reach_every_chunk(setup, embedder, s
             {"text": "Hi.", "voice": "en_us"},
         ],
     )
-    embeddings = load_voice_embeddings(spec, "dev", voices=setup.voices, storage=setup.storage, can_clone=True)
-    assert set(embeddings) == {first, second}
+    cloned = load_cloned_voices(spec, "dev", voices=setup.voices, storage=setup.storage, can_clone=True)
+    assert set(cloned) == {first, second}
     plan = build_plan(
         spec,
         budget_seconds=5.0,
         chars_per_second=14.0,
         streams=2,
         voice_default="default",
-        embeddings=embeddings,
+        cloned=cloned,
     )
     long_chunks = plan.inputs[0]
     assert len(long_chunks) > 3
     for planned in long_chunks:
-        assert planned.request.speaker_embedding is embeddings[first]  # one array for the whole job
+        assert planned.request.speaker_embedding is cloned[first].embedding  # one array for the whole job
+        assert planned.request.language == "en"  # no tag on the voice: the job's language
     np.testing.assert_array_equal(
-        embeddings[first], embedding_from_bytes(setup.storage.get_bytes(embedding_key("dev", first)))
+        cloned[first].embedding, embedding_from_bytes(setup.storage.get_bytes(embedding_key("dev", first)))
     )
-    assert plan.inputs[1][0].request.speaker_embedding is embeddings[second]
+    assert plan.inputs[1][0].request.speaker_embedding is cloned[second].embedding
+    assert plan.inputs[1][0].request.language == "en_gb"
     assert plan.inputs[2][0].request.speaker_embedding is None
 
     with pytest.raises(Exception, match="was deleted") as deleted:
-        load_voice_embeddings(spec, "other", voices=setup.voices, storage=setup.storage, can_clone=True)
+        load_cloned_voices(spec, "other", voices=setup.voices, storage=setup.storage, can_clone=True)
     assert deleted.value.code == "voice_deleted"  # another tenant's id is no voice at all
     with pytest.raises(Exception, match="cannot clone") as unsupported:
-        load_voice_embeddings(spec, "dev", voices=setup.voices, storage=setup.storage, can_clone=False)
+        load_cloned_voices(spec, "dev", voices=setup.voices, storage=setup.storage, can_clone=False)
     assert unsupported.value.code == "cloning_unsupported"
 
 

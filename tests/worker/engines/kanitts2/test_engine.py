@@ -130,6 +130,8 @@ def test_cloning_and_voice_checks(tiny_engine) -> None:
         list(tiny_engine.generate([ChunkRequest(key="x", text="Hi.", speaker_embedding=np.ones(3))]))
     assert tiny_engine.language_tag(ChunkRequest(key="x", text="Hi.", voice="en_gb")) == "en_gb"
     assert tiny_engine.language_tag(ChunkRequest(key="x", text="Hi.", language="en")) == "en_us"
+    in_british = ChunkRequest(key="x", text="Hi.", voice="voice_x", speaker_embedding=vec, language="en_gb")
+    assert tiny_engine.language_tag(in_british) == "en_gb"  # a cloned voice's own tag
 
 
 def test_next_chunk_prompt_holds_previous_sentence_and_its_frames(full_run, tiny_engine) -> None:
