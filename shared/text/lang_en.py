@@ -7,6 +7,7 @@ import re
 from shared.text.languages import LanguageRules, register
 from shared.text.numbers_en import expand_numbers
 from shared.text.offsets import MappedText
+from shared.text.roman_en import expand_roman_numerals
 
 # Titles are always followed by a name, so their dot never ends a sentence.
 _TITLES = {
@@ -52,6 +53,7 @@ _SAINT_OR_STREET = re.compile(r"\bSt\.?(?= |$|\n)")
 _ABBREVIATION = re.compile(r"\b(" + "|".join(_TRAILING) + r")\.")
 _INLINE_ABBREVIATION = re.compile(r"(?<!\w)(" + "|".join(re.escape(k) for k in _INLINE) + r")(?= )")
 _NUMBER_SIGN = re.compile(r"\b(No|Nos|no)\.(?= ?\d)")
+_VOLUME = re.compile(r"\b(Vol|VOL|vol)(s?)\.(?= ?(?:\d|[IVXLCDM]+\b))")
 _NUMBER_RANGE = re.compile(r"(?<=\d)[–](?=\d)")
 _NAME_BEFORE = re.compile(r"(?:\b([A-Z][\w'-]*)|\d+(?:st|nd|rd|th)?) $")
 # Capitalised words that start a phrase rather than name a street: "On St. Paul's day".
@@ -77,12 +79,14 @@ _SENTENCE_FOLLOWS = re.compile(r"(?: +[\"'(]?[A-Z]| *\n| *$)")
 def expand_english(mapped: MappedText) -> MappedText:
     mapped = mapped.sub(_NUMBER_RANGE, lambda m: " to ")
     mapped = mapped.sub(_NUMBER_SIGN, lambda m: "number" if m.group(1) != "Nos" else "numbers")
+    mapped = mapped.sub(_VOLUME, lambda m: ("Volume" if m.group(1)[0] == "V" else "volume") + m.group(2))
     mapped = mapped.sub(_TITLE, lambda m: _TITLES[m.group(1)])
     text = mapped.text
     mapped = mapped.sub(_SAINT_OR_STREET, lambda m: _saint_or_street(m, text))
     text = mapped.text
     mapped = mapped.sub(_ABBREVIATION, lambda m: _TRAILING[m.group(1)] + _kept_dot(text, m.end()))
     mapped = mapped.sub(_INLINE_ABBREVIATION, lambda m: _INLINE[m.group(1)])
+    mapped = expand_roman_numerals(mapped)
     return expand_numbers(mapped)
 
 

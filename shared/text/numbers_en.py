@@ -54,6 +54,7 @@ NUMBERS = re.compile(
     rf"|(?P<ordinal>{_NOT_BEFORE}(?P<ord>\d+){_ORD}\b)"
     rf"|(?P<decade>(?<![\w.,])(?:(?P<dec>1\d|20)|')?(?P<dec_end>\d0)'?s\b)"
     rf"|(?P<version>{_NOT_BEFORE}\d+(?:\.\d+){{2,}}{_NOT_AFTER})"
+    rf"|(?P<fraction>(?<![\w.,/])(?:(?P<fr_whole>\d+) )?(?P<fr_num>\d{{1,3}})/(?P<fr_den>\d{{1,3}})(?![\w/]|[.,]\d))"
     rf"|(?P<number>{_NOT_BEFORE}(?P<sign>-)?(?P<value>{_NUM}){_NOT_AFTER})"
     ")"
 )
@@ -106,11 +107,30 @@ def _read(m: re.Match[str], text: str) -> str | None:
         return said[:-1] + "ies" if said.endswith("y") else said + "s"
     if kind == "version":
         return " point ".join(cardinal(part) for part in m.group().split("."))
+    if kind == "fraction":
+        return _fraction(m["fr_whole"], int(m["fr_num"]), int(m["fr_den"]))
     value = m["value"]
     if _looks_like_year(value, text, m.start()):
         return year(value)
     said = cardinal(value)
     return f"minus {said}" if m["sign"] else said
+
+
+_FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters")}
+
+
+def _fraction(whole: str | None, numerator: int, denominator: int) -> str:
+    """'3/4' -> 'three quarters', '1 1/2' -> 'one and a half'; '24/7' or '1/1' are not fractions."""
+    if not 0 < numerator < denominator:
+        said = f"{_words(numerator)}/{_words(denominator)}"
+        return f"{cardinal(whole)} {said}" if whole else said
+    ordinal = _words(denominator, to="ordinal").removeprefix("one ")  # 'hundredth', not 'one hundredth'
+    one, many = _FRACTION_NAMES.get(denominator) or (ordinal, ordinal)
+    if numerator > 1:
+        part = f"{_words(numerator)} {many if denominator in _FRACTION_NAMES else many + 's'}"
+    else:
+        part = f"{'a' if whole else 'one'} {one}"
+    return f"{cardinal(whole)} and {part}" if whole else part
 
 
 def _digits_one_by_one(m: re.Match[str]) -> list[Edit]:
@@ -133,6 +153,11 @@ def cardinal(digits: str) -> str:
     if fraction:
         said += " point " + _digit_by_digit(fraction)
     return said
+
+
+def spoken_number(value: int, *, ordinal: bool = False) -> str:
+    """'four' or 'fourth', for readers of numbers written other than in digits."""
+    return _words(value, to="ordinal") if ordinal else _words(value)
 
 
 def year(digits: str) -> str:

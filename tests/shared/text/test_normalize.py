@@ -57,16 +57,64 @@ def test_english_expansions(text: str, spoken: str) -> None:
 @pytest.mark.parametrize(
     ("text", "spoken"),
     [
+        ("Chapter IV\n\nIt rained.", "Chapter four\n\nIt rained."),
+        ("CHAPTER XII.", "CHAPTER twelve."),
+        ("Act I, Scene II.", "Act one, Scene two."),
+        ("See Vol. III and vol. 2.", "See Volume three and volume two."),
+        ("After World War II.", "After World War two."),
+        ("Henry VIII and Louis XIV.", "Henry the eighth and Louis the fourteenth."),
+        ("Elizabeth I of England, Charles I.", "Elizabeth the first of England, Charles the first."),
+        ("XII.\n\nThe end.", "Twelve.\n\nThe end."),
+        ("IV. The Storm\n\nRain.", "Four. The Storm\n\nRain."),
+        # Where a numeral would be a guess, it stays a word.
+        ("Then John I think left.", "Then John I think left."),
+        ("I went home. I was tired.", "I went home. I was tired."),
+        ("I. M. Pei drew it.", "I. M. Pei drew it."),
+        ("MIX\n\nThe CD and the DVD.", "MIX\n\nThe CD and the DVD."),
+        ("The act I regret.", "The act I regret."),
+        ("Chapter IIII", "Chapter IIII"),  # not a numeral
+    ],
+)
+def test_roman_numerals_only_where_they_are_numbers(text: str, spoken: str) -> None:
+    assert normalize(text).text == spoken
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("Add 3/4 cup.", "Add three quarters cup."),
+        ("Add 1/2 cup and 2/3 of that.", "Add one half cup and two thirds of that."),
+        ("It took 2 1/2 hours.", "It took two and a half hours."),
+        ("A 5/8 inch bolt, 99/100 agree.", "A five eighths inch bolt, ninety-nine hundredths agree."),
+        ("Open 24/7.", "Open twenty-four/seven."),  # not a fraction: read as before
+    ],
+)
+def test_fractions(text: str, spoken: str) -> None:
+    assert normalize(text).text == spoken
+
+
+def test_numerals_and_fractions_map_back_to_their_source() -> None:
+    original = "Henry VIII ate 2 1/2 pies in Chapter IV."
+    normalized = normalize(original)
+    for said, written in [("the eighth", "VIII"), ("two and a half", "2 1/2"), ("four", "IV")]:
+        start = normalized.text.index(said)
+        a, b = normalized.span_to_original(start, start + len(said))
+        assert original[a:b] == written
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
         # A single line break inside a paragraph is a space; a blank line ends the paragraph.
         ("It was a dark\nand stormy night.\n\nThe end.", "It was a dark and stormy night.\n\nThe end."),
         ("One\r\ntwo\rthree", "One two three"),
         ("A\n \n\n\t\nB", "A\n\nB"),
         # Headings on their own line are paragraphs.
         ("Chapter 1\nIt was a dark night.", "Chapter one\n\nIt was a dark night."),
-        ("CHAPTER IV\nIt was a dark night.", "CHAPTER IV\n\nIt was a dark night."),
+        ("CHAPTER IV\nIt was a dark night.", "CHAPTER four\n\nIt was a dark night."),
         ("# The Beginning\nIt was a dark night.", "The Beginning\n\nIt was a dark night."),
         ("Part One\nIt was.", "Part One\n\nIt was."),
-        ("CHAPTER I\nTHE BEGINNING\nIt was.", "CHAPTER I\n\nTHE BEGINNING\n\nIt was."),
+        ("CHAPTER I\nTHE BEGINNING\nIt was.", "CHAPTER one\n\nTHE BEGINNING\n\nIt was."),
         # List items are paragraphs of their own; a spaced hyphen inside a line is a dash.
         ("Buy:\n- eggs\n- milk\n* tea", "Buy:\n\neggs\n\nmilk\n\ntea"),
         ("Steps:\n1. Mix\n2. Bake", "Steps:\n\none. Mix\n\ntwo. Bake"),
