@@ -1,4 +1,5 @@
-"""English number reading: dates, times, currency, percentages, ordinals, years, decimals, cardinals.
+"""English number reading: dates, times, currency, percentages, measures, fractions, ordinals, years,
+decimals, cardinals.
 
 Number words come from num2words; this module only decides which reading a digit string gets.
 Everything is one regex pass so a date is never re-read as two cardinals.
@@ -30,6 +31,25 @@ _CURRENCIES = {
     "£": (("pound", "pounds"), ("penny", "pence")),
     "€": (("euro", "euros"), ("cent", "cents")),
 }
+# Unit symbols that only ever mean one thing after a number (not "m", "in" or "g"): (singular, plural).
+_UNITS = {
+    "km/h": ("kilometre per hour", "kilometres per hour"),
+    "kph": ("kilometre per hour", "kilometres per hour"),
+    "mph": ("mile per hour", "miles per hour"),
+    "km": ("kilometre", "kilometres"),
+    "cm": ("centimetre", "centimetres"),
+    "mm": ("millimetre", "millimetres"),
+    "kg": ("kilogram", "kilograms"),
+    "mg": ("milligram", "milligrams"),
+    "lbs": ("pound", "pounds"),
+    "lb": ("pound", "pounds"),
+    "oz": ("ounce", "ounces"),
+    "ft": ("foot", "feet"),
+    "°C": ("degree Celsius", "degrees Celsius"),
+    "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
+    "°": ("degree", "degrees"),
+}
+_UNIT = "|".join(re.escape(unit) for unit in _UNITS)
 _MAX_DIGITS_AS_NUMBER = 15
 _YEAR_CUES = re.compile(r"(?i)(?:\b(?:in|since|by|until|till|from|of|during|circa|year|c\.)|" + _MONTH + r",?) $")
 _PARAGRAPH_END = re.compile(r" *(?:\n|$)")
@@ -51,6 +71,7 @@ NUMBERS = re.compile(
     rf"{_NOT_AFTER})"
     rf"|(?P<money>(?<![\w])(?P<symbol>[$£€]) ?(?P<amount>{_NUM})(?: (?P<scale>{_SCALES})\b)?)"
     rf"|(?P<percent>{_NOT_BEFORE}(?P<pct>{_NUM}) ?%)"
+    rf"|(?P<measure>{_NOT_BEFORE}(?P<m_sign>-)?(?P<m_value>{_NUM}) ?(?P<unit>{_UNIT})(?![\w/]))"
     rf"|(?P<ordinal>{_NOT_BEFORE}(?P<ord>\d+){_ORD}\b)"
     rf"|(?P<decade>(?<![\w.,])(?:(?P<dec>1\d|20)|')?(?P<dec_end>\d0)'?s\b)"
     rf"|(?P<version>{_NOT_BEFORE}\d+(?:\.\d+){{2,}}{_NOT_AFTER})"
@@ -100,6 +121,10 @@ def _read(m: re.Match[str], text: str) -> str | None:
         return _money(m["symbol"], m["amount"], m["scale"])
     if kind == "percent":
         return f"{cardinal(m['pct'])} percent"
+    if kind == "measure":
+        one, many = _UNITS[m["unit"]]
+        said = f"{cardinal(m['m_value'])} {one if m['m_value'] == '1' else many}"
+        return f"minus {said}" if m["m_sign"] else said
     if kind == "ordinal":
         return _ordinal(m["ord"])
     if kind == "decade":

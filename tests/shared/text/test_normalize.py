@@ -87,9 +87,17 @@ def test_roman_numerals_only_where_they_are_numbers(text: str, spoken: str) -> N
         ("It took 2 1/2 hours.", "It took two and a half hours."),
         ("A 5/8 inch bolt, 99/100 agree.", "A five eighths inch bolt, ninety-nine hundredths agree."),
         ("Open 24/7.", "Open twenty-four/seven."),  # not a fraction: read as before
+        ("It was 5 km away, 1 km more.", "It was five kilometres away, one kilometre more."),
+        ("At -5°C, or 23°F.", "At minus five degrees Celsius, or twenty-three degrees Fahrenheit."),
+        (
+            "60 mph, 100 km/h, 6 ft, 2.5 kg.",
+            "sixty miles per hour, one hundred kilometres per hour, six feet, two point five kilograms.",
+        ),
+        ("He weighed 180 lbs. Then less.", "He weighed one hundred and eighty pounds. Then less."),
+        ("At 5 in the morning, 5 m away.", "At five in the morning, five m away."),  # 'in', 'm': not units
     ],
 )
-def test_fractions(text: str, spoken: str) -> None:
+def test_fractions_and_measures(text: str, spoken: str) -> None:
     assert normalize(text).text == spoken
 
 
