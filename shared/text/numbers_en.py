@@ -150,11 +150,8 @@ def _fraction(whole: str | None, numerator: int, denominator: int) -> str:
         said = f"{_words(numerator)}/{_words(denominator)}"
         return f"{cardinal(whole)} {said}" if whole else said
     ordinal = _words(denominator, to="ordinal").removeprefix("one ")  # 'hundredth', not 'one hundredth'
-    one, many = _FRACTION_NAMES.get(denominator) or (ordinal, ordinal)
-    if numerator > 1:
-        part = f"{_words(numerator)} {many if denominator in _FRACTION_NAMES else many + 's'}"
-    else:
-        part = f"{'a' if whole else 'one'} {one}"
+    one, many = _FRACTION_NAMES.get(denominator) or (ordinal, ordinal + "s")
+    part = f"{_words(numerator)} {many}" if numerator > 1 else f"{'a' if whole else 'one'} {one}"
     return f"{cardinal(whole)} and {part}" if whole else part
 
 

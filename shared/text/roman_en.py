@@ -8,6 +8,7 @@ validation (no 'IIII', no 'VX') are the `roman` package's.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import roman
 
@@ -54,7 +55,7 @@ def _value(numeral: str) -> int | None:
         return None
 
 
-def _numeral(m: re.Match[str], say) -> list[Edit]:
+def _numeral(m: re.Match[str], say: Callable[[int], str]) -> list[Edit]:
     value = _value(m["num"])
     return [] if value is None else [(m.start("num"), m.end("num"), say(value))]
 
