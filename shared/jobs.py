@@ -45,6 +45,7 @@ class SamplingOptions(_Strict):
 
     temperature: float = Field(0.8, gt=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(50, ge=0, le=4032, description="Keep the k most likely codes per step (0 = off).")
     repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
     seed: int | None = Field(None, ge=0, lt=2**32, description="Same seed and text give the same audio.")
 

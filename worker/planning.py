@@ -56,6 +56,7 @@ def build_plan(
     sampling = Sampling(
         temperature=spec.sampling.temperature,
         top_p=spec.sampling.top_p,
+        top_k=spec.sampling.top_k,
         repetition_penalty=spec.sampling.repetition_penalty,
         seed=spec.sampling.seed,
     )

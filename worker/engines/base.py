@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,6 +23,8 @@ class Sampling:
 
     temperature: float = 0.8
     top_p: float = 0.95
+    top_k: int = 50
+    """Keep the k most likely tokens per step (0 = off); the reference's `generate` default."""
     repetition_penalty: float = 1.1
     seed: int | None = None
 
@@ -108,7 +110,7 @@ class Engine(ABC):
         requests: Sequence[ChunkRequest],
         carry_in: Mapping[int, bytes] | None = None,
         review: Review | None = None,
-    ) -> Iterator[ChunkResult]:
+    ) -> Generator[ChunkResult, None, None]:
         """Yield a result for every request, in any order, as soon as each is finished.
 
         `carry_in` maps a stream to the carry of the chunk just before its first request (after a
@@ -121,6 +123,18 @@ class Engine(ABC):
 
     def default_voice(self) -> str:
         return self.voices()[0].id
+
+    @property
+    def device(self) -> str:
+        """Where the engine computes (`cpu`, `cuda:0`, ...): the label of its GPU memory metrics."""
+        return "cpu"
+
+    def gpu_memory(self) -> tuple[int, int] | None:
+        """(allocated, peak) bytes on the engine's GPU; None for engines that hold no GPU memory."""
+        return None
+
+    def close(self) -> None:
+        """Release what the engine holds (GPU memory, threads); the engine is not used afterwards."""
 
     def warm_up(self) -> None:
         """Run a tiny synthesis so the first real job does not pay for lazy initialisation."""
