@@ -4,7 +4,14 @@ Command-line flags (`--bind`, `--workers`) and GUNICORN_CMD_ARGS override these.
 prometheus-client's multiprocess mode that a worker died, so its live gauges are dropped.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 bind = "0.0.0.0:8080"
 worker_class = "gthread"
@@ -14,7 +21,7 @@ graceful_timeout = 20
 accesslog = "-"
 
 
-def child_exit(server, worker):
+def child_exit(server: Arbiter, worker: Worker) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

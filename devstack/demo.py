@@ -22,7 +22,7 @@ DEFAULT_TEXT = REPO / "examples" / "pride-and-prejudice-ch1.txt"
 
 def main(argv: list[str] | None = None) -> int:
     """Console script `narrate-demo`."""
-    parser = argparse.ArgumentParser(prog="narrate-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="narrate-demo", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_TEXT, help="UTF-8 text (default: %(default)s)")
     parser.add_argument("-o", "--out", type=Path, help="where the audio goes (default: out/<name>.<format>)")
     parser.add_argument("--format", default="mp3", choices=("mp3", "wav", "flac", "opus", "m4b"))

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -160,13 +160,12 @@ class LocalStack:
         self.env["PYTHONUNBUFFERED"] = "1"
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         # The children's settings, validated here so a bad value fails before anything starts.
-        self.settings = Settings(
-            **{
-                name.removeprefix("NARRATE_").lower(): value
-                for name, value in self.env.items()
-                if name.startswith("NARRATE_") and name.removeprefix("NARRATE_").lower() in Settings.model_fields
-            }
-        )
+        values: dict[str, Any] = {
+            name.removeprefix("NARRATE_").lower(): value
+            for name, value in self.env.items()
+            if name.startswith("NARRATE_") and name.removeprefix("NARRATE_").lower() in Settings.model_fields
+        }
+        self.settings = Settings(**values)
 
     @property
     def url(self) -> str:
@@ -223,6 +222,14 @@ class LocalStack:
         self.children.append(child)
         return child
 
+    def _scratch_dir(self, name: str) -> Path:
+        """A new directory in the stack's temporary one, which exists only between start() and stop()."""
+        if self._tmp is None:
+            raise StackError("the stack is not started")
+        path = self._tmp / name
+        path.mkdir()
+        return path
+
     def _ensure_redis(self) -> None:
         url = self.settings.redis_url
         if redis_answers(url):
@@ -233,8 +240,7 @@ class LocalStack:
             raise StackError(f"no Redis answers at {url}, and only a local redis:// one can be started")
         binary, source = find_redis_server()
         port = parts.port or 6379
-        data_dir = self._tmp / "redis"
-        data_dir.mkdir()
+        data_dir = self._scratch_dir("redis")
         argv = [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"]
         argv += ["--dir", str(data_dir), "--daemonize", "no"]
         child = self._spawn("redis", argv, env=dict(os.environ))
@@ -247,8 +253,7 @@ class LocalStack:
         self.say(f"started redis-server on port {port} (from {source}, pid {child.pid})")
 
     def _start_api(self) -> None:
-        metrics_dir = self._tmp / "api-metrics"
-        metrics_dir.mkdir()
+        metrics_dir = self._scratch_dir("api-metrics")
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         argv = [
             sys.executable,
@@ -264,8 +269,7 @@ class LocalStack:
         self.say(f"started the API (gunicorn, {self.api_workers} workers, pid {child.pid})")
 
     def _start_worker(self) -> None:
-        metrics_dir = self._tmp / "worker-metrics"
-        metrics_dir.mkdir()
+        metrics_dir = self._scratch_dir("worker-metrics")
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker"]
         argv += ["-Q", worker_queues(self.settings), "--concurrency", "1", "-l", "INFO"]
@@ -340,7 +344,7 @@ def with_redis_port(url: str, port: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script `narrate-stack`."""
-    parser = argparse.ArgumentParser(prog="narrate-stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="narrate-stack", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address the API binds (default %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="API port (default %(default)s)")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers (default %(default)s)")
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env: dict[str, str] = {}
     if args.redis_port:
-        base = os.environ.get("NARRATE_REDIS_URL", Settings.model_fields["redis_url"].default)
+        base = os.environ.get("NARRATE_REDIS_URL", str(Settings.model_fields["redis_url"].default))
         env["NARRATE_REDIS_URL"] = with_redis_port(base, args.redis_port)
     signal.signal(signal.SIGTERM, interrupt_on_signal)
     stack = LocalStack(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the whole test suite (lint, then pytest). Extra arguments go to pytest.
+# Sets everything up and runs the whole test suite (lint, types, import contracts, then pytest). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,5 +11,9 @@ trap 'if [[ -n "${NARRATE_TEST_REDIS_PID:-}" ]]; then kill "$NARRATE_TEST_REDIS_
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# Types (pyright, standard mode, over the shipped packages) and the room rules (import contracts), both
+# configured in pyproject.toml.
+.venv/bin/pyright
+.venv/bin/lint-imports
 # pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
 .venv/bin/python -m pytest "$@"
