@@ -13,10 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.text.normalize import is_speakable
-
-AUDIO_FORMATS = ("wav", "flac", "mp3", "opus", "m4b")
-"""Output formats a job may ask for (encoders live in shared.audio.encode)."""
 
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
 # text, and some break tokenisers or subtitle files.
@@ -81,7 +79,7 @@ class JobCreate(_Strict):
 
     inputs: Annotated[list[JobInput], Field(min_length=1)]
     voice: str | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
-    format: str = Field("mp3", description="wav, flac, mp3, opus or m4b (AAC with chapter marks).")
+    format: AudioFormat = Field(AudioFormat.MP3, description="m4b is AAC in MP4 with chapter marks.")
     sample_rate: int | None = Field(
         None, ge=8000, le=48000, description="Output sample rate in Hz; default: the engine's own."
     )
@@ -91,16 +89,17 @@ class JobCreate(_Strict):
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
-        description="Returned unchanged with the job; title, artist, album, comment, date, genre and copyright "
-        "are also written as tags into the audio file.",
+        description=f"Returned unchanged with the job; {', '.join(FILE_TAGS)} are also written as tags into the "
+        "audio file.",
     )
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
 
-    @field_validator("format")
+    @field_validator("format", mode="before")
     @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value not in AUDIO_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(AUDIO_FORMATS)}")
+    def _known_format(cls, value: Any) -> Any:
+        names = [fmt.value for fmt in AudioFormat]
+        if value not in names:
+            raise ValueError(f"format must be one of {', '.join(names)}")
         return value
 
     @model_validator(mode="after")
@@ -116,12 +115,20 @@ class JobCreate(_Strict):
     def total_chars(self) -> int:
         return sum(len(item.text) for item in self.inputs)
 
+    def file_tags(self) -> dict[str, str]:
+        """The metadata written as tags into the audio file: the `FILE_TAGS` keys with scalar values."""
+        return {
+            key: str(value)
+            for key, value in self.metadata.items()
+            if key in FILE_TAGS and isinstance(value, str | int | float)
+        }
+
 
 class FileResult(BaseModel):
     url: str
     key: str = Field(..., description="Storage key of the object (for operators).")
     filename: str
-    format: str
+    format: AudioFormat
     duration_seconds: float
     bytes: int
     sha256: str
@@ -158,7 +165,7 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     voice: str | None
-    format: str
+    format: AudioFormat
     sample_rate: int | None
     concatenate: bool
     metadata: dict[str, Any]

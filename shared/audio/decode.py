@@ -1,7 +1,7 @@
 """Decode uploaded audio (voice-cloning reference clips) by its content, never its file name.
 
 libsndfile reads WAV, FLAC, MP3 and Ogg (Vorbis/Opus) and recognises them by their bytes. Containers
-it does not know (M4A/AAC from phones, WebM from browsers) are tried with PyAV when it is installed.
+it does not know (M4A/AAC from phones, WebM from browsers) are tried with PyAV.
 A truncated upload must fail loudly rather than clone a voice from half a clip, so the decoders'
 own hints are checked: a WAV data chunk longer than the file, fewer frames than the header
 promised, an Ogg stream without its end-of-stream page.
@@ -61,10 +61,8 @@ def _check_complete(data: bytes, container: str, declared: int, read: int, info:
 
 
 def _decode_with_av(data: bytes) -> tuple[np.ndarray, int]:
-    try:
-        import av  # optional: only for containers libsndfile does not read
-    except ImportError as error:
-        raise AudioDecodeError("unsupported audio format (not WAV, FLAC, MP3 or Ogg)") from error
+    import av  # only here: most uploads never need it, and the API starts faster without it
+
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
