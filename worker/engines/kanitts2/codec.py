@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
+    from nemo.collections.tts.models import AudioCodecModel
+    from nemo.collections.tts.modules.audio_codec_modules import CausalHiFiGANDecoder
 
 WEIGHTS_MEMBER = "model_weights.ckpt"
 # Parts of the checkpoint needed to turn codes into audio; everything else (discriminators, losses) is
@@ -35,7 +37,7 @@ TRAINING_ONLY_KEYS = ("discriminator", "slm_encoder", "slm_predictor", "use_slm_
 class NanoCodec:
     """A loaded NanoCodec decoder. Build with `NanoCodec.load`; never touches CUDA at import."""
 
-    def __init__(self, model, *, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, model: AudioCodecModel, *, device: str, dtype: torch.dtype) -> None:
         self._model = model
         self.device = device
         self.dtype = dtype
@@ -66,7 +68,7 @@ class NanoCodec:
             if key in config:
                 config.pop(key)
         model = AudioCodecModel.restore_from(str(path), override_config_path=config, map_location=torch.device(device))
-        _check_decoding_weights(model, path)
+        _load_decoding_weights(model, path)
         model.eval()
         dtype = torch.float32 if dtype is None else dtype
         model.to(device=device, dtype=dtype)
@@ -136,7 +138,7 @@ class NanoCodec:
         return codes
 
 
-def causal_receptive_field_frames(decoder) -> int:
+def causal_receptive_field_frames(decoder: CausalHiFiGANDecoder | torch.nn.Module) -> int:
     """Left context, in frames, that fully determines every sample of the frames after it.
 
     Walks NeMo's `CausalHiFiGANDecoder` from the output back to the frame input: each causal conv adds
@@ -162,11 +164,11 @@ def causal_receptive_field_frames(decoder) -> int:
     return lookback + _conv_span(decoder.pre_conv.conv)
 
 
-def _conv_span(conv) -> int:
+def _conv_span(conv: Any) -> int:
     return (conv.kernel_size[0] - 1) * conv.dilation[0]
 
 
-def _res_layer_span(res_layer) -> int:
+def _res_layer_span(res_layer: Any) -> int:
     """Branches run in parallel (widest wins); the blocks of a branch run in sequence (spans add)."""
     return max(
         sum(_conv_span(block.input_conv.conv) + _conv_span(block.skip_conv.conv) for block in branch.res_blocks)
@@ -174,11 +176,14 @@ def _res_layer_span(res_layer) -> int:
     )
 
 
-def _check_decoding_weights(model, path: Path) -> None:
-    """Fail unless every decoding tensor of the model came from the checkpoint.
+def _load_decoding_weights(model: AudioCodecModel, path: Path) -> None:
+    """Load the archive's decoding tensors into the restored model strictly, whatever NeMo loaded.
 
     NeMo's `AudioCodecModel.load_state_dict` always loads non-strictly, so a renamed or missing key
-    would otherwise leave random weights in place and produce noise without an error.
+    would otherwise leave random weights in place and produce noise without an error. The archive is
+    compared with the tensors the restored modules hold, after old weight-norm names are mapped to the
+    ones the modules use, and every tensor is then loaded strictly (NeMo itself already refuses shapes
+    that do not fit).
     """
     import torch
 
@@ -190,12 +195,30 @@ def _check_decoding_weights(model, path: Path) -> None:
         assert handle is not None
         stored = torch.load(handle, map_location="cpu", weights_only=True)
 
-    loaded = {k: v for k, v in model.state_dict().items() if k.startswith(DECODING_PREFIXES)}
-    wanted = {k: v for k, v in stored.items() if k.startswith(DECODING_PREFIXES)}
-    missing = sorted(set(loaded) - set(wanted))
-    unexpected = sorted(set(wanted) - set(loaded))
+    modules = {prefix: getattr(model, prefix.removesuffix(".")) for prefix in DECODING_PREFIXES}
+    held = {prefix + key for prefix, module in modules.items() for key in module.state_dict()}
+    wanted = weight_norm_names({k: v for k, v in stored.items() if k.startswith(DECODING_PREFIXES)}, held)
+    missing = sorted(held - set(wanted))
+    unexpected = sorted(set(wanted) - held)
     if missing or unexpected:
         raise ValueError(f"codec checkpoint mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    differing = [k for k, v in loaded.items() if not torch.equal(v.cpu(), wanted[k].to(v.dtype))]
-    if differing:
-        raise ValueError(f"codec weights were not loaded: {differing[:5]}")
+    for prefix, module in modules.items():
+        module.load_state_dict({k.removeprefix(prefix): v for k, v in wanted.items() if k.startswith(prefix)})
+
+
+def weight_norm_names(state: dict[str, torch.Tensor], held: set[str]) -> dict[str, torch.Tensor]:
+    """`state` with old weight-norm names (`X.weight_g`, `X.weight_v`) renamed to the parametrized ones
+    (`X.parametrizations.weight.original0/1`) where the module holds those instead, as PyTorch's own
+    load hook does for NeMo; every other key is left as it is, so a real mismatch still shows."""
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for old, new in (
+            (".weight_g", ".parametrizations.weight.original0"),
+            (".weight_v", ".parametrizations.weight.original1"),
+        ):
+            candidate = key.removesuffix(old) + new
+            if key.endswith(old) and key not in held and candidate in held:
+                key = candidate
+                break
+        renamed[key] = value
+    return renamed

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,23 +63,79 @@ def test_decode_uses_the_checkpoint_weights(codec, tiny_nemo: Path) -> None:
     assert np.abs(audio).max() > 1e-3  # real signal, not silence
 
 
-def test_load_refuses_a_checkpoint_missing_decoder_weights(tiny_nemo: Path, tmp_path: Path) -> None:
-    from worker.engines.kanitts2.codec import NanoCodec
-
-    broken = tmp_path / "broken.nemo"
-    with tarfile.open(tiny_nemo) as source, tarfile.open(broken, "w") as target:
-        for member in source.getmembers():
-            data = source.extractfile(member) if member.isfile() else None
+def _rewrite_weights(source: Path, target: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> Path:
+    """A copy of the `.nemo` archive `source` whose weights `edit` changed in place."""
+    with tarfile.open(source) as original, tarfile.open(target, "w") as copy:
+        for member in original.getmembers():
+            data = original.extractfile(member) if member.isfile() else None
             if data is not None and member.name.endswith("model_weights.ckpt"):
                 state = torch.load(data, weights_only=True)
-                state.pop("audio_decoder.post_conv.conv.bias")
+                edit(state)
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
                 member.size = buffer.tell()
                 buffer.seek(0)
                 data = buffer
-            target.addfile(member, data)
+            copy.addfile(member, data)
+    return target
+
+
+def _old_weight_norm_names(state: dict[str, torch.Tensor]) -> None:
+    """Store weight norm as NeMo before parametrizations did: `X.weight_g` / `X.weight_v`."""
+    for key in [k for k in state if ".parametrizations.weight.original" in k]:
+        name = "weight_g" if key.endswith("original0") else "weight_v"
+        state[key.split(".parametrizations.")[0] + "." + name] = state.pop(key)
+
+
+def test_load_refuses_a_checkpoint_missing_decoder_weights(tiny_nemo: Path, tmp_path: Path) -> None:
+    from worker.engines.kanitts2.codec import NanoCodec
+
+    broken = _rewrite_weights(
+        tiny_nemo, tmp_path / "broken.nemo", lambda state: state.pop("audio_decoder.post_conv.conv.bias")
+    )
     with pytest.raises(ValueError, match=re.escape("audio_decoder.post_conv.conv.bias")):
+        NanoCodec.load(str(broken))
+
+
+def test_old_weight_norm_names_load_and_decode_the_same_samples(codec, tiny_nemo: Path, tmp_path: Path) -> None:
+    from worker.engines.kanitts2.codec import NanoCodec
+
+    old = _rewrite_weights(tiny_nemo, tmp_path / "old.nemo", _old_weight_norm_names)
+    with tarfile.open(old) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("model_weights.ckpt"))
+        names = set(torch.load(archive.extractfile(member), weights_only=True))
+    assert "audio_decoder.post_conv.conv.weight_g" in names
+    assert not any("parametrizations" in name for name in names)
+
+    codes = [random_codes(12, seed=21), random_codes(5, seed=22)]
+    for got, expected in zip(NanoCodec.load(str(old)).decode(codes), codec.decode(codes), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda s: s.pop("audio_decoder.post_conv.conv.weight_v"), "post_conv.conv.parametrizations.weight.original1"),
+        (
+            lambda s: s.__setitem__(
+                "audio_decoder.post_conv.conv.weight_x", s.pop("audio_decoder.post_conv.conv.weight_v")
+            ),
+            "audio_decoder.post_conv.conv.weight_x",
+        ),
+    ],
+    ids=["missing", "renamed"],
+)
+def test_old_names_still_fail_on_a_missing_or_renamed_tensor(
+    tiny_nemo: Path, tmp_path: Path, edit: Callable[[dict[str, torch.Tensor]], None], named: str
+) -> None:
+    from worker.engines.kanitts2.codec import NanoCodec
+
+    def old_and_broken(state: dict[str, torch.Tensor]) -> None:
+        _old_weight_norm_names(state)
+        edit(state)
+
+    broken = _rewrite_weights(tiny_nemo, tmp_path / "broken.nemo", old_and_broken)
+    with pytest.raises(ValueError, match=re.escape(named)):
         NanoCodec.load(str(broken))
 
 
