@@ -6,9 +6,12 @@ checkpoint instead of with constants copied from a model card.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 TEXT_VOCAB_SIZE = 64400
 """Size of the LFM2 text tokenizer; control tokens follow it (not stored in the checkpoint config)."""
@@ -20,6 +23,8 @@ CODEBOOK_SIZE = 4032
 class TokenIds:
     """Control and audio token ids of the KaniTTS2 vocabulary."""
 
+    begin_of_text: int = 1
+    """BOS the LFM2 tokenizer puts in front of every text; training sequences have it after start_of_human."""
     end_of_text: int = 2
     start_of_speech: int = TEXT_VOCAB_SIZE + 1
     end_of_speech: int = TEXT_VOCAB_SIZE + 2
@@ -58,10 +63,19 @@ class KaniTTS2Spec:
     def from_config(cls, config: Any) -> KaniTTS2Spec:
         """Build from a transformers config (or a plain dict of config.json) and check it is consistent."""
         get = config.get if isinstance(config, Mapping) else (lambda key, default=None: getattr(config, key, default))
+        tokens_per_frame = int(get("tokens_per_frame", 4) or 4)
+        vocab_size = int(get("vocab_size"))
         audio_start = get("audio_tokens_start")
         if audio_start is None:
-            raise ValueError("checkpoint config has no audio_tokens_start: not a KaniTTS2 checkpoint")
-        tokens_per_frame = int(get("tokens_per_frame", 4) or 4)
+            audio_start = derived_audio_start(vocab_size, tokens_per_frame)
+            log.info(
+                "config.json has no audio_tokens_start: derived %d from the vocabulary layout (%d = %d + %d x %d)",
+                audio_start,
+                vocab_size,
+                audio_start,
+                tokens_per_frame,
+                CODEBOOK_SIZE,
+            )
         tokens = TokenIds(
             audio_start=int(audio_start),
             start_of_speech=int(audio_start) - 9,
@@ -73,7 +87,6 @@ class KaniTTS2Spec:
             pad=int(audio_start) - 3,
             num_codebooks=tokens_per_frame,
         )
-        vocab_size = int(get("vocab_size"))
         if vocab_size < tokens.audio_end:
             raise ValueError(f"vocab_size {vocab_size} cannot hold {tokens_per_frame} codebooks from {audio_start}")
         settings = get("language_settings") or {}
@@ -88,3 +101,21 @@ class KaniTTS2Spec:
             speaker_emb_dim=int(get("speaker_emb_dim", 128) or 128),
             language_tags=tags,
         )
+
+
+def derived_audio_start(vocab_size: int, num_codebooks: int, codebook_size: int = CODEBOOK_SIZE) -> int:
+    """`audio_tokens_start` of a checkpoint whose config.json leaves it out (the published one may).
+
+    The vocabulary ends with the audio tokens (`audio_start + num_codebooks * codebook_size`), and the
+    control tokens sit at `audio_start - 9 .. audio_start - 3` = `TEXT_VOCAB_SIZE + 1 .. + 7`; a layout
+    where both cannot hold is some other model, and guessing would make every prompt wrong.
+    """
+    audio_start = vocab_size - num_codebooks * codebook_size
+    expected = TEXT_VOCAB_SIZE + 10
+    if audio_start != expected:
+        raise ValueError(
+            f"checkpoint config has no audio_tokens_start and its vocabulary does not follow the KaniTTS2 "
+            f"layout: vocab_size {vocab_size} - {num_codebooks} x {codebook_size} audio tokens = {audio_start}, "
+            f"expected {expected} ({TEXT_VOCAB_SIZE} text tokens, then the control tokens)"
+        )
+    return audio_start

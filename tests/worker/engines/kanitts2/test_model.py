@@ -55,14 +55,18 @@ def test_missing_or_unexpected_weights_are_errors(tiny_checkpoint: Path, tmp_pat
         load_kanitts2(str(broken))
 
 
-def test_config_without_audio_tokens_start_is_rejected(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_checkpoint_without_audio_tokens_start_loads_with_the_derived_layout(
+    tiny_lm, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The published config.json may leave audio_tokens_start out; the loader derives it (64410)."""
     target = tmp_path / "plain"
     shutil.copytree(tiny_checkpoint, target)
     config = json.loads((target / "config.json").read_text())
     del config["audio_tokens_start"]
     (target / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="audio_tokens_start"):
-        load_kanitts2(str(target))
+    model, _ = load_kanitts2(str(target))
+    assert model.spec == tiny_lm[0].spec
+    assert model.spec.tokens.audio_start == 64410
 
 
 def _sequence(model, tokenizer, text: str, frames: int, seed: int, speaker: bool) -> list[int]:
