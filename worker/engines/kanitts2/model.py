@@ -23,7 +23,7 @@ from transformers.models.lfm2.configuration_lfm2 import Lfm2Config
 from transformers.models.lfm2.modeling_lfm2 import Lfm2Model, Lfm2PreTrainedModel
 
 from worker.engines.kanitts2.config import KaniTTS2Spec
-from worker.engines.kanitts2.prompt import SPEAKER_SLOT
+from worker.engines.kanitts2.prompt import SPEAKER_SLOT, check_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -204,4 +204,5 @@ def load_kanitts2(
         raise ValueError(f"KaniTTS2 checkpoint {source} does not match the model: {problems}")
     model = model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
+    check_tokenizer(tokenizer, model.spec.tokens)
     return model, tokenizer
