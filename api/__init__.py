@@ -5,48 +5,29 @@ Never imports torch, transformers, NeMo or `worker`: the image stays small and s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import Flask, g, request
 from flask_limiter import Limiter
 
-from api import auth, errors
+from api import auth, context, errors
 from api.routes import health, jobs, voices
-from shared.queue import SYNTHESIZE_TASK, make_celery
+from shared.services import Services
 from shared.settings import Settings, get_settings
-from shared.storage import Storage, storage_from_settings
-from shared.store import JobStore
 
 
-@dataclass
-class ApiContext:
-    settings: Settings
-    store: JobStore
-    storage: Storage
-    keys: list[tuple[str, str]]
-    enqueue: object
-
-
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """The app on `services` (built from `settings` when not given: one set per app)."""
+    settings = services.settings if services else settings or get_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-
-    store = JobStore.from_settings(settings)
-    celery = make_celery(settings, "narrate-api")
-
-    def enqueue(job_id: str) -> None:
-        celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=settings.queue_name)
-
-    ctx = ApiContext(settings, store, storage_from_settings(settings), auth.parse_keys(settings), enqueue)
-    app.extensions["narrate"] = ctx
+    context.attach(app, services or Services.from_settings(settings, client_name="narrate-api"))
+    keys = auth.parse_keys(settings)
     errors.register(app)
 
     @app.before_request
     def _authenticate() -> None:
         if request.path.startswith("/v1/"):
-            auth.authenticate(ctx.keys)
+            auth.authenticate(keys)
 
     limiter = Limiter(
         key_func=lambda: getattr(g, "tenant", None) or request.remote_addr or "anonymous",
@@ -62,5 +43,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     limiter.exempt(health.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
-    voices.register(app, limiter=limiter, celery=celery)
+    voices.register(app, limiter=limiter, rate_limit=settings.voice_rate_limit)
     return app

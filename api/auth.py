@@ -8,10 +8,7 @@ import hmac
 from flask import g, request
 
 from api.errors import ApiError
-from shared.settings import Settings
-
-DEV_KEY = "dev-key-change-me"
-DEV_TENANT = "dev"
+from shared.settings import DEV_KEY, DEV_TENANT, Settings
 
 
 def hash_key(key: str) -> str:

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 import redis
 from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -17,7 +18,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
 
-    def response(self):
+    def response(self) -> ResponseReturnValue:
         body: dict[str, str] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
@@ -48,13 +49,13 @@ def register(app: Flask) -> None:
     app.register_error_handler(ApiError, lambda exc: exc.response())
 
     @app.errorhandler(redis.RedisError)
-    def _store_down(exc: redis.RedisError):
+    def _store_down(exc: redis.RedisError) -> ResponseReturnValue:
         return ApiError(
             503, "store_unavailable", "The job store (Redis) is unreachable; nothing was changed."
         ).response()
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
+    def _http(exc: HTTPException) -> ResponseReturnValue:
         code = {
             404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited",
         }.get(exc.code or 500, "http_error")  # fmt: skip

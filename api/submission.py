@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from api.errors import ApiError, validate_body
 from shared.jobs import JobCreate
+from shared.services import Enqueue, Services
 from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
-from shared.voice_store import VoiceStore
 from shared.voices import builtin_voice_ids
-
-
-class Enqueue(Protocol):
-    def __call__(self, job_id: str) -> None: ...
 
 
 def parse_json_body(raw: bytes, content_type: str | None) -> Any:
@@ -53,10 +49,10 @@ def body_hash(spec: JobCreate) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def known_voices(store: JobStore, settings: Settings, tenant: str) -> set[str]:
+def known_voices(services: Services, tenant: str) -> set[str]:
     """Built-in voices and language tags of the engine, and the tenant's own ready cloned voices."""
-    cloned = VoiceStore(store.redis, prefix=store.prefix).ready_ids(tenant)
-    return builtin_voice_ids(settings.engine, store.engine_info()) | cloned
+    published = services.jobs.engine_info()
+    return builtin_voice_ids(services.settings.engine, published) | services.voices.ready_ids(tenant)
 
 
 def submit(

@@ -20,7 +20,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 NAMESPACE = "narrate"
@@ -97,7 +97,7 @@ def scrape_registry(extra: Collector | None = None) -> CollectorRegistry:
 
 
 class _ProcessCollectors(Collector):
-    def collect(self):  # type: ignore[override]
+    def collect(self) -> Iterator[Metric]:  # type: ignore[override]
         yield from REGISTRY.collect()
 
 

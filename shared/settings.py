@@ -12,7 +12,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.text.rate import DEFAULT_CHARS_PER_SECOND
+
 EngineName = Literal["piper", "kanitts2"]
+
+DEV_KEY = "dev-key-change-me"
+"""The development API key, accepted (for tenant `DEV_TENANT`) only with `dev_mode`."""
+DEV_TENANT = "dev"
 
 
 class Settings(BaseSettings):
@@ -84,7 +90,7 @@ class Settings(BaseSettings):
     # --- text and audio ---------------------------------------------------------------------------
     chunk_budget_seconds: float = Field(25.0, gt=1.0, le=35.0)
     """Target length of one generated chunk in estimated audio seconds."""
-    chars_per_second: float = Field(14.0, gt=1.0)
+    chars_per_second: float = Field(DEFAULT_CHARS_PER_SECOND, gt=1.0)
     """Speech-rate estimate used to size chunks before anything was measured."""
     loudness_target_lufs: float = Field(-19.0, ge=-40.0, le=-5.0)
     """Integrated loudness of results (ITU-R BS.1770)."""

@@ -104,34 +104,29 @@ class DoneChunk:
 
 class JobStore:
     def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
-        self.redis = client
-        self.prefix = prefix
+        self._redis = client
+        self._prefix = prefix
         self.retention = retention_seconds
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM)
         self._record_chunk = client.register_script(_RECORD_CHUNK)
         self._update_running = client.register_script(_UPDATE_RUNNING)
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> JobStore:
-        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        return cls(client, prefix=settings.key_prefix, retention_seconds=settings.job_retention_seconds)
-
     # --- keys -------------------------------------------------------------------------------------
     def _job(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
+        return f"{self._prefix}:job:{job_id}"
 
     def _chunks(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}:chunks"
+        return f"{self._prefix}:job:{job_id}:chunks"
 
     def _tenant_index(self, tenant: str) -> str:
-        return f"{self.prefix}:tenant:{tenant}:jobs"
+        return f"{self._prefix}:tenant:{tenant}:jobs"
 
     def _queued(self) -> str:
-        return f"{self.prefix}:queued"
+        return f"{self._prefix}:queued"
 
     def _idem(self, tenant: str, key: str) -> str:
-        return f"{self.prefix}:idem:{tenant}:{key}"
+        return f"{self._prefix}:idem:{tenant}:{key}"
 
     # --- creation ---------------------------------------------------------------------------------
     def create(
@@ -156,7 +151,7 @@ class JobStore:
             {"id": input_id, "chars": len(item.text), "voice": item.voice}
             for input_id, item in zip(spec.input_ids(), spec.inputs, strict=True)
         ]
-        pipe = self.redis.pipeline()
+        pipe = self._redis.pipeline()
         pipe.hset(
             self._job(job_id),
             mapping={
@@ -181,7 +176,7 @@ class JobStore:
         pipe.execute()
         if idempotency_key:
             record = json.dumps({"hash": body_hash, "job": job_id})
-            if not self.redis.set(self._idem(tenant, idempotency_key), record, nx=True, ex=self.retention):
+            if not self._redis.set(self._idem(tenant, idempotency_key), record, nx=True, ex=self.retention):
                 # Lost a race with an identical request: keep theirs, drop ours.
                 self.delete(job_id)
                 existing = self._idempotent_job(tenant, idempotency_key, body_hash)
@@ -191,7 +186,7 @@ class JobStore:
         return job_id, True
 
     def _idempotent_job(self, tenant: str, key: str, body_hash: str) -> str | None:
-        raw = self.redis.get(self._idem(tenant, key))
+        raw = self._redis.get(self._idem(tenant, key))
         if raw is None:
             return None
         record = json.loads(raw)
@@ -201,8 +196,8 @@ class JobStore:
 
     def delete(self, job_id: str, *, idempotency: tuple[str, str] | None = None) -> None:
         """Remove every trace of a job (used when it could not be enqueued)."""
-        tenant = self.redis.hget(self._job(job_id), "tenant")
-        pipe = self.redis.pipeline()
+        tenant = self._redis.hget(self._job(job_id), "tenant")
+        pipe = self._redis.pipeline()
         pipe.delete(self._job(job_id), self._chunks(job_id))
         pipe.zrem(self._queued(), job_id)
         if tenant:
@@ -213,20 +208,20 @@ class JobStore:
 
     # --- reading ----------------------------------------------------------------------------------
     def tenant_of(self, job_id: str) -> str | None:
-        raw = self.redis.hget(self._job(job_id), "tenant")
+        raw = self._redis.hget(self._job(job_id), "tenant")
         return raw.decode() if raw else None
 
     def status(self, job_id: str) -> JobStatus | None:
-        raw = self.redis.hget(self._job(job_id), "status")
+        raw = self._redis.hget(self._job(job_id), "status")
         return JobStatus(raw.decode()) if raw else None
 
     def spec(self, job_id: str) -> JobCreate | None:
-        raw = self.redis.hget(self._job(job_id), "spec")
+        raw = self._redis.hget(self._job(job_id), "spec")
         return JobCreate.model_validate_json(raw) if raw else None
 
     def view(self, job_id: str, *, tenant: str | None = None) -> JobView | None:
         """The job as a client sees it; None when absent or owned by another tenant."""
-        values = self.redis.hmget(self._job(job_id), _SUMMARY_FIELDS)
+        values = self._redis.hmget(self._job(job_id), _SUMMARY_FIELDS)
         return self._to_view(job_id, values, tenant)
 
     def _to_view(self, job_id: str, values: list[bytes | None], tenant: str | None) -> JobView | None:
@@ -275,9 +270,9 @@ class JobStore:
         last_score: float | None = None
         exhausted = False
         while len(views) < limit and not exhausted:
-            batch = self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=max(limit * 2, 50), withscores=True)
+            batch = self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=max(limit * 2, 50), withscores=True)
             exhausted = len(batch) < max(limit * 2, 50)
-            pipe = self.redis.pipeline()
+            pipe = self._redis.pipeline()
             for member, _ in batch:
                 pipe.hmget(self._job(member.decode()), _SUMMARY_FIELDS)
             rows = pipe.execute()
@@ -286,7 +281,7 @@ class JobStore:
                 job_id = member.decode()
                 view = self._to_view(job_id, values, tenant)
                 if view is None:
-                    self.redis.zrem(index, job_id)  # expired record
+                    self._redis.zrem(index, job_id)  # expired record
                     continue
                 if status is not None and view.status != status:
                     continue
@@ -299,12 +294,12 @@ class JobStore:
         more = (
             len(views) == limit
             and last_score is not None
-            and bool(self.redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1))
+            and bool(self._redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1))
         )
         return JobPage(data=views, next_cursor=_encode_cursor(last_score) if more else None)
 
     def queued_count(self) -> int:
-        return int(self.redis.zcard(self._queued()))
+        return int(self._redis.zcard(self._queued()))
 
     # --- transitions ------------------------------------------------------------------------------
     def transition(self, job_id: str, allowed: Iterable[JobStatus], new: JobStatus, **fields: Any) -> tuple[str, str]:
@@ -351,8 +346,8 @@ class JobStore:
     def finish(self, job_id: str, status: JobStatus, **fields: Any) -> bool:
         outcome, _ = self.transition(job_id, (JobStatus.RUNNING,), status, finished_at=utcnow(), **fields)
         if outcome == "ok":
-            self.redis.expire(self._job(job_id), self.retention)
-            self.redis.delete(self._chunks(job_id))
+            self._redis.expire(self._job(job_id), self.retention)
+            self._redis.delete(self._chunks(job_id))
         return outcome == "ok"
 
     # --- chunk checkpoints ------------------------------------------------------------------------
@@ -367,7 +362,7 @@ class JobStore:
 
     def done_chunks(self, job_id: str) -> dict[str, DoneChunk]:
         out: dict[str, DoneChunk] = {}
-        for key, raw in self.redis.hgetall(self._chunks(job_id)).items():
+        for key, raw in self._redis.hgetall(self._chunks(job_id)).items():
             record = json.loads(raw)
             carry = base64.b64decode(record["carry"]) if record["carry"] else None
             out[key.decode()] = DoneChunk(seconds=float(record["seconds"]), carry=carry)
@@ -378,27 +373,27 @@ class JobStore:
             "chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts",
             "plan_chars_per_second",
         )  # fmt: skip
-        values = self.redis.hmget(self._job(job_id), names)
+        values = self._redis.hmget(self._job(job_id), names)
         return {name: float(value or 0) for name, value in zip(names, values, strict=True)}
 
     # --- engine info (written by workers, read by the API) ----------------------------------------
     def publish_engine(self, info: dict[str, Any]) -> None:
-        self.redis.set(f"{self.prefix}:engine", json.dumps(info))
+        self._redis.set(f"{self._prefix}:engine", json.dumps(info))
 
     def engine_info(self) -> dict[str, Any] | None:
-        raw = self.redis.get(f"{self.prefix}:engine")
+        raw = self._redis.get(f"{self._prefix}:engine")
         return json.loads(raw) if raw else None
 
     # --- learned speech rate (per engine and language) -----------------------------------------
     def speech_rate(self, engine: str, language: str) -> dict[str, Any] | None:
-        raw = self.redis.get(f"{self.prefix}:rate:{engine}:{language}")
+        raw = self._redis.get(f"{self._prefix}:rate:{engine}:{language}")
         return json.loads(raw) if raw else None
 
     def save_speech_rate(self, engine: str, language: str, state: dict[str, Any]) -> None:
-        self.redis.set(f"{self.prefix}:rate:{engine}:{language}", json.dumps(state))
+        self._redis.set(f"{self._prefix}:rate:{engine}:{language}", json.dumps(state))
 
     def ping(self) -> None:
-        self.redis.ping()
+        self._redis.ping()
 
 
 def _encode(value: Any) -> str:

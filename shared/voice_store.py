@@ -1,4 +1,4 @@
-"""Cloned voices: their records in Redis, where their files live, and the rules a reference clip meets.
+"""Cloned voices: their records in Redis and the rules a reference clip meets (their files: `shared.storage_keys`).
 
 A voice belongs to one tenant; every read takes the tenant and answers None for anyone else's voice,
 so another tenant's id looks exactly like an id that never existed. Status changes go through Lua
@@ -25,7 +25,6 @@ MIN_SPEECH_SECONDS = 3.0
 """Least speech a reference clip must hold after silence is trimmed."""
 MAX_SPEECH_SECONDS = 30.0
 """Most speech per clip: the speaker embedder reads at most 30 s (longer clips must be cut first)."""
-EMBEDDING_DIM = 128
 CLONING_ENGINES = frozenset({"kanitts2"})
 """Engines that can speak with a speaker embedding, for the API before a worker published its engine."""
 FAILED_RETENTION_SECONDS = 7 * 24 * 3600
@@ -40,28 +39,6 @@ class VoiceStatus(StrEnum):
 
 def is_voice_id(value: str | None) -> bool:
     return bool(value) and value.startswith(VOICE_ID_PREFIX)
-
-
-# --- storage layout: everything of a voice under one tenant-scoped prefix ---------------------------
-def voice_prefix(tenant: str, voice_id: str) -> str:
-    return f"voices/{tenant}/{voice_id}/"
-
-
-def reference_key(tenant: str, voice_id: str, index: int) -> str:
-    """Uploaded bytes exactly as received (decoded by content, so the name carries no extension)."""
-    return f"{voice_prefix(tenant, voice_id)}reference/clip-{index:02d}"
-
-
-def reference_prefix(tenant: str, voice_id: str) -> str:
-    return f"{voice_prefix(tenant, voice_id)}reference/"
-
-
-def embedding_key(tenant: str, voice_id: str) -> str:
-    return f"{voice_prefix(tenant, voice_id)}embedding.npy"
-
-
-def preview_key(tenant: str, voice_id: str) -> str:
-    return f"{voice_prefix(tenant, voice_id)}preview.mp3"
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -206,22 +183,18 @@ class VoiceLimitReached(Exception):
 
 class VoiceStore:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self.redis = client
-        self.prefix = prefix
+        self._redis = client
+        self._prefix = prefix
         self._create = client.register_script(_CREATE)
         self._finish = client.register_script(_FINISH)
         self._update = client.register_script(_UPDATE)
         self._claim = client.register_script(_CLAIM)
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> VoiceStore:
-        return cls(redis.Redis.from_url(settings.redis_url, health_check_interval=30), prefix=settings.key_prefix)
-
     def _voice(self, voice_id: str) -> str:
-        return f"{self.prefix}:voice:{voice_id}"
+        return f"{self._prefix}:voice:{voice_id}"
 
     def _index(self, tenant: str) -> str:
-        return f"{self.prefix}:tenant:{tenant}:voices"
+        return f"{self._prefix}:tenant:{tenant}:voices"
 
     @staticmethod
     def new_id() -> str:
@@ -254,7 +227,7 @@ class VoiceStore:
             "error": "null",
             "preview": "0",
         }
-        args: list[Any] = [limit, voice_id, repr(now), f"{self.prefix}:voice:"]
+        args: list[Any] = [limit, voice_id, repr(now), f"{self._prefix}:voice:"]
         for name_, value in fields.items():
             args += [name_, value]
         if not self._create(keys=[self._voice(voice_id), self._index(tenant)], args=args):
@@ -267,7 +240,7 @@ class VoiceStore:
         """The voice, or None when absent or (with `tenant`) another tenant's."""
         if not is_voice_id(voice_id):
             return None
-        return self._record(voice_id, self.redis.hmget(self._voice(voice_id), _FIELDS), tenant)
+        return self._record(voice_id, self._redis.hmget(self._voice(voice_id), _FIELDS), tenant)
 
     @staticmethod
     def _record(voice_id: str, values: list[bytes | None], tenant: str | None) -> VoiceRecord | None:
@@ -293,15 +266,15 @@ class VoiceStore:
 
     def list(self, tenant: str) -> list[VoiceRecord]:
         """The tenant's voices, newest first (expired failed records drop out of the index here)."""
-        ids = [member.decode() for member in self.redis.zrevrange(self._index(tenant), 0, -1)]
-        pipe = self.redis.pipeline()
+        ids = [member.decode() for member in self._redis.zrevrange(self._index(tenant), 0, -1)]
+        pipe = self._redis.pipeline()
         for voice_id in ids:
             pipe.hmget(self._voice(voice_id), _FIELDS)
         records = []
         for voice_id, values in zip(ids, pipe.execute(), strict=True):
             record = self._record(voice_id, values, tenant)
             if record is None:
-                self.redis.zrem(self._index(tenant), voice_id)
+                self._redis.zrem(self._index(tenant), voice_id)
             else:
                 records.append(record)
         return records
@@ -341,7 +314,7 @@ class VoiceStore:
         """Remove the tenant's voice record; False when there is none."""
         if self.get(voice_id, tenant=tenant) is None:
             return False
-        pipe = self.redis.pipeline()
+        pipe = self._redis.pipeline()
         pipe.delete(self._voice(voice_id))
         pipe.zrem(self._index(tenant), voice_id)
         pipe.execute()

@@ -20,13 +20,13 @@ import pytest
 import redis
 
 from shared.queue import worker_queues
-from shared.settings import Settings
+from shared.services import Services
+from shared.settings import DEV_KEY, Settings
 from shared.store import JobStore
 from tests.support.s3 import s3_server  # noqa: F401 - re-exported fixture
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("NARRATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DEV_KEY = "dev-key-change-me"
 AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
 
 
@@ -83,8 +83,11 @@ class ServiceEnv:
         fields = {name.removeprefix("NARRATE_").lower(): value for name, value in self.env().items()}
         return Settings(**fields)
 
+    def services(self) -> Services:
+        return Services.from_settings(self.settings(), client_name="narrate-test")
+
     def store(self) -> JobStore:
-        return JobStore.from_settings(self.settings())
+        return self.services().jobs
 
 
 @pytest.fixture
@@ -115,7 +118,7 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
         """Ready once the child has loaded its engine (it publishes it) and the parent consumes."""
         store = self.env.store()
-        store.redis.delete(f"{self.env.key_prefix}:engine")
+        redis.Redis.from_url(self.env.redis_url).delete(f"{self.env.key_prefix}:engine")
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.audio.encode import content_type, encode, extension
+from shared.audio.encode import encode
+from shared.audio.formats import AudioFormat
 from shared.audio.loudness import normalize_loudness
 from shared.audio.resample import resample
 from shared.audio.stitch import stitch
 from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
-from shared.jobs import JobCreate
+from shared.jobs import FileResult, JobCreate
 from shared.settings import Settings
 from shared.storage import Storage
 from worker.phases import Phases
@@ -31,14 +32,52 @@ class OutputFile:
     """One of a batch of separate files (reported per input, listed in the manifest)."""
 
 
-def pauses_from(settings: Settings) -> dict[str, int]:
-    return {
-        "clause": settings.pause_clause_ms,
-        "sentence": settings.pause_sentence_ms,
-        "paragraph": settings.pause_paragraph_ms,
-        "end": settings.pause_paragraph_ms,
-        "chapter": settings.pause_chapter_ms,
-    }
+@dataclass(frozen=True)
+class Mastering:
+    """The settings that shape a file's sound: pauses between chunks, loudness and peak."""
+
+    pauses: dict[str, int]
+    """Milliseconds after a chunk, by its boundary (`clause`, `sentence`, `paragraph`, `end`), and
+    between inputs (`chapter`)."""
+    loudness_target_lufs: float
+    peak_dbfs: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Mastering:
+        pauses = {
+            "clause": settings.pause_clause_ms,
+            "sentence": settings.pause_sentence_ms,
+            "paragraph": settings.pause_paragraph_ms,
+            "end": settings.pause_paragraph_ms,
+            "chapter": settings.pause_chapter_ms,
+        }
+        return cls(pauses, settings.loudness_target_lufs, settings.peak_dbfs)
+
+
+@dataclass(frozen=True)
+class InputSpan:
+    """Where one input lies in a file (the timing JSON lists them)."""
+
+    id: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One output file's audio, ready to encode, with what is written beside it."""
+
+    audio: np.ndarray
+    sample_rate: int
+    cues: list[Cue]
+    """One subtitle cue per chunk."""
+    chapters: list[tuple[float, str]]
+    """(start seconds, input id) of every input in the file."""
+    spans: list[InputSpan]
+
+    @property
+    def duration_seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
 
 
 def outputs_for(job_id: str, spec: JobCreate) -> list[OutputFile]:
@@ -47,23 +86,20 @@ def outputs_for(job_id: str, spec: JobCreate) -> list[OutputFile]:
     return [OutputFile(input_id, [index], per_input=True) for index, input_id in enumerate(spec.input_ids())]
 
 
-def result_prefix(tenant: str, job_id: str) -> str:
-    return f"results/{tenant}/{job_id}/"
-
-
 def build_file(
     output: OutputFile,
     plan: Plan,
     load: Callable[[PlannedChunk], np.ndarray],
     *,
     sample_rate: int,
-    spec: JobCreate,
-    settings: Settings,
+    file_rate: int,
+    mastering: Mastering,
     input_ids: list[str],
     phases: Phases,
-) -> tuple[np.ndarray, int, list[Cue], list[tuple[float, str]], list[dict]]:
-    """Stitch the output's chunks; returns audio, its rate, cues, chapter marks and input spans."""
-    pauses = pauses_from(settings)
+) -> RenderedFile:
+    """Stitch the output's chunks (at the engine's `sample_rate`), master them and resample once, to
+    `file_rate` (the rate the encoded file will have)."""
+    pauses = mastering.pauses
     segments: list[np.ndarray] = []
     gaps: list[int] = []
     owners: list[PlannedChunk] = []
@@ -78,72 +114,69 @@ def build_file(
                 elif position < len(output.inputs) - 1:
                     gaps.append(pauses["chapter"])
         if not segments:
-            return np.zeros(int(0.5 * sample_rate), np.float32), sample_rate, [], [], []
+            return RenderedFile(np.zeros(int(0.5 * file_rate), np.float32), file_rate, [], [], [])
         stitched = stitch(segments, gaps, sample_rate)
         del segments
     with phases.timed("loudness"):
         audio = normalize_loudness(
-            stitched.audio, sample_rate, target_lufs=settings.loudness_target_lufs, peak_dbfs=settings.peak_dbfs
+            stitched.audio, sample_rate, target_lufs=mastering.loudness_target_lufs, peak_dbfs=mastering.peak_dbfs
         )
-        out_rate = spec.sample_rate or sample_rate
-        if out_rate != sample_rate:
-            audio = resample(audio, sample_rate, out_rate)
+        if file_rate != sample_rate:
+            audio = resample(audio, sample_rate, file_rate)
     cues = [Cue(start, end, planned.chunk.text) for planned, (start, end) in zip(owners, stitched.spans, strict=True)]
     chapters: list[tuple[float, str]] = []
-    spans: list[dict] = []
+    spans: list[InputSpan] = []
     for input_index in output.inputs:
         own = [span for planned, span in zip(owners, stitched.spans, strict=True) if planned.input_index == input_index]
         if own:
             chapters.append((own[0][0], input_ids[input_index]))
-            spans.append({"id": input_ids[input_index], "start": own[0][0], "end": own[-1][1]})
-    return audio, out_rate, cues, chapters, spans
+            spans.append(InputSpan(input_ids[input_index], own[0][0], own[-1][1]))
+    return RenderedFile(audio, file_rate, cues, chapters, spans)
 
 
 def upload_file(
     storage: Storage,
     prefix: str,
     output: OutputFile,
-    audio: np.ndarray,
-    rate: int,
-    fmt: str,
-    cues: list[Cue],
-    chapters: list[tuple[float, str]],
-    spans: list[dict],
-    metadata: dict[str, str],
+    rendered: RenderedFile,
+    fmt: AudioFormat,
+    tags: dict[str, str],
     phases: Phases,
-) -> dict:
-    """Encode and upload one file and its subtitles; returns its FileResult as a dict."""
+) -> FileResult:
+    """Encode and upload one file (with `tags`) and its subtitles under `prefix`."""
     with phases.timed("encoding"):
-        data = encode(audio, rate, fmt, chapters=chapters if len(chapters) > 1 else None, metadata=metadata)
+        chapters = rendered.chapters if len(rendered.chapters) > 1 else None
+        data = encode(rendered.audio, rendered.sample_rate, fmt, chapters=chapters, metadata=tags)
+        spans = [(span.id, span.start, span.end) for span in rendered.spans]
         documents = {
-            "srt": (to_srt(cues), "application/x-subrip"),
-            "vtt": (to_vtt(cues), "text/vtt"),
-            "json": (to_timing_json(cues, inputs=spans), "application/json"),
+            "srt": (to_srt(rendered.cues), "application/x-subrip"),
+            "vtt": (to_vtt(rendered.cues), "text/vtt"),
+            "json": (to_timing_json(rendered.cues, inputs=spans), "application/json"),
         }
-    filename = f"{output.name}.{extension(fmt)}"
+    filename = f"{output.name}.{fmt.extension}"
     key = prefix + filename
     subtitles: dict[str, str] = {}
     with phases.timed("upload"):
-        storage.put_bytes(key, data, content_type(fmt))
+        storage.put_bytes(key, data, fmt.content_type)
         for suffix, (text, mime) in documents.items():
             sub_name = f"{output.name}.{suffix}"
             storage.put_bytes(prefix + sub_name, text.encode(), mime)
             subtitles["timing" if suffix == "json" else suffix] = storage.url_for(prefix + sub_name, filename=sub_name)
-    return {
-        "url": storage.url_for(key, filename=filename),
-        "key": key,
-        "filename": filename,
-        "format": fmt,
-        "duration_seconds": round(len(audio) / rate, 3),
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "subtitles": subtitles,
-    }
+    return FileResult(
+        url=storage.url_for(key, filename=filename),
+        key=key,
+        filename=filename,
+        format=fmt,
+        duration_seconds=round(rendered.duration_seconds, 3),
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        subtitles=subtitles,
+    )
 
 
-def upload_manifest(storage: Storage, prefix: str, results: dict[str, dict]) -> None:
+def upload_manifest(storage: Storage, key: str, results: dict[str, FileResult]) -> None:
     """A batch of separate files also gets a manifest listing them (what a game studio imports)."""
     manifest = [
-        {"id": input_id, **{k: v for k, v in result.items() if k != "url"}} for input_id, result in results.items()
+        {"id": input_id, **result.model_dump(mode="json", exclude={"url"})} for input_id, result in results.items()
     ]
-    storage.put_bytes(prefix + "manifest.json", json.dumps({"files": manifest}, indent=2).encode(), "application/json")
+    storage.put_bytes(key, json.dumps({"files": manifest}, indent=2).encode(), "application/json")

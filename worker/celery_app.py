@@ -58,8 +58,7 @@ def _remove_metrics_dir(**_: object) -> None:
 def _load_engine(**_: object) -> None:
     from worker.runtime import get_runtime
 
-    runtime = get_runtime()
-    runtime.engine.warm_up()
+    get_runtime().engine.warm_up()
 
 
 @signals.worker_process_shutdown.connect

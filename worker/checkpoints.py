@@ -11,14 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from shared.storage import Storage
-
-
-def checkpoint_prefix(job_id: str) -> str:
-    return f"checkpoints/{job_id}/"
-
-
-def checkpoint_key(job_id: str, chunk_key: str) -> str:
-    return f"{checkpoint_prefix(job_id)}{chunk_key}.flac"
+from shared.storage_keys import checkpoint_key, checkpoint_prefix
 
 
 def save_chunk(storage: Storage, job_id: str, chunk_key: str, audio: np.ndarray, sample_rate: int) -> None:

@@ -11,33 +11,28 @@ Reference audio is personal data: nothing here logs it, and a voice that fails k
 
 from __future__ import annotations
 
-import io
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.audio.decode import AudioDecodeError, decode_audio
 from shared.audio.encode import encode
+from shared.audio.formats import AudioFormat
 from shared.audio.resample import resample
 from shared.audio.trim import trim_silence
+from shared.speaker_embedding import EMBEDDING_DIM, embedding_to_bytes
 from shared.storage import Storage, StorageKeyMissing
-from shared.voice_store import (
-    EMBEDDING_DIM,
-    MAX_SPEECH_SECONDS,
-    MIN_SPEECH_SECONDS,
-    VoiceRecord,
-    VoiceStatus,
-    VoiceStore,
-    embedding_key,
-    preview_key,
-    reference_key,
-    voice_prefix,
-)
+from shared.storage_keys import embedding_key, preview_key, reference_key, voice_prefix
+from shared.text.rate import DEFAULT_CHARS_PER_SECOND
+from shared.voice_store import MAX_SPEECH_SECONDS, MIN_SPEECH_SECONDS, VoiceRecord, VoiceStatus, VoiceStore
 from worker.engines.base import ChunkRequest, Engine, Sampling
+from worker.engines.registry import SpeakerEmbedder
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +45,6 @@ CLIPPED_FRACTION = 0.005
 """More than this share of the audible samples at full scale means the recording was clipped."""
 PREVIEW_TEXT = "Hello! This is a short preview of the new voice, generated from your reference recordings."
 PREVIEW_SEED = 1234
-
-
-class SpeakerEmbedding(Protocol):
-    def embed(self, audio: np.ndarray, sr: int) -> np.ndarray: ...
 
 
 class ClipRejected(ValueError):
@@ -114,26 +105,12 @@ def average_embedding(vectors: Sequence[np.ndarray]) -> np.ndarray:
     return (mean / norm).astype(np.float32)
 
 
-def embedding_to_bytes(vector: np.ndarray) -> bytes:
-    """`.npy` without pickling (`allow_pickle=False` on both ends)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(vector, dtype=np.float32), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def embedding_from_bytes(data: bytes) -> np.ndarray:
-    vector = np.load(io.BytesIO(data), allow_pickle=False)
-    if vector.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(vector)):
-        raise ValueError(f"stored embedding has shape {vector.shape}, expected ({EMBEDDING_DIM},)")
-    return vector.astype(np.float32, copy=False)
-
-
 def clone_voice(
     voice_id: str,
     *,
     voices: VoiceStore,
     storage: Storage,
-    embedder: Callable[[], SpeakerEmbedding],
+    embedder: Callable[[], SpeakerEmbedder],
     engine: Engine | None,
     max_attempts: int = 3,
 ) -> VoiceStatus | None:
@@ -215,44 +192,27 @@ def _render_preview(record: VoiceRecord, storage: Storage, engine: Engine, vecto
         language=record.language,
         sampling=Sampling(seed=PREVIEW_SEED),
         last_sentence=PREVIEW_TEXT,
-        expected_seconds=len(PREVIEW_TEXT) / 14.0,
+        expected_seconds=len(PREVIEW_TEXT) / DEFAULT_CHARS_PER_SECOND,
     )
     try:
         pieces = [result.audio for result in engine.generate([request])]
         audio = trim_silence(np.concatenate(pieces), engine.sample_rate) if pieces else np.zeros(0, np.float32)
         if audio.shape[0] == 0:
             return False
-        storage.put_bytes(preview_key(record.tenant, record.id), encode(audio, engine.sample_rate, "mp3"), "audio/mpeg")
+        storage.put_bytes(
+            preview_key(record.tenant, record.id),
+            encode(audio, engine.sample_rate, AudioFormat.MP3),
+            AudioFormat.MP3.content_type,
+        )
         return True
     except Exception:
         log.warning("voice %s: preview rendering failed", record.id, exc_info=True)
         return False
 
 
-# --- per-process embedder (the Celery task's side) -------------------------------------------------
-_embedder: Any = None
-_embedder_lock = threading.Lock()
-
-
-def get_embedder(settings: Any) -> SpeakerEmbedding:
-    """The worker process's speaker embedder, loaded on the first cloning task (after the fork)."""
-    global _embedder
-    with _embedder_lock:
-        if _embedder is None:
-            from worker.engines.kanitts2.speaker import SpeakerEmbedder
-
-            _embedder = SpeakerEmbedder.load(
-                settings.kanitts2_speaker_embedder,
-                device=settings.kanitts2_device,
-                cache_dir=settings.hf_cache_dir,
-            )
-        return _embedder
-
-
-def run_clone(voice_id: str, rt: Any) -> str | None:
-    """Celery task body: clone with the process's runtime (a `worker.runtime.Runtime`)."""
-    voices = VoiceStore(rt.store.redis, prefix=rt.store.prefix)
-    engine = rt.engine
+def run_clone(voice_id: str, rt: Runtime) -> str | None:
+    """Celery task body: clone with the process's runtime; the embedder comes from the engine registry."""
+    voices, engine = rt.voices, rt.engine
     if not engine.can_clone:
         record = voices.get(voice_id, tenant=None)
         if record is not None and record.status == VoiceStatus.PROCESSING:
@@ -266,7 +226,7 @@ def run_clone(voice_id: str, rt: Any) -> str | None:
         voice_id,
         voices=voices,
         storage=rt.storage,
-        embedder=lambda: get_embedder(rt.settings),
+        embedder=rt.speaker_embedder,
         engine=engine,
         max_attempts=rt.settings.max_attempts,
     )

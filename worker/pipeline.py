@@ -16,9 +16,11 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import metrics
+from shared.audio.formats import file_rate
 from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
-from shared.jobs import JobCreate, JobStatus
+from shared.jobs import FileResult, JobCreate, JobStatus
+from shared.storage_keys import manifest_key, result_prefix
 from shared.text.rate import SpeechRate
 from worker import assembly, checkpoints
 from worker.engines.base import ChunkRequest, ChunkResult, EngineError
@@ -32,8 +34,6 @@ log = logging.getLogger(__name__)
 
 PLAN_LANGUAGE = "en"
 """Text rules and speech-rate key; English until jobs carry a language."""
-FILE_TAGS = ("title", "artist", "album", "comment", "date", "genre", "copyright")
-"""Job metadata keys written into the audio file's tags (every format can carry these)."""
 
 
 class Canceled(Exception):
@@ -42,7 +42,7 @@ class Canceled(Exception):
 
 def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
     """Run or resume a job; returns its final status, or None when there was nothing to do."""
-    claim = rt.store.claim(job_id, max_attempts=rt.settings.max_attempts)
+    claim = rt.jobs.claim(job_id, max_attempts=rt.settings.max_attempts)
     if claim.outcome == "exhausted":
         checkpoints.discard(rt.storage, job_id)
         metrics.JOBS_FINISHED.labels(status="failed").inc()
@@ -50,11 +50,11 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
     if claim.outcome != "claimed":
         log.info("job %s not runnable (%s)", job_id, claim.outcome)
         return None
-    spec = rt.store.spec(job_id)
-    tenant = rt.store.tenant_of(job_id)
+    spec = rt.jobs.spec(job_id)
+    tenant = rt.jobs.tenant_of(job_id)
     if spec is None or tenant is None:
         return None
-    view = rt.store.view(job_id)
+    view = rt.jobs.view(job_id)
     if claim.attempts == 1 and view and view.started_at:
         metrics.QUEUE_WAIT.observe(max(0.0, view.started_at.timestamp() - view.created_at.timestamp()))
     started = time.time()
@@ -74,8 +74,8 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
         status = _fail(rt, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
     if status != JobStatus.SUCCEEDED:
         checkpoints.discard(rt.storage, job_id)
-        if rt.store.status(job_id) == JobStatus.CANCELED:
-            rt.storage.delete_prefix(assembly.result_prefix(tenant, job_id))
+        if rt.jobs.status(job_id) == JobStatus.CANCELED:
+            rt.storage.delete_prefix(result_prefix(tenant, job_id))
             status = JobStatus.CANCELED
     metrics.JOBS_FINISHED.labels(status=status.value).inc()
     metrics.JOB_DURATION.observe(time.time() - started)
@@ -84,7 +84,7 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
 
 
 def _fail(rt: Runtime, job_id: str, code: str, message: str) -> JobStatus:
-    rt.store.finish(job_id, JobStatus.FAILED, error={"code": code, "message": message})
+    rt.jobs.finish(job_id, JobStatus.FAILED, error={"code": code, "message": message})
     return JobStatus.FAILED
 
 
@@ -103,7 +103,7 @@ def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> N
             cloned=cloned,
         )
     total = len(plan.all())
-    if not rt.store.update_running(job_id, chunks_total=total):
+    if not rt.jobs.update_running(job_id, chunks_total=total):
         raise Canceled
     with phases.timed("generation"):
         _generate_missing(job_id, plan, rt)
@@ -114,31 +114,31 @@ def _synthesize_job(job_id: str, tenant: str, spec: JobCreate, rt: Runtime) -> N
 def _planning_rate(job_id: str, rt: Runtime) -> float:
     """Chars per second for sizing chunks: learned from earlier jobs of this engine, and frozen in the job
     record at the first attempt, so a resumed job plans exactly the same chunks as its checkpoints."""
-    frozen = rt.store.counters(job_id).get("plan_chars_per_second")
+    frozen = rt.jobs.counters(job_id).get("plan_chars_per_second")
     if frozen:
         return frozen
-    learned = rt.store.speech_rate(rt.engine.name, PLAN_LANGUAGE)
+    learned = rt.jobs.speech_rate(rt.engine.name, PLAN_LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=rt.settings.chars_per_second)
     value = rate.chars_per_second
-    rt.store.update_running(job_id, plan_chars_per_second=value)
+    rt.jobs.update_running(job_id, plan_chars_per_second=value)
     return value
 
 
 def _learn_speech_rate(job_id: str, plan: Plan, rt: Runtime) -> None:
     """Fold this job's measured chunk durations into the engine's speech-rate estimate."""
     rate = SpeechRate.from_dict(
-        rt.store.speech_rate(rt.engine.name, PLAN_LANGUAGE) or {"prior": rt.settings.chars_per_second}
+        rt.jobs.speech_rate(rt.engine.name, PLAN_LANGUAGE) or {"prior": rt.settings.chars_per_second}
     )
-    done = rt.store.done_chunks(job_id)
+    done = rt.jobs.done_chunks(job_id)
     for planned in plan.all():
         if planned.key in done:
             rate.update(len(planned.chunk.text), done[planned.key].seconds)
-    rt.store.save_speech_rate(rt.engine.name, PLAN_LANGUAGE, rate.to_dict())
+    rt.jobs.save_speech_rate(rt.engine.name, PLAN_LANGUAGE, rate.to_dict())
 
 
 def _generate_missing(job_id: str, plan: Plan, rt: Runtime) -> None:
     engine = rt.engine
-    done = rt.store.done_chunks(job_id)
+    done = rt.jobs.done_chunks(job_id)
     order = plan.generation_order()
     remaining = [planned for planned in order if planned.key not in done]
     if not remaining:
@@ -192,7 +192,7 @@ def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray
     rate = rt.engine.sample_rate
     checkpoints.save_chunk(rt.storage, job_id, result.key, audio, rate)
     seconds = len(audio) / rate
-    if not rt.store.record_chunk(
+    if not rt.jobs.record_chunk(
         job_id, result.key, seconds=seconds, synth_seconds=result.synth_seconds, carry=result.carry
     ):
         raise Canceled
@@ -203,39 +203,42 @@ def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray
 
 
 def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime, phases: Phases) -> None:
-    settings, storage = rt.settings, rt.storage
-    prefix = assembly.result_prefix(tenant, job_id)
+    storage = rt.storage
+    prefix = result_prefix(tenant, job_id)
     input_ids = spec.input_ids()
+    mastering = assembly.Mastering.from_settings(rt.settings)
+    rate = file_rate(spec.format, spec.sample_rate or rt.engine.sample_rate)
+    tags = spec.file_tags()
 
     def load(planned: PlannedChunk) -> np.ndarray:
         return checkpoints.load_chunk(storage, job_id, planned.key)
 
-    results: dict[str, dict] = {}
-    file_result: dict | None = None
-    metadata = {k: str(v) for k, v in spec.metadata.items() if k in FILE_TAGS and isinstance(v, str | int | float)}
+    results: dict[str, FileResult] = {}
+    file_result: FileResult | None = None
     for output in assembly.outputs_for(job_id, spec):
-        if rt.store.status(job_id) != JobStatus.RUNNING:
+        if rt.jobs.status(job_id) != JobStatus.RUNNING:
             raise Canceled
-        audio, rate, cues, chapters, spans = assembly.build_file(
+        rendered = assembly.build_file(
             output,
             plan,
             load,
             sample_rate=rt.engine.sample_rate,
-            spec=spec,
-            settings=settings,
+            file_rate=rate,
+            mastering=mastering,
             input_ids=input_ids,
             phases=phases,
         )
-        uploaded = assembly.upload_file(
-            storage, prefix, output, audio, rate, spec.format, cues, chapters, spans, metadata, phases
-        )
+        uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
         if output.per_input:
             results[input_ids[output.inputs[0]]] = uploaded
         else:
             file_result = uploaded
     if results:
-        assembly.upload_manifest(storage, prefix, results)
-    result = {"file": file_result, "inputs": results}
-    if not rt.store.finish(job_id, JobStatus.SUCCEEDED, result=result, timings=phases.rounded()):
+        assembly.upload_manifest(storage, manifest_key(tenant, job_id), results)
+    result = {
+        "file": file_result.model_dump(mode="json") if file_result else None,
+        "inputs": {input_id: item.model_dump(mode="json") for input_id, item in results.items()},
+    }
+    if not rt.jobs.finish(job_id, JobStatus.SUCCEEDED, result=result, timings=phases.rounded()):
         raise Canceled
     checkpoints.discard(storage, job_id)

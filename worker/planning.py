@@ -53,13 +53,7 @@ def build_plan(
     """Chunk every input; a long input is split into `streams` side-by-side streams at paragraph
     boundaries, and every input gets streams of its own (inputs never share context). Chunks in a
     cloned voice carry its embedding and, when it has one, its language tag."""
-    sampling = Sampling(
-        temperature=spec.sampling.temperature,
-        top_p=spec.sampling.top_p,
-        top_k=spec.sampling.top_k,
-        repetition_penalty=spec.sampling.repetition_penalty,
-        seed=spec.sampling.seed,
-    )
+    sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0

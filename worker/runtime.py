@@ -1,63 +1,91 @@
-"""What one worker process holds for its lifetime: settings, store, storage and the loaded engine."""
+"""What one worker process holds for its life: its services and the engine it loaded when it started.
+
+The engine is loaded once, explicitly, by `Runtime.start` (from Celery's worker_process_init, after
+the fork); the speaker embedder only when the first voice's clips have passed their checks, so a
+process that never clones never loads it.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
 from shared import metrics
+from shared.services import Services
 from shared.settings import Settings, get_settings
-from shared.storage import Storage, storage_from_settings
+from shared.storage import Storage
 from shared.store import JobStore
+from shared.voice_store import VoiceStore
 from worker.engines.base import Engine
-from worker.engines.registry import load_engine
+from worker.engines.registry import SpeakerEmbedder, load_engine, load_speaker_embedder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Runtime:
-    settings: Settings
-    store: JobStore
-    storage: Storage
-    _engine: Engine | None = field(default=None, repr=False)
+    services: Services
+    engine: Engine
+    _embedder: SpeakerEmbedder | None = field(default=None, repr=False)
+    _embedder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def start(cls, services: Services) -> Runtime:
+        """Load the configured engine and publish what it offers (the API validates voices with it)."""
+        started = time.perf_counter()
+        engine = load_engine(services.settings)
+        seconds = time.perf_counter() - started
+        metrics.ENGINE_LOAD_SECONDS.labels(engine=engine.name).set(seconds)
+        log.info("engine %s loaded in %.1f s", engine.name, seconds)
+        services.jobs.publish_engine(
+            {
+                "name": engine.name,
+                "sample_rate": engine.sample_rate,
+                "can_clone": engine.can_clone,
+                "voices": [vars(voice) for voice in engine.voices()],
+            }
+        )
+        return cls(services, engine)
 
     @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            started = time.perf_counter()
-            self._engine = load_engine(self.settings)
-            seconds = time.perf_counter() - started
-            metrics.ENGINE_LOAD_SECONDS.labels(engine=self._engine.name).set(seconds)
-            log.info("engine %s loaded in %.1f s", self._engine.name, seconds)
-            self.store.publish_engine(
-                {
-                    "name": self._engine.name,
-                    "sample_rate": self._engine.sample_rate,
-                    "can_clone": self._engine.can_clone,
-                    "voices": [vars(voice) for voice in self._engine.voices()],
-                }
-            )
-        return self._engine
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.services.jobs
+
+    @property
+    def voices(self) -> VoiceStore:
+        return self.services.voices
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    def speaker_embedder(self) -> SpeakerEmbedder:
+        """The engine's speaker embedder, loaded on the first call and kept."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = load_speaker_embedder(self.settings)
+            return self._embedder
 
     def report_gpu_memory(self) -> None:
-        probe = getattr(self._engine, "gpu_memory", None)
-        reading = probe() if probe else None
+        reading = self.engine.gpu_memory()
         if reading:
             allocated, peak = reading
-            device = str(getattr(self._engine, "device", "cuda"))
-            metrics.GPU_MEMORY_ALLOCATED.labels(device=device).set(allocated)
-            metrics.GPU_MEMORY_PEAK.labels(device=device).set(peak)
+            metrics.GPU_MEMORY_ALLOCATED.labels(device=self.engine.device).set(allocated)
+            metrics.GPU_MEMORY_PEAK.labels(device=self.engine.device).set(peak)
 
 
 _runtime: Runtime | None = None
 
 
 def get_runtime() -> Runtime:
-    """The process's runtime, created on first use (after fork, never at import time)."""
+    """The process's runtime, started on first use (after fork, never at import time)."""
     global _runtime
     if _runtime is None:
-        settings = get_settings()
-        _runtime = Runtime(settings, JobStore.from_settings(settings), storage_from_settings(settings))
+        _runtime = Runtime.start(Services.from_settings(get_settings(), client_name="narrate-worker"))
     return _runtime

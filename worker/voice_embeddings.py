@@ -8,13 +8,18 @@ it to be gone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.jobs import JobCreate
+from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import Storage, StorageKeyMissing
-from shared.voice_store import VoiceStatus, VoiceStore, embedding_key, is_voice_id
-from worker.cloning import embedding_from_bytes
+from shared.storage_keys import embedding_key
+from shared.voice_store import VoiceStatus, VoiceStore, is_voice_id
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 
 class VoiceUnavailable(Exception):
@@ -65,9 +70,8 @@ def load_cloned_voices(
     return out
 
 
-def load_job_voices(spec: JobCreate, tenant: str, rt) -> dict[str, ClonedVoice]:
-    """`load_cloned_voices` with a worker `Runtime`'s store, storage and engine."""
+def load_job_voices(spec: JobCreate, tenant: str, rt: Runtime) -> dict[str, ClonedVoice]:
+    """`load_cloned_voices` with a worker `Runtime`'s voice store, storage and engine."""
     if not cloned_voice_ids(spec):
         return {}
-    voices = VoiceStore(rt.store.redis, prefix=rt.store.prefix)
-    return load_cloned_voices(spec, tenant, voices=voices, storage=rt.storage, can_clone=rt.engine.can_clone)
+    return load_cloned_voices(spec, tenant, voices=rt.voices, storage=rt.storage, can_clone=rt.engine.can_clone)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
+from flask.typing import ResponseReturnValue
 
+from api.context import services
 from api.openapi import openapi_document
 from shared import metrics
 
@@ -11,15 +13,15 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
-def readyz():
-    ctx = current_app.extensions["narrate"]
+def readyz() -> ResponseReturnValue:
+    found = services()
     checks: dict[str, str] = {}
-    for name, probe in (("redis", ctx.store.ping), ("storage", ctx.storage.check)):
+    for name, probe in (("redis", found.jobs.ping), ("storage", found.storage.check)):
         try:
             probe()
             checks[name] = "ok"
@@ -30,12 +32,12 @@ def readyz():
 
 
 @bp.get("/metrics")
-def metrics_view():
-    ctx = current_app.extensions["narrate"]
-    body, content_type = metrics.render(metrics.scrape_registry(metrics.QueueDepthCollector(ctx.store.queued_count)))
+def metrics_view() -> ResponseReturnValue:
+    depth = metrics.QueueDepthCollector(services().jobs.queued_count)
+    body, content_type = metrics.render(metrics.scrape_registry(depth))
     return Response(body, content_type=content_type)
 
 
 @bp.get("/openapi.json")
-def openapi():
+def openapi() -> ResponseReturnValue:
     return jsonify(openapi_document())

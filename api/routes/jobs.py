@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from typing import Any
 
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from api.context import services
 from api.errors import ApiError
 from api.submission import known_voices, parse_json_body, submit, validate_job
 from shared import metrics
@@ -12,26 +16,22 @@ from shared.jobs import JobStatus, JobView
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 
-def _ctx():
-    return current_app.extensions["narrate"]
-
-
-def _job_json(view: JobView):
+def _job_json(view: JobView) -> dict[str, Any]:
     return view.model_dump(mode="json")
 
 
 @bp.post("")
-def create_job():
-    ctx = _ctx()
+def create_job() -> ResponseReturnValue:
+    found = services()
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
-    spec = validate_job(payload, ctx.settings, known_voices(ctx.store, ctx.settings, g.tenant))
+    spec = validate_job(payload, found.settings, known_voices(found, g.tenant))
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 200):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 characters.")
-    job_id, created = submit(ctx.store, ctx.enqueue, g.tenant, spec, key)
+    job_id, created = submit(found.jobs, found.enqueue_job, g.tenant, spec, key)
     if created:
         metrics.JOBS_SUBMITTED.inc()
-    view = ctx.store.view(job_id, tenant=g.tenant)
+    view = found.jobs.view(job_id, tenant=g.tenant)
     if view is None:  # an idempotent replay of a job that has expired meanwhile
         raise ApiError(409, "idempotency_conflict", "The job of this Idempotency-Key no longer exists.")
     response = jsonify(_job_json(view))
@@ -41,15 +41,15 @@ def create_job():
 
 
 @bp.get("/<job_id>")
-def get_job(job_id: str):
-    view = _ctx().store.view(job_id, tenant=g.tenant)
+def get_job(job_id: str) -> ResponseReturnValue:
+    view = services().jobs.view(job_id, tenant=g.tenant)
     if view is None:
         raise ApiError(404, "not_found", f"No job {job_id!r}.")
     return jsonify(_job_json(view))
 
 
 @bp.get("")
-def list_jobs():
+def list_jobs() -> ResponseReturnValue:
     status_arg = request.args.get("status")
     try:
         status = JobStatus(status_arg) if status_arg else None
@@ -63,15 +63,15 @@ def list_jobs():
     if not 1 <= limit <= 100:
         raise ApiError(422, "invalid_request", "limit must be between 1 and 100.", "limit")
     try:
-        page = _ctx().store.list(g.tenant, status=status, limit=limit, cursor=request.args.get("cursor"))
+        page = services().jobs.list(g.tenant, status=status, limit=limit, cursor=request.args.get("cursor"))
     except ValueError as exc:
         raise ApiError(422, "invalid_request", "cursor is not valid.", "cursor") from exc
     return jsonify(page.model_dump(mode="json"))
 
 
 @bp.delete("/<job_id>")
-def cancel_job(job_id: str):
-    store = _ctx().store
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    store = services().jobs
     if store.view(job_id, tenant=g.tenant) is None:
         raise ApiError(404, "not_found", f"No job {job_id!r}.")
     outcome, current = store.cancel(job_id)

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from werkzeug.datastructures import FileStorage
 
+from api.context import services
 from api.errors import ApiError, validate_body
 from api.submission import parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
-from shared.queue import CLONE_VOICE_TASK
-from shared.settings import Settings
-from shared.store import JobStore
+from shared.services import Services
+from shared.storage_keys import preview_key, reference_key, voice_prefix
 from shared.voice_store import (
     CLONING_ENGINES,
     MIN_SPEECH_SECONDS,
@@ -32,10 +33,6 @@ from shared.voice_store import (
     VoicePatch,
     VoiceRecord,
     VoiceStatus,
-    VoiceStore,
-    preview_key,
-    reference_key,
-    voice_prefix,
 )
 from shared.voices import BUILTIN_VOICES
 
@@ -47,12 +44,6 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[a-z0-9]{2,8})*$")
 _MAX_CONSENT_SKEW = timedelta(days=1)
 
 
-@dataclass
-class VoicesContext:
-    voices: VoiceStore
-    enqueue_clone: Any
-
-
 @dataclass(frozen=True)
 class EngineSummary:
     name: str
@@ -60,41 +51,34 @@ class EngineSummary:
     voices: list[dict[str, str]]
 
 
-def engine_summary(store: JobStore, settings: Settings) -> EngineSummary:
+def engine_summary(found: Services) -> EngineSummary:
     """What the workers run: their published engine when it matches the configuration, else the
     configured engine's catalogue (before any worker has started)."""
-    info = store.engine_info()
+    settings = found.settings
+    info = found.jobs.engine_info()
     if info and info.get("name") == settings.engine:
         return EngineSummary(info["name"], bool(info.get("can_clone")), list(info.get("voices", [])))
     return EngineSummary(settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, []))
 
 
-def _ctx():
-    return current_app.extensions["narrate"]
-
-
-def _voices() -> VoiceStore:
-    return current_app.extensions["narrate.voices"].voices
-
-
 def _view_json(record: VoiceRecord) -> dict[str, Any]:
     url = None
     if record.preview and record.status == VoiceStatus.READY:
-        url = _ctx().storage.url_for(preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3")
+        url = services().storage.url_for(preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3")
     return record.view(url).model_dump(mode="json")
 
 
 def _own_voice(voice_id: str) -> VoiceRecord:
-    record = _voices().get(voice_id, tenant=g.tenant)
+    record = services().voices.get(voice_id, tenant=g.tenant)
     if record is None:
         raise ApiError(404, "not_found", f"No voice {voice_id!r}.")
     return record
 
 
-def create_voice():
-    ctx = _ctx()
-    settings: Settings = ctx.settings
-    engine = engine_summary(ctx.store, settings)
+def create_voice() -> ResponseReturnValue:
+    found = services()
+    settings = found.settings
+    engine = engine_summary(found)
     if not engine.can_clone:
         raise ApiError(
             409, "cloning_unsupported",
@@ -129,7 +113,7 @@ def create_voice():
         raise too_large
     clips = [_check_clip(index, upload, data) for index, (upload, data) in enumerate(zip(files, payloads, strict=True))]
 
-    voices, storage = _voices(), ctx.storage
+    voices, storage = found.voices, found.storage
     voice_id = voices.new_id()
     try:
         record = voices.create(
@@ -144,7 +128,7 @@ def create_voice():
     try:
         for index, data in enumerate(payloads):
             storage.put_bytes(reference_key(g.tenant, voice_id, index), data)
-        current_app.extensions["narrate.voices"].enqueue_clone(voice_id)
+        found.enqueue_clone(voice_id)
     except Exception as exc:
         voices.delete(voice_id, g.tenant)
         storage.delete_prefix(voice_prefix(g.tenant, voice_id))
@@ -217,9 +201,8 @@ def _check_clip(index: int, upload: FileStorage, data: bytes) -> dict[str, Any]:
     return {"filename": filename, "bytes": len(data), "duration_seconds": round(seconds, 3)}
 
 
-def list_voices():
-    ctx = _ctx()
-    engine = engine_summary(ctx.store, ctx.settings)
+def list_voices() -> ResponseReturnValue:
+    engine = engine_summary(services())
     body = VoiceList(
         engine=engine.name,
         can_clone=engine.can_clone,
@@ -227,46 +210,41 @@ def list_voices():
         builtin=engine.voices,
         languages=sorted({voice["language"] for voice in engine.voices if voice.get("language")}),
     ).model_dump(mode="json")
-    body["data"] = [_view_json(record) for record in _voices().list(g.tenant)]
+    body["data"] = [_view_json(record) for record in services().voices.list(g.tenant)]
     return jsonify(body)
 
 
-def get_voice(voice_id: str):
+def get_voice(voice_id: str) -> ResponseReturnValue:
     return jsonify(_view_json(_own_voice(voice_id)))
 
 
-def patch_voice(voice_id: str):
+def patch_voice(voice_id: str) -> ResponseReturnValue:
     _own_voice(voice_id)
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
     patch = validate_body(VoicePatch, payload)
     if "name" in patch.model_fields_set and patch.name is None:
         raise ApiError(422, "invalid_request", "name: may not be null", "name")
     fields = {name: getattr(patch, name) for name in patch.model_fields_set}
-    record = _voices().update(voice_id, g.tenant, **fields)
+    record = services().voices.update(voice_id, g.tenant, **fields)
     if record is None:
         raise ApiError(404, "not_found", f"No voice {voice_id!r}.")
     return jsonify(_view_json(record))
 
 
-def delete_voice(voice_id: str):
+def delete_voice(voice_id: str) -> ResponseReturnValue:
     """Removes the record first (jobs starting from now on fail with `voice_deleted`), then every file."""
     record = _own_voice(voice_id)
-    _voices().delete(voice_id, g.tenant)
-    _ctx().storage.delete_prefix(voice_prefix(record.tenant, voice_id))
+    found = services()
+    found.voices.delete(voice_id, g.tenant)
+    found.storage.delete_prefix(voice_prefix(record.tenant, voice_id))
     log.info("voice %s deleted", voice_id)
     return Response(status=204)
 
 
-def register(app: Flask, *, limiter: Limiter, celery: Any) -> None:
-    """Attach `/v1/voices` to the app; cloning requests are rate-limited per key."""
-    settings: Settings = app.extensions["narrate"].settings
-
-    def enqueue_clone(voice_id: str) -> None:
-        celery.send_task(CLONE_VOICE_TASK, args=[voice_id], queue=settings.voice_queue_name)
-
-    app.extensions["narrate.voices"] = VoicesContext(VoiceStore.from_settings(settings), enqueue_clone)
+def register(app: Flask, *, limiter: Limiter, rate_limit: str) -> None:
+    """Attach `/v1/voices` to the app; cloning requests are rate-limited per key (`rate_limit`)."""
     bp = Blueprint("voices", __name__, url_prefix="/v1/voices")
-    bp.add_url_rule("", view_func=limiter.limit(settings.voice_rate_limit)(create_voice), methods=["POST"])
+    bp.add_url_rule("", view_func=limiter.limit(rate_limit)(create_voice), methods=["POST"])
     bp.add_url_rule("", view_func=list_voices, methods=["GET"])
     bp.add_url_rule("/<voice_id>", view_func=get_voice, methods=["GET"])
     bp.add_url_rule("/<voice_id>", view_func=patch_voice, methods=["PATCH"])

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from shared.text.normalize import NormalizedText, normalize
 from shared.text.pieces import is_breakable, split_long
+from shared.text.rate import DEFAULT_CHARS_PER_SECOND
 from shared.text.segment import split_sentences
 
 
@@ -64,7 +65,7 @@ def chunk_text(
     text: str,
     *,
     budget_seconds: float = 25.0,
-    chars_per_second: float = 14.0,
+    chars_per_second: float = DEFAULT_CHARS_PER_SECOND,
     language: str = "en",
 ) -> list[Chunk]:
     """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone."""

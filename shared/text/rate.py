@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_CHARS_PER_SECOND = 14.0
+"""The speech rate assumed before anything was measured (the default of `NARRATE_CHARS_PER_SECOND`)."""
 MIN_CHARS_PER_SECOND = 5.0
 MAX_CHARS_PER_SECOND = 40.0
 DEFAULT_SMOOTHING = 0.1

@@ -10,6 +10,7 @@ import redis
 from openapi_spec_validator import validate
 
 from api import create_app
+from api.context import services_of
 from tests.conftest import AUTH, ServiceEnv
 
 OTHER_KEY = "other-tenant-key"
@@ -126,7 +127,7 @@ def test_queue_failure_is_503_and_removes_the_record(api_client, service_env):
     def broken(job_id: str) -> None:  # a broker outage between store and enqueue cannot be staged for real
         raise ConnectionError("broker down")
 
-    api_client.application.extensions["narrate"].enqueue = broken
+    services_of(api_client.application).enqueue_job = broken
     response = api_client.post("/v1/jobs", json=_job(), headers={**AUTH, "Idempotency-Key": "k1"})
     assert response.status_code == 503
     assert _job_keys(service_env) == []

@@ -15,7 +15,6 @@ import soundfile as sf
 from api.auth import hash_key
 from shared.queue import CLONE_VOICE_TASK
 from shared.storage import LocalStorage
-from shared.voice_store import VoiceStore
 from tests.conftest import AUTH, ServiceEnv
 
 OTHER_KEY = "other-tenant-key"
@@ -216,7 +215,7 @@ def test_engine_that_cannot_clone_refuses_and_stores_nothing(service_env, speech
 
 def test_another_tenants_voice_is_404_everywhere(client, service_env, speech):
     voice_id = upload(client, [(audio_bytes(*speech, "WAV"), "a.wav")]).get_json()["id"]
-    VoiceStore.from_settings(service_env.settings()).mark_ready(voice_id, clips=[], preview=False)
+    service_env.services().voices.mark_ready(voice_id, clips=[], preview=False)
     assert client.get(f"/v1/voices/{voice_id}", headers=OTHER).status_code == 404
     assert client.patch(f"/v1/voices/{voice_id}", json={"name": "mine"}, headers=OTHER).status_code == 404
     assert client.delete(f"/v1/voices/{voice_id}", headers=OTHER).status_code == 404
@@ -233,7 +232,7 @@ def test_jobs_take_only_ready_voices_of_their_tenant_per_job_or_per_input(client
     body = {"inputs": [{"text": "Hello there."}], "voice": voice_id}
     response = client.post("/v1/jobs", json=body, headers=AUTH)
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "unknown_voice"  # processing
-    VoiceStore.from_settings(service_env.settings()).mark_ready(voice_id, clips=[], preview=False)
+    service_env.services().voices.mark_ready(voice_id, clips=[], preview=False)
     assert client.post("/v1/jobs", json=body, headers=AUTH).status_code == 202
     per_input = {"inputs": [{"text": "One.", "voice": voice_id}, {"text": "Two.", "voice": "en_us"}]}
     response = client.post("/v1/jobs", json=per_input, headers=AUTH)
@@ -243,7 +242,7 @@ def test_jobs_take_only_ready_voices_of_their_tenant_per_job_or_per_input(client
 
 def test_rename_and_delete(client, service_env, speech):
     voice_id = upload(client, [(audio_bytes(*speech, "WAV"), "a.wav")]).get_json()["id"]
-    VoiceStore.from_settings(service_env.settings()).mark_ready(voice_id, clips=[], preview=False)
+    service_env.services().voices.mark_ready(voice_id, clips=[], preview=False)
     response = client.patch(f"/v1/voices/{voice_id}", json={"name": "Jane v2", "description": None}, headers=AUTH)
     assert response.status_code == 200
     assert response.get_json()["name"] == "Jane v2" and response.get_json()["description"] is None

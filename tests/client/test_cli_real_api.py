@@ -12,9 +12,8 @@ from click.testing import CliRunner, Result
 from werkzeug.serving import make_server
 
 from client.cli import cli
+from shared.settings import DEV_KEY
 from tests.conftest import ServiceEnv
-
-DEV_KEY = "dev-key-change-me"
 
 
 @pytest.fixture

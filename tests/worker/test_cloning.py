@@ -14,12 +14,13 @@ import soundfile as sf
 
 from shared.audio.decode import decode_audio
 from shared.jobs import JobCreate
+from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import LocalStorage
-from shared.store import JobStore
-from shared.voice_store import VoiceStatus, VoiceStore, embedding_key, voice_prefix
+from shared.storage_keys import embedding_key, voice_prefix
+from shared.voice_store import VoiceStatus
 from tests.api.test_voices import AUTH, make_client, speech  # noqa: F401 - session fixture
 from tests.conftest import ServiceEnv
-from worker.cloning import EMBEDDER_RATE, ClipRejected, clone_voice, embedding_from_bytes, prepare_clip
+from worker.cloning import EMBEDDER_RATE, ClipRejected, clone_voice, prepare_clip
 from worker.planning import build_plan
 from worker.voice_embeddings import load_cloned_voices
 
@@ -55,7 +56,8 @@ class Setup:
     def __init__(self, env: ServiceEnv) -> None:
         self.client = make_client(env)
         self.settings = env.settings()
-        self.voices = VoiceStore.from_settings(self.settings)
+        self.services = env.services()
+        self.voices = self.services.voices
         self.storage = LocalStorage(env.storage_url.removeprefix("file://"))
 
     def upload(self, *clips: tuple[bytes, str], **fields: str) -> str:
@@ -228,8 +230,7 @@ def test_job_queued_with_a_voice_that_is_then_deleted_fails_with_voice_deleted(s
     assert job.status_code == 202
     assert setup.client.delete(f"/v1/voices/{voice_id}", headers=AUTH).status_code == 204
 
-    store = JobStore.from_settings(setup.settings)
-    runtime = Runtime(setup.settings, store, setup.storage, _engine=PiperEngine.load())
+    runtime = Runtime(setup.services, PiperEngine.load())
     job_id = job.get_json()["id"]
     assert run_job(job_id, runtime).value == "failed"
     error = setup.client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["error"]

@@ -11,13 +11,13 @@ import soundfile as sf
 
 from shared.jobs import JobCreate
 from shared.queue import SYNTHESIZE_TASK, make_celery
+from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import LocalStorage
+from shared.storage_keys import embedding_key, preview_key, voice_prefix
 from shared.text.rate import SpeechRate
-from shared.voice_store import embedding_key, preview_key, voice_prefix
 from tests.api.test_voices import AUTH, make_client, speech  # noqa: F401 - session fixture
 from tests.conftest import ServiceEnv, wait_for, wait_status
 from tests.worker.test_cloning import second_speech, wav  # noqa: F401 - session fixture
-from worker.cloning import embedding_from_bytes
 from worker.pipeline import PLAN_LANGUAGE
 
 pytestmark = pytest.mark.slow

@@ -16,17 +16,22 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from shared.jobs import SamplingOptions
+
+_JOB_SAMPLING = SamplingOptions()
+
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling options of a job; engines that do not sample ignore them."""
+    """Sampling options of a job; engines that do not sample ignore them. The defaults are the job
+    model's (`shared.jobs.SamplingOptions`), so they are spelled once."""
 
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 50
+    temperature: float = _JOB_SAMPLING.temperature
+    top_p: float = _JOB_SAMPLING.top_p
+    top_k: int = _JOB_SAMPLING.top_k
     """Keep the k most likely tokens per step (0 = off); the reference's `generate` default."""
-    repetition_penalty: float = 1.1
-    seed: int | None = None
+    repetition_penalty: float = _JOB_SAMPLING.repetition_penalty
+    seed: int | None = _JOB_SAMPLING.seed
 
 
 @dataclass(frozen=True)

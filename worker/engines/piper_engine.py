@@ -7,18 +7,22 @@ GPL-3.0; it is an optional extra (`.[cpu]`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, VoiceInfo
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 
 class PiperEngine(Engine):
     name = "piper"
     can_clone = False
 
-    def __init__(self, voice) -> None:  # a piper.PiperVoice
+    def __init__(self, voice: PiperVoice) -> None:
         self._voice = voice
         self.sample_rate = int(voice.config.sample_rate)
 
@@ -39,7 +43,7 @@ class PiperEngine(Engine):
         requests: Sequence[ChunkRequest],
         carry_in: Mapping[int, bytes] | None = None,
         review: Review | None = None,
-    ) -> Iterator[ChunkResult]:
+    ) -> Generator[ChunkResult, None, None]:
         """Piper reads text with a duration model and no sampling: it does not cut off or run on, and a
         second draw would sound the same, so `review` is not consulted."""
         from piper import SynthesisConfig
