@@ -8,12 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY api ./api
 COPY client ./client
 COPY deploy/gunicorn.conf.py ./deploy/gunicorn.conf.py
-RUN pip install . \
+# The exact versions CI tested (scripts/update_constraints.sh), not whatever is newest today.
+RUN pip install --constraint constraints.txt . \
     && useradd --system --uid 10001 --home-dir /app narrate
 
 USER narrate

@@ -10,11 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HOME=/models/hf
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY worker ./worker
-RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/constraints.txt \
-    && pip install --constraint /tmp/constraints.txt ".[kanitts2]" \
+# Everything else at the exact versions CI tested (constraints.txt, which leaves torch to the image).
+RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/torch-constraint.txt \
+    && pip install --constraint /tmp/torch-constraint.txt --constraint constraints.txt ".[kanitts2]" \
     && useradd --system --uid 10001 --home-dir /app narrate \
     && mkdir -p /models/hf && chown -R narrate /models
 
