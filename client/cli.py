@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, Job
 from client.voices_cli import voices
+from shared.audio.formats import AudioFormat
 
-FORMATS = ("mp3", "wav", "flac", "opus", "m4b")
+FORMATS = tuple(fmt.value for fmt in AudioFormat)
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from client.api import ApiClient, ApiError
-from client.cli import CliError, download_results, read_inputs, wait_with_progress
+from client.cli import FORMATS, CliError, download_results, read_inputs, wait_with_progress
 from devstack.stack import DEV_KEY, REPO, LocalStack, StackError, interrupt_on_signal
 
 DEFAULT_TEXT = REPO / "examples" / "pride-and-prejudice-ch1.txt"
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="narrate-demo", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_TEXT, help="UTF-8 text (default: %(default)s)")
     parser.add_argument("-o", "--out", type=Path, help="where the audio goes (default: out/<name>.<format>)")
-    parser.add_argument("--format", default="mp3", choices=("mp3", "wav", "flac", "opus", "m4b"))
+    parser.add_argument("--format", default="mp3", choices=FORMATS)
     parser.add_argument("--voice", help="voice name (the engine's default when omitted)")
     parser.add_argument("--port", type=int, default=8080, help="port of the demo API (default %(default)s)")
     parser.add_argument("--keep-logs", type=Path, help="keep the services' logs in this directory")

@@ -28,10 +28,9 @@ import redis
 import requests
 
 from shared.queue import worker_queues
-from shared.settings import Settings
+from shared.settings import DEV_KEY, Settings
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_KEY = "dev-key-change-me"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 GUNICORN_CONFIG = REPO / "deploy" / "gunicorn.conf.py"
 

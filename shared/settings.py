@@ -49,8 +49,6 @@ class Settings(BaseSettings):
     """How long a presigned result URL stays valid."""
     s3_multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
     """Uploads above this size use S3 multipart upload."""
-    public_base_url: str | None = None
-    """Base URL under which the API is reachable, for links in job records (defaults to the request's host)."""
 
     # --- API --------------------------------------------------------------------------------------
     api_keys: str = ""
