@@ -22,6 +22,8 @@ from urllib3.util.retry import Retry
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 FINISHED = frozenset({"succeeded", "failed", "canceled"})
+RETRY_STATUSES = (502, 503, 504)
+"""Answers of a proxy or an API that could not reach its store or queue: worth asking again."""
 
 Job = dict[str, Any]
 
@@ -56,8 +58,27 @@ def _error_from_response(response: requests.Response) -> ApiError:
         return ApiError(response.status_code, "http_error", text)
 
 
+def _retrying_session(methods: frozenset[str], retries: int) -> requests.Session:
+    """A session that repeats `methods` on connection errors, timeouts and `RETRY_STATUSES`."""
+    retry = Retry(
+        total=retries,
+        backoff_factor=0.3,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=methods,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class ApiClient:
-    """Bearer-key client; GETs and DELETEs are retried on connection errors and 502/503/504."""
+    """Bearer-key client. Retried on connection errors, timeouts and 502/503/504: GET, HEAD and DELETE;
+    job submissions (they always carry an Idempotency-Key, so a repeat returns the job the first try
+    created); and downloads from presigned URLs (until their body starts). Voice uploads are not
+    retried: they have no such key, and a repeat after a lost answer would clone the voice twice."""
 
     MAX_PAGE = 100
     """Largest page the API serves (`limit` of GET /v1/jobs)."""
@@ -73,22 +94,17 @@ class ApiClient:
         self.base_url = (base_url or os.environ.get("NARRATE_API_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("NARRATE_API_KEY")
         self.timeout = timeout
-        self.session = requests.Session()
-        retry = Retry(
-            total=retries,
-            backoff_factor=0.3,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = _retrying_session(frozenset({"GET", "HEAD", "DELETE"}), retries)
+        self._idempotent_session = _retrying_session(frozenset({"POST"}), retries)
+        # Presigned URLs carry their own permission: this one never sends our bearer key.
+        self._storage_session = _retrying_session(frozenset({"GET"}), retries)
         if self.api_key:
-            self.session.headers["Authorization"] = f"Bearer {self.api_key}"
+            for session in (self.session, self._idempotent_session):
+                session.headers["Authorization"] = f"Bearer {self.api_key}"
 
     def close(self) -> None:
-        self.session.close()
+        for session in (self.session, self._idempotent_session, self._storage_session):
+            session.close()
 
     def __enter__(self) -> ApiClient:
         return self
@@ -96,11 +112,13 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> requests.Response:
+        """One API call; `idempotent` marks a POST that is safe to repeat (it carries an Idempotency-Key)."""
         url = urljoin(self.base_url + "/", path.lstrip("/"))
         kwargs.setdefault("timeout", self.timeout)
+        session = self._idempotent_session if idempotent else self.session
         try:
-            response = self.session.request(method, url, **kwargs)
+            response = session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             raise ApiError(0, "unreachable", f"cannot reach {self.base_url}: {exc}") from exc
         if response.status_code >= 400:
@@ -121,8 +139,8 @@ class ApiClient:
         sampling: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a job. A fresh Idempotency-Key is sent unless one is given, so a retried submit
-        after a lost answer cannot create the job twice."""
+        """Queue a job. A fresh Idempotency-Key is sent unless one is given, so the automatic retry of a
+        submit whose answer was lost returns the job the first attempt created instead of a second one."""
         body: dict[str, Any] = {
             "inputs": inputs,
             "voice": voice,
@@ -134,7 +152,7 @@ class ApiClient:
         if sampling:
             body["sampling"] = sampling
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self.request("POST", "/v1/jobs", json=body, headers=headers).json()
+        return self.request("POST", "/v1/jobs", json=body, headers=headers, idempotent=True).json()
 
     def get_job(self, job_id: str) -> Job:
         return self.request("GET", f"/v1/jobs/{job_id}").json()
@@ -232,7 +250,7 @@ class ApiClient:
                 raise DownloadError(0, "download_failed", f"cannot read {path}: {exc}") from exc
             return
         # Presigned URLs carry their own permission: never send our bearer key to the storage host.
-        getter = self.session.get if url.startswith(self.base_url + "/") else requests.get
+        getter = self.session.get if url.startswith(self.base_url + "/") else self._storage_session.get
         try:
             with getter(url, stream=True, timeout=self.timeout) as response:
                 if response.status_code >= 400:

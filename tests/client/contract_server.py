@@ -39,6 +39,10 @@ class ContractApi:
     idempotency: dict[str, str] = field(default_factory=dict)
     page_size: int = 2
     corrupt_downloads: bool = False
+    lost_submit_answers: int = 0
+    """Submits that create the job and then answer 504, as a proxy that gave up waiting would."""
+    unavailable_downloads: int = 0
+    """Downloads answered 503 (storage briefly unavailable) before the file is served."""
     file_url_dir: Any = None  # a Path: results are written there and linked as file:// URLs
     base_url: str = ""
 
@@ -152,6 +156,9 @@ class ContractApi:
                 self.jobs[job_id] = job
                 if key:
                     self.idempotency[key] = job_id
+            if self.lost_submit_answers > 0:
+                self.lost_submit_answers -= 1
+                return self.error(504, "gateway_timeout", "the upstream did not answer in time")
             response = jsonify(self.public(job))
             response.status_code = 202
             response.headers["Location"] = f"/v1/jobs/{job['id']}"
@@ -193,6 +200,9 @@ class ContractApi:
         def files(job_id: str, name: str) -> Any:
             if request.headers.get("Authorization"):
                 return self.error(400, "unexpected_auth", "presigned downloads carry no bearer key")
+            if self.unavailable_downloads > 0:
+                self.unavailable_downloads -= 1
+                return self.error(503, "slow_down", "storage is briefly unavailable")
             data = audio_bytes(job_id, name)
             if self.corrupt_downloads:
                 data = data[:-1] + b"!"

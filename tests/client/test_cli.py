@@ -180,6 +180,28 @@ def test_cancel(api: ContractApi, tmp_path: Path) -> None:
     assert "HTTP 409 job_finished" in again.stderr
 
 
+def test_a_submit_whose_answer_was_lost_is_retried_and_creates_one_job(api: ContractApi, tmp_path: Path) -> None:
+    api.lost_submit_answers = 2
+    src = tmp_path / "a.txt"
+    src.write_text("hello", encoding="utf-8")
+    result = narrate(api, "submit", str(src))
+    assert result.exit_code == 0, result.output
+    posts = [r for r in api.requests if r["method"] == "POST"]
+    assert len(posts) == 3 and len({r["headers"]["Idempotency-Key"] for r in posts}) == 1
+    assert list(api.jobs) == [result.stdout.strip()]
+
+
+def test_a_presigned_download_is_retried_while_storage_is_unavailable(api: ContractApi, tmp_path: Path) -> None:
+    api.unavailable_downloads = 2
+    src = tmp_path / "a.txt"
+    src.write_text("hello", encoding="utf-8")
+    out = tmp_path / "a.mp3"
+    result = narrate(api, "submit", str(src), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == audio_bytes(next(iter(api.jobs)), "a.mp3")
+    assert sum(r["path"].startswith("/files/") for r in api.requests) == 3
+
+
 def test_corrupted_download_is_refused(api: ContractApi, tmp_path: Path) -> None:
     api.corrupt_downloads = True
     src = tmp_path / "a.txt"
