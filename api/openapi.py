@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 document, generated from the pydantic models that validate requests."""
+"""The OpenAPI 3.1 document, generated from the pydantic models that validate requests.
+
+The paths are written here; tests/api/test_openapi.py holds them against the app's URL map, the
+answers the app really gives (a dead Redis, a spent rate limit, bad query values) and the models' enums.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from shared.jobs import JobCreate, JobPage, JobView
+from shared.jobs import JobCreate, JobPage, JobStatus, JobView
 from shared.voice_store import VoiceList, VoicePatch, VoiceView
 
 REF = "#/components/schemas/{model}"
@@ -28,22 +32,44 @@ def _json(ref: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}}
 
 
+DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (JobCreate, "validation"),
+    (JobView, "serialization"),
+    (JobPage, "serialization"),
+    (ErrorResponse, "serialization"),
+    (VoiceView, "serialization"),
+    (VoiceList, "serialization"),
+    (VoicePatch, "validation"),
+]
+"""The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
+
+V1_ERRORS = (401, 429, 503)
+"""What any /v1 request can meet: a missing or wrong key, the per-key rate limit, Redis down."""
+
+_DESCRIPTIONS = {
+    400: "Malformed request (invalid JSON or encoding, bad Idempotency-Key)",
+    401: "Missing or unknown API key",
+    404: "No such job or voice for this key's tenant",
+    409: "Conflicts with the current state",
+    413: "Body or text larger than the configured maximum",
+    415: "Unsupported content type",
+    422: "A field is invalid (`field` names it)",
+    429: "Rate limit of this key exceeded",
+    503: "The job store (Redis) or the queue is unreachable; nothing was changed",
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): {"description": "Error", **_json("ErrorResponse")} for code in codes}
+    """Error answers of a /v1 operation: `codes` plus those every /v1 request can meet."""
+    return {
+        str(code): {"description": _DESCRIPTIONS[code], **_json("ErrorResponse")}
+        for code in sorted({*codes, *V1_ERRORS})
+    }
 
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], str]] = [
-        (JobCreate, "validation"),
-        (JobView, "serialization"),
-        (JobPage, "serialization"),
-        (ErrorResponse, "serialization"),
-        (VoiceView, "serialization"),
-        (VoiceList, "serialization"),
-        (VoicePatch, "validation"),
-    ]
-    _, schemas = models_json_schema(models, ref_template=REF)
+    _, schemas = models_json_schema(DOCUMENTED_MODELS, ref_template=REF)
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     paths: dict[str, Any] = {
         "/v1/jobs": {
@@ -63,7 +89,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "202": {"description": "Queued", **_json("JobView")},
                     "200": {"description": "Returned again for a repeated Idempotency-Key", **_json("JobView")},
-                    **_errors(400, 401, 409, 413, 415, 422, 429, 503),
+                    **_errors(400, 409, 413, 415, 422),
                 },
             },
             "get": {
@@ -73,12 +99,12 @@ def openapi_document() -> dict[str, Any]:
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
+                        "schema": {"type": "string", "enum": [status.value for status in JobStatus]},
                     },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
-                "responses": {"200": {"description": "A page of jobs", **_json("JobPage")}, **_errors(401, 422)},
+                "responses": {"200": {"description": "A page of jobs", **_json("JobPage")}, **_errors(422)},
             },
         },
         "/v1/jobs/{job_id}": {
@@ -86,13 +112,13 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Job status, progress and results",
                 "operationId": "getJob",
                 "parameters": [job_id],
-                "responses": {"200": {"description": "The job", **_json("JobView")}, **_errors(401, 404)},
+                "responses": {"200": {"description": "The job", **_json("JobView")}, **_errors(404)},
             },
             "delete": {
                 "summary": "Cancel a job (a running job stops at its next chunk)",
                 "operationId": "cancelJob",
                 "parameters": [job_id],
-                "responses": {"200": {"description": "Canceled", **_json("JobView")}, **_errors(401, 404, 409)},
+                "responses": {"200": {"description": "Canceled", **_json("JobView")}, **_errors(404, 409)},
             },
         },
         **_voice_paths(),
@@ -106,6 +132,13 @@ def openapi_document() -> dict[str, Any]:
         },
         "/metrics": {
             "get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text"}}}
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+            }
         },
     }
     return {
@@ -148,13 +181,13 @@ def _voice_paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
                 "responses": {
                     "202": {"description": "Queued for cloning (status processing)", **_json("VoiceView")},
-                    **_errors(401, 409, 413, 415, 422, 429, 503),
+                    **_errors(409, 413, 415, 422),
                 },
             },
             "get": {
                 "summary": "Your cloned voices, and the engine's built-in voices and language tags",
                 "operationId": "listVoices",
-                "responses": {"200": {"description": "Voices", **_json("VoiceList")}, **_errors(401)},
+                "responses": {"200": {"description": "Voices", **_json("VoiceList")}, **_errors()},
             },
         },
         "/v1/voices/{voice_id}": {
@@ -162,7 +195,7 @@ def _voice_paths() -> dict[str, Any]:
                 "summary": "A voice: status, clips, consent, preview",
                 "operationId": "getVoice",
                 "parameters": [voice_id],
-                "responses": {"200": {"description": "The voice", **_json("VoiceView")}, **_errors(401, 404)},
+                "responses": {"200": {"description": "The voice", **_json("VoiceView")}, **_errors(404)},
             },
             "patch": {
                 "summary": "Rename a voice or change its description",
@@ -171,14 +204,14 @@ def _voice_paths() -> dict[str, Any]:
                 "requestBody": {"required": True, **_json("VoicePatch")},
                 "responses": {
                     "200": {"description": "The voice", **_json("VoiceView")},
-                    **_errors(401, 404, 415, 422),
+                    **_errors(404, 413, 415, 422),
                 },
             },
             "delete": {
                 "summary": "Delete a voice, its embedding and reference audio (queued jobs then fail)",
                 "operationId": "deleteVoice",
                 "parameters": [voice_id],
-                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404)},
+                "responses": {"204": {"description": "Deleted"}, **_errors(404)},
             },
         },
     }
