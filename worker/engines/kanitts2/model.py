@@ -86,7 +86,7 @@ class KaniTTS2Model(Lfm2Model):
         inputs_embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
-        past_key_values: DynamicCache | None = None,
+        cache: DynamicCache | None = None,
     ) -> torch.Tensor:
         """Final hidden states `[B, T, H]`.
 
@@ -97,7 +97,7 @@ class KaniTTS2Model(Lfm2Model):
             "config": self.config,
             "inputs_embeds": inputs_embeds,
             "attention_mask": attention_mask,
-            "past_key_values": past_key_values,
+            "cache": cache,
             "position_ids": position_ids,
         }
         masks = {
@@ -116,7 +116,7 @@ class KaniTTS2Model(Lfm2Model):
                 attention_mask=masks[kind],
                 position_embeddings=rotary,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
             )
         return self.embedding_norm(hidden)
 

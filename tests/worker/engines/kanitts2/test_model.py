@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from worker.engines.base import ChunkRequest
 from worker.engines.kanitts2.model import load_kanitts2
 from worker.engines.kanitts2.positions import frame_positions
 from worker.engines.kanitts2.prompt import build_prompt
@@ -148,3 +150,31 @@ def test_without_learnable_rope_matches_transformers_lfm2(tmp_path: Path) -> Non
         expected = theirs(input_ids=ids, attention_mask=mask).logits
         got = ours.logits(ids, mask, torch.arange(ids.shape[1])[None].float())
     assert torch.allclose(got, expected, atol=INCREMENTAL_ATOL, rtol=0)
+
+
+def _deprecations(caught: list[warnings.WarningMessage]) -> list[str]:
+    kinds = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+    return [
+        f"{w.category.__name__} {w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, kinds)
+    ]
+
+
+def test_forward_and_generation_raise_no_deprecation_warnings(tiny_lm, tiny_engine) -> None:
+    """pytest's filterwarnings hides DeprecationWarning, and a deprecated argument of a layer is reported
+    at transformers' own call site (nn.Module dispatch), not ours: so every warning raised while our
+    code runs counts, whoever it is attributed to."""
+    model, tokenizer = tiny_lm
+    spec = model.spec
+    items, mask = _batch([_sequence(model, tokenizer, "Warnings test.", 2, 9, speaker=True)], spec.tokens.pad)
+    pos = frame_positions(items, mask, audio_start=spec.tokens.audio_start, tokens_per_frame=4, audio_step=1.0)
+    speaker = torch.nn.functional.normalize(torch.randn(1, 128, generator=torch.Generator().manual_seed(9)), dim=-1)
+    requests = [ChunkRequest(key=f"w{seq}", text="Hi.", seq=seq) for seq in range(2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.inference_mode():
+            cache = model.new_cache()
+            model.logits(items[:, :-1], mask[:, :-1], pos[:, :-1], speaker=speaker, cache=cache)
+            model.logits(items[:, -1:], mask, pos[:, -1:], cache=cache)
+        results = list(tiny_engine.generate(requests))
+    assert len(results) == 2
+    assert _deprecations(caught) == []
