@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     """Most voices one tenant may keep."""
     voice_rate_limit: str = "10 per minute"
     """Per-tenant rate of cloning requests."""
+    gpu_idle_release_seconds: float = Field(0.0, ge=0.0)
+    """Idle seconds after which a worker releases its engine's GPU memory and reloads on the next job, for
+    GPUs shared with other services (0 = keep it loaded)."""
 
     @field_validator("storage_url")
     @classmethod

@@ -19,6 +19,11 @@ class SpeakerEmbedder(Protocol):
 
 
 def load_engine(settings: Settings) -> Engine:
+    if settings.gpu_idle_release_seconds > 0:  # released while idle, reloaded by the next job
+        from worker.engines.idle import IdleReleasingEngine
+
+        plain = settings.model_copy(update={"gpu_idle_release_seconds": 0.0})
+        return IdleReleasingEngine(lambda: load_engine(plain), settings.gpu_idle_release_seconds)
     if settings.engine == "piper":
         from worker.engines.piper_engine import PiperEngine
 
