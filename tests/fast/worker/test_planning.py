@@ -1,0 +1,80 @@
+"""`worker.planning`: which chunk requests a job becomes (keys, streams, voices, sampling)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.jobs import JobCreate
+from shared.text.chunking import Boundary
+from worker.engines.base import Sampling
+from worker.planning import build_plan, chunk_key, pause_after
+from worker.voice_embeddings import ClonedVoice
+
+pytestmark = pytest.mark.fast
+
+LONG = "\n\n".join(f"Paragraph {i}. " + "The narrator reads on and on. " * 6 for i in range(4))
+CLONE = "voice_0123456789abcdef01234567"
+
+
+def plan(spec: JobCreate, **options: object):
+    defaults: dict[str, object] = {
+        "budget_seconds": 4.0, "chars_per_second": 14.0, "streams": 2, "voice_default": "default",
+    }  # fmt: skip
+    return build_plan(spec, **{**defaults, **options})
+
+
+def test_keys_name_the_input_and_the_chunk_and_chunks_stay_in_reading_order():
+    spec = JobCreate(inputs=[{"text": LONG}, {"text": "Short."}])
+    planned = plan(spec)
+    first, second = planned.inputs
+    assert [p.key for p in first] == [chunk_key(0, i) for i in range(len(first))] and len(first) > 4
+    assert [p.key for p in second] == ["00001-00000"]
+    assert [p.chunk.index for p in first] == list(range(len(first)))
+    assert planned.all() == first + second
+
+
+def test_a_long_input_is_cut_into_streams_at_paragraphs_and_every_input_has_streams_of_its_own():
+    spec = JobCreate(inputs=[{"text": LONG}, {"text": LONG}])
+    planned = plan(spec, streams=2)
+    streams = [sorted({p.request.stream for p in chunks}) for chunks in planned.inputs]
+    assert streams == [[0, 1], [2, 3]]
+    for chunks in planned.inputs:
+        for stream in {p.request.stream for p in chunks}:
+            own = [p for p in chunks if p.request.stream == stream]
+            assert [p.request.seq for p in own] == list(range(len(own)))
+        for paragraph in {p.chunk.paragraph for p in chunks}:  # cut only between paragraphs
+            assert len({p.request.stream for p in chunks if p.chunk.paragraph == paragraph}) == 1
+    order = [(p.request.stream, p.request.seq) for p in planned.generation_order()]
+    assert order == sorted(order)
+    assert plan(spec, streams=1).inputs[0][-1].request.stream == 0
+
+
+def test_the_job_sampling_reaches_every_request_and_its_estimate_the_frame_cap():
+    spec = JobCreate(inputs=[{"text": LONG}], sampling={"temperature": 0.5, "top_k": 7, "seed": 3})
+    requests = [p.request for p in plan(spec).all()]
+    assert {r.sampling for r in requests} == {
+        Sampling(temperature=0.5, top_p=0.95, top_k=7, repetition_penalty=1.1, seed=3)
+    }
+    assert all(r.expected_seconds == pytest.approx(len(r.text) / 14.0) for r in requests)
+    assert all(r.last_sentence and r.text.endswith(r.last_sentence) for r in requests)
+
+
+def test_voices_come_from_the_input_then_the_job_then_the_engine_and_clones_carry_their_embedding():
+    embedding = np.ones(128, np.float32) / np.sqrt(128)
+    spec = JobCreate(
+        voice=CLONE,
+        inputs=[{"text": "In the clone."}, {"text": "In a tag.", "voice": "en_us"}],
+    )
+    planned = plan(spec, cloned={CLONE: ClonedVoice(embedding, "en_gb")})
+    cloned, tagged = planned.inputs[0][0].request, planned.inputs[1][0].request
+    assert (cloned.voice, cloned.language) == (CLONE, "en_gb") and cloned.speaker_embedding is embedding
+    assert (tagged.voice, tagged.language, tagged.speaker_embedding) == ("en_us", "en", None)
+    plain = plan(JobCreate(inputs=[{"text": "Nobody chose."}])).inputs[0][0].request
+    assert plain.voice == "default"
+
+
+def test_pauses_follow_the_chunk_boundary():
+    pauses = {"clause": 1, "sentence": 2, "paragraph": 3, "end": 4, "chapter": 5}
+    assert [pause_after(b, pauses) for b in Boundary] == [1, 2, 3, 4]
+    assert pause_after(Boundary.END, {"sentence": 2}) == 2  # a boundary without its own pause: a sentence's
