@@ -68,66 +68,6 @@ def test_narration_job_produces_a_playable_file_whose_duration_fits_the_text(api
     assert _checkpoints(service_env, job_id) == []  # scratch audio is removed on success
 
 
-def test_batch_of_lines_gives_one_file_per_input_and_a_manifest(api_client, service_env, start_worker):
-    start_worker(service_env)
-    lines = [
-        {"id": "guard_001", "text": "Halt! Who goes there?"},
-        {"id": "merchant_001", "text": "Potions, scrolls, rope! Fifty feet of rope for only 3 gold coins."},
-        {"id": "narrator_002", "text": "Three days later, on the 14th of March, the expedition reached the pass."},
-    ]
-    job_id = _submit(api_client, {"inputs": lines, "concatenate": False, "format": "wav", "sample_rate": 16000})
-    job = wait_status(api_client, job_id, {"succeeded", "failed"})
-    assert job["status"] == "succeeded", job["error"]
-    assert job["result"] is None
-    by_id = {item["id"]: item["result"] for item in job["inputs"]}
-    assert set(by_id) == {line["id"] for line in lines}
-    for line in lines:
-        result = by_id[line["id"]]
-        assert result["filename"] == f"{line['id']}.wav"
-        audio, rate = sf.read(io.BytesIO(_read(result["url"])))
-        assert rate == 16000 and 0.5 < len(audio) / rate < 12
-    storage = storage_from_settings(service_env.settings())
-    manifest = json.loads(storage.get_bytes(f"results/dev/{job_id}/manifest.json"))
-    assert [entry["id"] for entry in manifest["files"]] == [line["id"] for line in lines]
-
-
-def test_the_worker_learns_the_speech_rate_and_plans_later_jobs_with_it(api_client, service_env, start_worker):
-    start_worker(service_env)
-    store = service_env.store()
-    first = _submit(api_client, {"inputs": [{"text": "One sentence to measure. And a second one, a little longer."}]})
-    assert wait_status(api_client, first, {"succeeded", "failed"})["status"] == "succeeded"
-    assert store.counters(first)["plan_chars_per_second"] == 14.0  # the configured prior
-    learned = store.speech_rate("piper", "en")
-    assert learned["samples"] == 1 and learned["chars_per_second"] != 14.0
-    second = _submit(api_client, {"inputs": [{"text": "Planned with what was learned."}]})
-    assert wait_status(api_client, second, {"succeeded", "failed"})["status"] == "succeeded"
-    assert store.counters(second)["plan_chars_per_second"] == pytest.approx(learned["chars_per_second"])
-
-
-def test_results_go_to_s3_over_http_and_download_through_presigned_urls(
-    api_client, service_env, start_worker, s3_server
-):
-    bucket = s3_server.create_bucket()
-    service_env.storage_url = f"s3://{bucket}/narrate"
-    service_env.extra.update(s3_server.env)
-    from api import create_app
-
-    client = create_app(service_env.settings()).test_client()
-    start_worker(service_env)
-    job_id = _submit(
-        client, {"inputs": [{"text": "Stored in a bucket. Fetched through a signed link."}], "format": "flac"}
-    )
-    job = wait_status(client, job_id, {"succeeded", "failed"})
-    assert job["status"] == "succeeded", job["error"]
-    url = job["result"]["url"]
-    assert url.startswith(s3_server.endpoint_url) and "Signature" in url
-    data = requests.get(url, timeout=30).content
-    assert hashlib.sha256(data).hexdigest() == job["result"]["sha256"]
-    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert f"narrate/results/dev/{job_id}/{job_id}.flac" in keys
-    assert not [k for k in keys if "/checkpoints/" in k]
-
-
 def test_a_canceled_queued_job_never_runs(api_client, service_env, start_worker):
     job_id = _submit(api_client, {"inputs": [{"text": "Never spoken."}]})
     assert api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["status"] == "canceled"
