@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -63,11 +63,16 @@ class NanoCodec:
         else:
             path = Path(AudioCodecModel.from_pretrained(source, return_model_file=True))
 
-        config = AudioCodecModel.restore_from(str(path), return_config=True)
+        # `restore_from` is typed for every NeMo model and return mode: here a DictConfig (which NeMo's own
+        # hint for `override_config_path` calls OmegaConf), then the codec model.
+        config: Any = AudioCodecModel.restore_from(str(path), return_config=True)
         for key in TRAINING_ONLY_KEYS:
             if key in config:
                 config.pop(key)
-        model = AudioCodecModel.restore_from(str(path), override_config_path=config, map_location=torch.device(device))
+        model = cast(
+            "AudioCodecModel",
+            AudioCodecModel.restore_from(str(path), override_config_path=config, map_location=torch.device(device)),
+        )
         _load_decoding_weights(model, path)
         model.eval()
         dtype = torch.float32 if dtype is None else dtype
@@ -88,14 +93,13 @@ class NanoCodec:
         """
         import torch
 
-        if left_context is None:
-            left_context = [None] * len(codes)
-        if len(left_context) != len(codes):
-            raise ValueError(f"{len(codes)} code rows but {len(left_context)} left contexts")
+        contexts: list[torch.Tensor | None] = [None] * len(codes) if left_context is None else list(left_context)
+        if len(contexts) != len(codes):
+            raise ValueError(f"{len(codes)} code rows but {len(contexts)} left contexts")
 
         rows: list[torch.Tensor] = []
         context_frames: list[int] = []
-        for i, (row, context) in enumerate(zip(codes, left_context, strict=True)):
+        for i, (row, context) in enumerate(zip(codes, contexts, strict=True)):
             row = self._checked(row, f"codes[{i}]")
             if context is not None and context.shape[-1] > 0:
                 context = self._checked(context, f"left_context[{i}]")[:, -self.receptive_field_frames :]
@@ -153,7 +157,7 @@ def causal_receptive_field_frames(decoder: CausalHiFiGANDecoder | torch.nn.Modul
             f"{type(decoder).__name__} is not a causal decoder: batched and continued decoding would not be exact"
         )
     lookback = _conv_span(decoder.post_conv.conv)
-    pairs = list(zip(decoder.up_sample_conv_layers, decoder.res_layers, strict=True))
+    pairs: list[tuple[Any, Any]] = list(zip(decoder.up_sample_conv_layers, decoder.res_layers, strict=True))
     for up_sample, res_layer in reversed(pairs):
         lookback += _res_layer_span(res_layer)
         conv = up_sample.conv

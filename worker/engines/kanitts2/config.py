@@ -7,7 +7,7 @@ checkpoint instead of with constants copied from a model card.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +62,12 @@ class KaniTTS2Spec:
     @classmethod
     def from_config(cls, config: Any) -> KaniTTS2Spec:
         """Build from a transformers config (or a plain dict of config.json) and check it is consistent."""
-        get = config.get if isinstance(config, Mapping) else (lambda key, default=None: getattr(config, key, default))
+        get: Callable[..., Any] = (
+            config.get if isinstance(config, Mapping) else (lambda key, default=None: getattr(config, key, default))
+        )
         tokens_per_frame = int(get("tokens_per_frame", 4) or 4)
+        if get("vocab_size") is None:
+            raise ValueError("checkpoint config has no vocab_size")
         vocab_size = int(get("vocab_size"))
         audio_start = get("audio_tokens_start")
         if audio_start is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -53,7 +53,7 @@ class KaniTTS2Model(Lfm2Model):
             nn.ModuleDict(
                 {
                     str(index): LearnableRope()
-                    for index, kind in enumerate(config.layer_types)
+                    for index, kind in enumerate(config.layer_types or [])
                     if kind == "full_attention"
                 }
             )
@@ -74,8 +74,10 @@ class KaniTTS2Model(Lfm2Model):
 
     def layer_rotary(self, layer: int, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """cos/sin of one attention layer, computed in float32 from float positions."""
-        rope = self.learnable_rope_layers[str(layer)]
-        inv_freq = self.rotary_emb.inv_freq.to(device=hidden.device, dtype=torch.float32)
+        if self.learnable_rope_layers is None:
+            raise ValueError("this checkpoint has no learnable RoPE")
+        rope = cast(LearnableRope, self.learnable_rope_layers[str(layer)])
+        inv_freq = cast(torch.Tensor, self.rotary_emb.inv_freq).to(device=hidden.device, dtype=torch.float32)
         inv_freq = inv_freq * rope.alpha(self.spec.alpha_min, self.spec.alpha_max).to(hidden.device)
         freqs = positions[..., None].float() * inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
@@ -106,8 +108,9 @@ class KaniTTS2Model(Lfm2Model):
         }
         hidden = inputs_embeds
         shared_rotary = self.rotary_emb(hidden, position_ids=position_ids)
+        layer_types = self.config.layer_types or []
         for index, layer in enumerate(self.layers[: self.config.num_hidden_layers]):
-            kind = self.config.layer_types[index]
+            kind = layer_types[index]
             rotary = shared_rotary
             if kind == "full_attention" and self.learnable_rope_layers is not None:
                 rotary = self.layer_rotary(index, hidden, position_ids)
@@ -194,7 +197,11 @@ def load_kanitts2(
     RoPE scale produces plausible but wrong speech.
     """
     path = resolve_checkpoint(source, cache_dir=cache_dir)
-    model, info = KaniTTS2ForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
+    # With output_loading_info transformers returns (model, info); its annotation names the model only.
+    model, info = cast(
+        "tuple[KaniTTS2ForCausalLM, dict[str, Any]]",
+        KaniTTS2ForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True),
+    )
     problems = {
         name: sorted(info.get(name) or [])
         for name in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
@@ -202,7 +209,8 @@ def load_kanitts2(
     }
     if problems:
         raise ValueError(f"KaniTTS2 checkpoint {source} does not match the model: {problems}")
-    model = model.to(device).eval()
+    # PreTrainedModel.to is wrapped with `wraps(nn.Module.to)`, whose unbound signature type checkers then expect.
+    model = model.to(device).eval()  # type: ignore[arg-type]
     tokenizer = AutoTokenizer.from_pretrained(path)
     check_tokenizer(tokenizer, model.spec.tokens)
     return model, tokenizer
