@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     settings = services.settings if services else settings or get_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # pyright: ignore[reportAttributeAccessIssue] - the default provider has it
     context.attach(app, services or Services.from_settings(settings, client_name="narrate-api"))
     keys = auth.parse_keys(settings)
     errors.register(app)

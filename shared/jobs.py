@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,11 +41,12 @@ class _Strict(BaseModel):
 class SamplingOptions(_Strict):
     """Sampling of generative engines; the preview engine ignores all but the seed."""
 
-    temperature: float = Field(0.8, gt=0.0, le=2.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    top_k: int = Field(50, ge=0, le=4032, description="Keep the k most likely codes per step (0 = off).")
-    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
-    seed: int | None = Field(None, ge=0, lt=2**32, description="Same seed and text give the same audio.")
+    # `default=` by keyword: type checkers then see that every field has one (`SamplingOptions()`).
+    temperature: float = Field(default=0.8, gt=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    top_k: int = Field(default=50, ge=0, le=4032, description="Keep the k most likely codes per step (0 = off).")
+    repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
+    seed: int | None = Field(default=None, ge=0, lt=2**32, description="Same seed and text give the same audio.")
 
 
 class JobInput(_Strict):
@@ -190,5 +191,9 @@ def utcnow() -> float:
     return datetime.now(UTC).timestamp()
 
 
+@overload
+def to_datetime(epoch: float) -> datetime: ...
+@overload
+def to_datetime(epoch: None) -> None: ...
 def to_datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

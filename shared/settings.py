@@ -45,9 +45,9 @@ class Settings(BaseSettings):
     (e.g. MinIO as `minio:9000` inside Docker, `localhost:9000` outside)."""
     s3_region: str | None = None
     """S3 region (AWS needs it for presigned URLs outside us-east-1)."""
-    s3_presign_expiry_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    s3_presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     """How long a presigned result URL stays valid."""
-    s3_multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_multipart_threshold_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     """Uploads above this size use S3 multipart upload."""
 
     # --- API --------------------------------------------------------------------------------------
@@ -56,51 +56,51 @@ class Settings(BaseSettings):
     `dev_mode` adds the development key `dev-key-change-me` for tenant `dev`."""
     dev_mode: bool = False
     """Enables the development API key. Never in production."""
-    max_text_chars: int = Field(500_000, ge=1)
+    max_text_chars: int = Field(default=500_000, ge=1)
     """Largest total text of one job, in characters (413 above)."""
-    max_inputs: int = Field(20_000, ge=1)
+    max_inputs: int = Field(default=20_000, ge=1)
     """Most inputs in one job (a game studio's batch of lines)."""
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest JSON request body (413 above)."""
     rate_limit: str = "600 per minute"
     """Per-tenant limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""
     read_rate_limit: str = "6000 per minute"
     """Per-tenant limit of all API requests together (status polling included)."""
-    job_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
+    job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     """How long job records, idempotency keys and results are kept."""
 
     # --- worker -----------------------------------------------------------------------------------
     engine: EngineName = "piper"
     """Speech engine of the worker: `piper` (CPU preview voice) or `kanitts2` (GPU)."""
-    task_soft_time_limit_seconds: int = Field(3 * 3600, ge=1)
+    task_soft_time_limit_seconds: int = Field(default=3 * 3600, ge=1)
     """Soft limit of one synthesis job; the job fails cleanly when it is reached."""
-    task_hard_time_limit_seconds: int = Field(3 * 3600 + 300, ge=2)
+    task_hard_time_limit_seconds: int = Field(default=3 * 3600 + 300, ge=2)
     """Hard limit: the worker process is killed and the job redelivered (counts as an attempt)."""
-    visibility_timeout_seconds: int = Field(4 * 3600, ge=3)
+    visibility_timeout_seconds: int = Field(default=4 * 3600, ge=3)
     """Redis broker redelivery timeout for unacknowledged jobs; must exceed the hard limit."""
-    max_attempts: int = Field(3, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
     """A job whose worker died this many times ends `failed` instead of looping."""
-    worker_metrics_port: int = Field(9101, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint (0 = off)."""
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     """Most chunks an engine generates at once."""
 
     # --- text and audio ---------------------------------------------------------------------------
-    chunk_budget_seconds: float = Field(25.0, gt=1.0, le=35.0)
+    chunk_budget_seconds: float = Field(default=25.0, gt=1.0, le=35.0)
     """Target length of one generated chunk in estimated audio seconds."""
-    chars_per_second: float = Field(DEFAULT_CHARS_PER_SECOND, gt=1.0)
+    chars_per_second: float = Field(default=DEFAULT_CHARS_PER_SECOND, gt=1.0)
     """Speech-rate estimate used to size chunks before anything was measured."""
-    loudness_target_lufs: float = Field(-19.0, ge=-40.0, le=-5.0)
+    loudness_target_lufs: float = Field(default=-19.0, ge=-40.0, le=-5.0)
     """Integrated loudness of results (ITU-R BS.1770)."""
-    peak_dbfs: float = Field(-1.0, ge=-12.0, le=0.0)
+    peak_dbfs: float = Field(default=-1.0, ge=-12.0, le=0.0)
     """Highest sample peak of results."""
-    pause_sentence_ms: int = Field(250, ge=0, le=5000)
+    pause_sentence_ms: int = Field(default=250, ge=0, le=5000)
     """Pause after a chunk that ends a sentence."""
-    pause_clause_ms: int = Field(120, ge=0, le=5000)
+    pause_clause_ms: int = Field(default=120, ge=0, le=5000)
     """Pause after a chunk that was split inside a sentence."""
-    pause_paragraph_ms: int = Field(600, ge=0, le=10000)
+    pause_paragraph_ms: int = Field(default=600, ge=0, le=10000)
     """Pause after a chunk that ends a paragraph."""
-    pause_chapter_ms: int = Field(1500, ge=0, le=20000)
+    pause_chapter_ms: int = Field(default=1500, ge=0, le=20000)
     """Pause between inputs when they are concatenated into one file."""
 
     # --- KaniTTS2 engine --------------------------------------------------------------------------
@@ -112,26 +112,31 @@ class Settings(BaseSettings):
     """Speaker embedder for voice cloning: hub id or local directory."""
     kanitts2_device: str = "auto"
     """`auto` (CUDA when present), `cuda`, `cuda:N` or `cpu`."""
-    kanitts2_streams: int = Field(4, ge=1, le=256)
+    kanitts2_streams: int = Field(default=4, ge=1, le=256)
     """Default number of side-by-side streams a long text is split into."""
-    kanitts2_context_sentences: int = Field(1, ge=0, le=4)
+    kanitts2_context_sentences: int = Field(default=1, ge=0, le=4)
     """Sentences of the previous chunk carried as context (0 = independent chunks)."""
-    kanitts2_max_frames_per_chunk: int | None = Field(None, ge=1)
+    kanitts2_max_frames_per_chunk: int | None = Field(default=None, ge=1)
     """Hard bound on generated frames per chunk below the text-derived cap (tests and benchmarks with
     random weights, which never choose to stop); unset in production."""
+    kanitts2_compile: bool = False
+    """Run the decode step through `torch.compile` (inductor): fewer, fused kernels; minutes of compiling
+    per batch bucket at start-up, so off by default."""
+    kanitts2_cuda_graphs: bool | None = None
+    """Replay the decode step as captured CUDA graphs (unset: on when the device is CUDA)."""
     hf_cache_dir: str | None = None
     """Cache directory for downloaded checkpoints (a volume in production)."""
 
     # --- voices (cloning) -------------------------------------------------------------------------
-    voice_upload_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    voice_upload_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     """Largest total upload of reference clips for one voice (413 above)."""
-    voice_max_clips: int = Field(10, ge=1)
+    voice_max_clips: int = Field(default=10, ge=1)
     """Most reference clips for one voice."""
-    voices_per_tenant: int = Field(100, ge=1)
+    voices_per_tenant: int = Field(default=100, ge=1)
     """Most voices one tenant may keep."""
     voice_rate_limit: str = "10 per minute"
     """Per-tenant rate of cloning requests."""
-    gpu_idle_release_seconds: float = Field(0.0, ge=0.0)
+    gpu_idle_release_seconds: float = Field(default=0.0, ge=0.0)
     """Idle seconds after which a worker releases its engine's GPU memory and reloads on the next job, for
     GPUs shared with other services (0 = keep it loaded)."""
 

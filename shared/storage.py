@@ -250,7 +250,7 @@ class S3Storage(Storage):
     def _make_client(
         self, *, attempts: int, connect_timeout: float, read_timeout: float, endpoint_url: str | None
     ) -> Any:
-        import boto3
+        import boto3.session
         from botocore.config import Config
 
         config = Config(

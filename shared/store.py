@@ -104,13 +104,14 @@ class DoneChunk:
 
 class JobStore:
     def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
-        self._redis = client
+        # redis-py types every reply as "sync or async"; this client is synchronous, so replies are plain values.
+        self._redis: Any = client
         self._prefix = prefix
         self.retention = retention_seconds
-        self._transition = client.register_script(_TRANSITION)
-        self._claim = client.register_script(_CLAIM)
-        self._record_chunk = client.register_script(_RECORD_CHUNK)
-        self._update_running = client.register_script(_UPDATE_RUNNING)
+        self._transition = self._redis.register_script(_TRANSITION)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._record_chunk = self._redis.register_script(_RECORD_CHUNK)
+        self._update_running = self._redis.register_script(_UPDATE_RUNNING)
 
     # --- keys -------------------------------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -240,7 +241,7 @@ class JobStore:
         return JobView(
             id=job_id,
             status=status,
-            created_at=to_datetime(float(raw["created_at"])),
+            created_at=to_datetime(float(raw["created_at"] or 0)),
             started_at=to_datetime(float(raw["started_at"])) if raw["started_at"] else None,
             finished_at=to_datetime(float(raw["finished_at"])) if raw["finished_at"] else None,
             voice=summary.get("voice"),
@@ -296,7 +297,7 @@ class JobStore:
             and last_score is not None
             and bool(self._redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1))
         )
-        return JobPage(data=views, next_cursor=_encode_cursor(last_score) if more else None)
+        return JobPage(data=views, next_cursor=_encode_cursor(last_score) if more and last_score is not None else None)
 
     def queued_count(self) -> int:
         return int(self._redis.zcard(self._queued()))

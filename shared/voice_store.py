@@ -183,12 +183,13 @@ class VoiceLimitReached(Exception):
 
 class VoiceStore:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self._redis = client
+        # redis-py types every reply as "sync or async"; this client is synchronous, so replies are plain values.
+        self._redis: Any = client
         self._prefix = prefix
-        self._create = client.register_script(_CREATE)
-        self._finish = client.register_script(_FINISH)
-        self._update = client.register_script(_UPDATE)
-        self._claim = client.register_script(_CLAIM)
+        self._create = self._redis.register_script(_CREATE)
+        self._finish = self._redis.register_script(_FINISH)
+        self._update = self._redis.register_script(_UPDATE)
+        self._claim = self._redis.register_script(_CLAIM)
 
     def _voice(self, voice_id: str) -> str:
         return f"{self._prefix}:voice:{voice_id}"

@@ -28,6 +28,7 @@ from shared.storage_keys import preview_key, reference_key, voice_prefix
 from shared.voice_store import (
     CLONING_ENGINES,
     MIN_SPEECH_SECONDS,
+    BuiltinVoice,
     VoiceLimitReached,
     VoiceList,
     VoicePatch,
@@ -100,7 +101,7 @@ def create_voice() -> ResponseReturnValue:
     files = [
         f for f in request.files.getlist("files") + request.files.getlist("file") if f.filename or f.content_length
     ]
-    name = _text_field(form, "name", required=True, max_length=100)
+    name = _required_text_field(form, "name", max_length=100)
     description = _text_field(form, "description", max_length=1000)
     language = _language(form.get("language"))
     consent = _consent(form)
@@ -141,6 +142,12 @@ def create_voice() -> ResponseReturnValue:
     response.status_code = 202
     response.headers["Location"] = f"/v1/voices/{voice_id}"
     return response
+
+
+def _required_text_field(form: Any, field: str, *, max_length: int) -> str:
+    value = _text_field(form, field, required=True, max_length=max_length)
+    assert value is not None  # required: _text_field raised otherwise
+    return value
 
 
 def _text_field(form: Any, field: str, *, required: bool = False, max_length: int) -> str | None:
@@ -207,7 +214,7 @@ def list_voices() -> ResponseReturnValue:
         engine=engine.name,
         can_clone=engine.can_clone,
         data=[],
-        builtin=engine.voices,
+        builtin=[BuiltinVoice(**voice) for voice in engine.voices],
         languages=sorted({voice["language"] for voice in engine.voices if voice.get("language")}),
     ).model_dump(mode="json")
     body["data"] = [_view_json(record) for record in services().voices.list(g.tenant)]

@@ -62,6 +62,7 @@ def _check_complete(data: bytes, container: str, declared: int, read: int, info:
 
 def _decode_with_av(data: bytes) -> tuple[np.ndarray, int]:
     import av  # only here: most uploads never need it, and the API starts faster without it
+    from av.error import FFmpegError
 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
@@ -74,7 +75,7 @@ def _decode_with_av(data: bytes) -> tuple[np.ndarray, int]:
                 for out in resampler.resample(frame):
                     pieces.append(out.to_ndarray().reshape(-1))
             sr = stream.codec_context.sample_rate
-    except av.error.FFmpegError as error:
+    except FFmpegError as error:
         raise AudioDecodeError(f"not readable audio: {error}") from error
     samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     return samples.astype(np.float32, copy=False)[:, None], sr

@@ -176,6 +176,7 @@ def _mp3_lame(audio: np.ndarray, sr: int) -> bytes:
                 second = later.result()[_MP3_OVERLAP_FRAMES:]
             for packet in second:  # keeps its side data: the last one tells the muxer the end padding
                 packet.stream = stream
+                assert packet.pts is not None  # the encoder stamps every packet
                 packet.pts += split - overlap
                 packet.dts = packet.pts
             packets += second

@@ -66,13 +66,13 @@ def stitch(segments: Sequence[np.ndarray], pauses_ms: Sequence[int], sr: int, *,
         starts.append(starts[i] + lengths[i] + gap - overlaps[i])
     out = np.zeros(starts[-1] + lengths[-1], dtype=np.float32)
 
-    head_gain: np.ndarray | None = _fade_in(min(fade, lengths[0] // 2))
+    head_gain: np.ndarray = _fade_in(min(fade, lengths[0] // 2))
     for i, seg in enumerate(segs):
         if i < len(gaps) and overlaps[i] > 0:
             tail_gain, next_head = _crossfade(seg[-overlaps[i] :], segs[i + 1][: overlaps[i]])
         else:
             tail_gain = _fade_in(min(fade, lengths[i] // 2))[::-1]
-            next_head = _fade_in(min(fade, lengths[i + 1] // 2)) if i + 1 < len(segs) else None
+            next_head = _fade_in(min(fade, lengths[i + 1] // 2)) if i + 1 < len(segs) else np.zeros(0, np.float32)
         _place(out, seg, starts[i], head_gain, tail_gain)
         head_gain = next_head
 

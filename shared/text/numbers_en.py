@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from num2words import num2words
 
@@ -192,7 +193,7 @@ def _ordinal(digits: str) -> str | None:
     return _words(int(digits), to="ordinal")
 
 
-def _words(value: int, **kwargs: str) -> str:
+def _words(value: int, **kwargs: Any) -> str:
     return num2words(value, lang="en", **kwargs).replace(",", "")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import cast
 
 import pysbd
 
@@ -37,7 +38,8 @@ def split_sentences(paragraph: str, language: str = "en") -> list[Span]:
     # pysbd never cuts inside double quotes, so a long speech would be one "sentence"; it sees the
     # quotes as spaces (same length, same offsets) and closing quotes are given back to the sentence.
     masked = paragraph.replace('"', " ")
-    pieces = _segmenter(rules_for(language).segmenter_language).segment(masked)
+    # With char_span=False pysbd returns plain strings (its annotation also allows its span objects).
+    pieces = cast(list[str], _segmenter(rules_for(language).segmenter_language).segment(masked))
     return _merge_silent(paragraph, _spans(paragraph, _ends(masked, pieces)))
 
 
