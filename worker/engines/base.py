@@ -2,14 +2,20 @@
 
 The pipeline hands an engine every chunk of a job that still needs audio, ordered by stream and by
 position in the stream, and the engine yields results as they finish. Handing over the whole list
-(rather than one batch at a time) lets a batched engine schedule its own waves across streams and
+(rather than one batch at a time) lets a batched engine schedule its own batches across streams and
 carry context from chunk k-1 to chunk k of a stream. `ChunkResult.carry` is that context in a form the
 pipeline can checkpoint, so a job resumed after a crash continues each stream where it stopped.
+
+Two ways in, one contract: `generate` (a job's chunk list in, its results out) and `submit`/`collect`
+(many jobs' chunk lists in while the engine runs, results out with their ticket), so that one engine
+per GPU can be fed by several jobs at once. An engine implements one of the two; the base class
+builds the other on top of it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -96,8 +102,17 @@ class EngineError(RuntimeError):
     """A chunk could not be synthesised; the message is shown to the user."""
 
 
+Ticket = int
+"""Names one `submit`ted chunk list; its streams are that list's own (stream ids of two tickets never mix)."""
+
+
 class Engine(ABC):
-    """A loaded speech model. One instance per worker process, created after the process started."""
+    """A loaded speech model. One instance per worker process, created after the process started.
+
+    Subclasses override `generate` (engines that work through one list at a time) or `submit`,
+    `collect`, `cancel` and `pending` (engines that batch across lists); the defaults of the other
+    side are built on them.
+    """
 
     name: str
     sample_rate: int
@@ -109,7 +124,6 @@ class Engine(ABC):
     def voices(self) -> list[VoiceInfo]:
         """Built-in voices and language tags a job may name."""
 
-    @abstractmethod
     def generate(
         self,
         requests: Sequence[ChunkRequest],
@@ -124,7 +138,86 @@ class Engine(ABC):
         on: the next chunk must continue from the audio that is kept. The second draw is kept whatever
         `review` says. Engines that do not sample may ignore `review`. Closing the iterator early
         (cancellation) must leave the engine usable.
+
+        Default: one ticket through `submit`/`collect`; results of other tickets that `collect`
+        returns meanwhile are kept for their own callers, so several threads may call `generate` on
+        one engine at once (their chunks share the batch). `submit`/`collect` themselves are for one
+        thread.
         """
+        lock = self._generate_lock()
+        with lock:
+            ticket = self.submit(requests, carry_in, review)
+        try:
+            while True:
+                with lock:  # take, pending and collect as one step: another caller may collect for us
+                    mine = self._take(ticket)
+                    if not mine:
+                        if not self.pending(ticket):
+                            return
+                        for other, result in self.collect():
+                            self._parked().setdefault(other, []).append(result)
+                        continue
+                yield from mine  # outside the lock: other callers' tickets go on meanwhile
+        finally:
+            with lock:
+                if self.pending(ticket):
+                    self.cancel(ticket)
+                self._parked().pop(ticket, None)
+
+    def submit(
+        self,
+        requests: Sequence[ChunkRequest],
+        carry_in: Mapping[int, bytes] | None = None,
+        review: Review | None = None,
+    ) -> Ticket:
+        """Hand over a chunk list (as `generate` takes it) without waiting; returns its ticket.
+
+        Default: a `generate` iterator per ticket, advanced by `collect` oldest ticket first.
+        """
+        tickets = self._iterators()
+        ticket = max(tickets, default=0) + 1
+        tickets[ticket] = self.generate(requests, carry_in, review)
+        return ticket
+
+    def collect(self) -> list[tuple[Ticket, ChunkResult]]:
+        """Run until at least one result of any ticket is ready and return what is ready; [] when idle."""
+        tickets = self._iterators()
+        for ticket in sorted(tickets):
+            try:
+                return [(ticket, next(tickets[ticket]))]
+            except StopIteration:
+                del tickets[ticket]
+        return []
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Drop what is left of a ticket (its waiting and running chunks); the engine stays usable."""
+        iterator = self._iterators().pop(ticket, None)
+        if iterator is not None:
+            iterator.close()
+
+    def pending(self, ticket: Ticket | None = None) -> bool:
+        """Whether the ticket (or any ticket) still has chunks to deliver."""
+        tickets = self._iterators()
+        return bool(tickets) if ticket is None else ticket in tickets
+
+    def _iterators(self) -> dict[Ticket, Generator[ChunkResult, None, None]]:
+        if "_ticket_iterators" not in self.__dict__:
+            self.__dict__["_ticket_iterators"] = {}
+        return self.__dict__["_ticket_iterators"]
+
+    def _parked(self) -> dict[Ticket, list[ChunkResult]]:
+        """Results `collect` returned for tickets other than the one a `generate` call waits for."""
+        if "_parked_results" not in self.__dict__:
+            self.__dict__["_parked_results"] = {}
+        return self.__dict__["_parked_results"]
+
+    def _generate_lock(self) -> threading.RLock:
+        if "_generate_rlock" not in self.__dict__:
+            self.__dict__["_generate_rlock"] = threading.RLock()
+        return self.__dict__["_generate_rlock"]
+
+    def _take(self, ticket: Ticket) -> list[ChunkResult]:
+        return self._parked().pop(ticket, [])
 
     def default_voice(self) -> str:
         return self.voices()[0].id
@@ -138,7 +231,7 @@ class Engine(ABC):
         """(allocated, peak) bytes on the engine's GPU; None for engines that hold no GPU memory."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: engines that hold nothing keep it empty
         """Release what the engine holds (GPU memory, threads); the engine is not used afterwards."""
 
     def warm_up(self) -> None:

@@ -52,8 +52,9 @@ class IdleReleasingEngine(Engine):
 
     @property
     def loaded(self) -> bool:
-        """Whether the engine is in memory now."""
-        return self._engine is not None
+        """Whether the engine is in memory now (waits for a release in progress to finish)."""
+        with self._lock:
+            return self._engine is not None
 
     @property
     def device(self) -> str:

@@ -1,24 +1,34 @@
-"""`KaniTTS2Engine`: batched waves over streams, with context from chunk to chunk.
+"""`KaniTTS2Engine`: continuous batching over streams, with context from chunk to chunk.
 
-Each wave generates the next chunk of every stream that has one (at most `batch_size` rows) in one
-batch, decodes all of them with one codec call and yields their results before the next wave starts,
-so the pipeline checkpoints every chunk as soon as it exists.
+Every stream of every submitted ticket feeds the slot batcher one chunk at a time: when a chunk's
+row finishes, its frames are decoded (together with every other row that finished in the same
+frame), reviewed, and the stream's next chunk, prompted with this one's context, takes a slot at
+the next frame boundary ahead of any waiting stream. No row waits for another row to finish, and a
+result is handed out as soon as it exists, so the pipeline checkpoints every chunk at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, VoiceInfo
+from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, Ticket, VoiceInfo
 from worker.engines.kanitts2.context import StreamContext, next_context
-from worker.engines.kanitts2.generate import RowRequest, frame_cap, generate_frames
+from worker.engines.kanitts2.generate import (
+    MAX_CHUNK_SECONDS,
+    RowOutput,
+    RowRequest,
+    SlotBatcher,
+    frame_cap,
+)
 from worker.engines.kanitts2.prompt import build_prompt
 
 if TYPE_CHECKING:
@@ -31,6 +41,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_VOICE = "default"
+CACHE_TOKENS = 3072
+"""Cache length per slot: a chunk's prompt (text, context text, up to 12 s of context frames) plus 40 s
+of frames fits with room to spare."""
+
+
+@dataclass
+class _Stream:
+    """One stream of one ticket: its chunks still to go, its context, the row it has in the batcher."""
+
+    ticket: Ticket
+    stream: int
+    queue: list[ChunkRequest]
+    context: StreamContext | None
+    review: Review | None
+    running: Hashable | None = None
+    draws: int = 0
+    """1 while the head chunk's second draw is generating."""
+    refused_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue) or self.running is not None
 
 
 def resolve_device(requested: str) -> str:
@@ -56,8 +89,20 @@ class KaniTTS2Engine(Engine):
         context_sentences: int = 1,
         max_frames_per_chunk: int | None = None,
         default_streams: int = 4,
+        compiled: bool = False,
+        cuda_graphs: bool | None = None,
+        cache_tokens: int = CACHE_TOKENS,
     ) -> None:
         self.default_streams = default_streams
+        self.compiled = compiled
+        """Decode step through `torch.compile` (inductor)."""
+        self.cuda_graphs = cuda_graphs
+        """Replay the frame step as captured CUDA graphs (None: on CUDA devices)."""
+        self.cache_tokens = cache_tokens
+        self._batcher: SlotBatcher | None = None
+        self._tickets: dict[Ticket, dict[int, _Stream]] = {}
+        self._outbox: dict[Ticket, list[ChunkResult]] = {}
+        self._next_ticket = 0
         self.model = model
         self.tokenizer = tokenizer
         self.codec = codec
@@ -96,11 +141,13 @@ class KaniTTS2Engine(Engine):
             context_sentences=settings.kanitts2_context_sentences,
             default_streams=settings.kanitts2_streams,
             max_frames_per_chunk=settings.kanitts2_max_frames_per_chunk,
+            compiled=settings.kanitts2_compile,
+            cuda_graphs=settings.kanitts2_cuda_graphs,
         )
 
     @property
-    def device(self) -> torch.device:
-        return self.model.lm_head.weight.device
+    def device(self) -> str:
+        return str(self.model.lm_head.weight.device)
 
     def voices(self) -> list[VoiceInfo]:
         tags = self.spec.language_tags
@@ -117,7 +164,7 @@ class KaniTTS2Engine(Engine):
         """(allocated, peak) bytes on the engine's GPU, None on CPU."""
         import torch
 
-        if self.device.type != "cuda":
+        if not self.device.startswith("cuda"):
             return None
         return torch.cuda.memory_allocated(self.device), torch.cuda.max_memory_allocated(self.device)
 
@@ -148,31 +195,143 @@ class KaniTTS2Engine(Engine):
             raise EngineError("speaker embedding is all zeros")
         return vector / norm
 
-    def generate(
+    # ----- submit / collect: continuous batching across streams and tickets ------------------------
+
+    def submit(
         self,
         requests: Sequence[ChunkRequest],
         carry_in: Mapping[int, bytes] | None = None,
         review: Review | None = None,
-    ) -> Iterator[ChunkResult]:
+    ) -> Ticket:
+        """Queue a chunk list; each of its streams feeds the batcher one chunk at a time, in order.
+
+        Rows are built (and bad voices or embeddings refused) here, before anything runs.
+        """
+        self._next_ticket += 1
+        ticket = self._next_ticket
         queues: dict[int, list[ChunkRequest]] = defaultdict(list)
         for request in sorted(requests, key=lambda r: (r.stream, r.seq)):
+            self.speaker(request), self.language_tag(request)  # refuse bad input before queueing anything
             queues[request.stream].append(request)
-        contexts: dict[int, StreamContext | None] = {
-            stream: StreamContext.from_bytes(data) for stream, data in (carry_in or {}).items() if data
+        streams = {
+            stream: _Stream(
+                ticket=ticket,
+                stream=stream,
+                queue=queue,
+                context=StreamContext.from_bytes(carry_in[stream]) if carry_in and carry_in.get(stream) else None,
+                review=review,
+            )
+            for stream, queue in queues.items()
         }
-        refused: dict[str, float] = {}  # chunk key -> engine seconds of its refused draw, charged to the kept one
-        while any(queues.values()):
-            # Lowest stream ids first; streams beyond batch_size wait for the next wave.
-            streams = [stream for stream in sorted(queues) if queues[stream]][: self.batch_size]
-            for request, result, context in self._wave([queues[stream].pop(0) for stream in streams], contexts):
-                if review is not None and not review(request, result) and request.key not in refused:
-                    # Drawn again in the stream's next wave, from the same context, before the stream goes on.
-                    refused[request.key] = result.synth_seconds
-                    queues[request.stream].insert(0, request.redraw())
-                    continue
-                result.synth_seconds += refused.pop(request.key, 0.0)
-                contexts[request.stream] = context
-                yield result
+        self._tickets[ticket] = streams
+        self._outbox[ticket] = []
+        for stream in streams.values():  # lowest stream ids first
+            self._feed(stream, front=False)
+        return ticket
+
+    def collect(self) -> list[tuple[Ticket, ChunkResult]]:
+        while not any(self._outbox.values()) and self._batcher_busy():
+            self._advance()
+        ready = [(ticket, result) for ticket, results in self._outbox.items() for result in results]
+        for results in self._outbox.values():
+            results.clear()
+        for ticket in [t for t, streams in self._tickets.items() if not any(s.busy for s in streams.values())]:
+            del self._tickets[ticket]
+            self._outbox.pop(ticket, None)
+        return ready
+
+    def cancel(self, ticket: Ticket) -> None:
+        streams = self._tickets.pop(ticket, {})
+        self._outbox.pop(ticket, None)
+        if self._batcher is not None and streams:
+            self._batcher.cancel({s.running for s in streams.values() if s.running is not None})
+
+    def pending(self, ticket: Ticket | None = None) -> bool:
+        if ticket is None:
+            return bool(self._tickets) or any(self._outbox.values())
+        return ticket in self._tickets
+
+    def _batcher_busy(self) -> bool:
+        return self._batcher is not None and self._batcher.busy
+
+    def batcher(self) -> SlotBatcher:
+        """The slot batcher, built on first use with this engine's slots and cache size."""
+        if self._batcher is None:
+            self._batcher = SlotBatcher(
+                self.model,
+                slots=self.batch_size,
+                max_tokens=self.cache_tokens,
+                max_frames=math.ceil(MAX_CHUNK_SECONDS * self.frames_per_second),
+                compiled=self.compiled,
+                cuda_graphs=self.cuda_graphs,
+            )
+        return self._batcher
+
+    def _feed(self, stream: _Stream, *, front: bool) -> None:
+        """Give the stream's next chunk to the batcher (its context exists: the previous chunk is done)."""
+        if stream.running is not None or not stream.queue:
+            return
+        request = stream.queue[0]
+        tag = (stream.ticket, stream.stream, request.key, stream.draws)
+        stream.running = tag
+        self.batcher().submit(tag, self.row_for(request, stream.context), front=front)
+
+    def _advance(self) -> None:
+        """One frame of the batcher; finished rows are decoded, reviewed and handed on."""
+        batcher = self.batcher()
+        finished = batcher.step()
+        if not finished:
+            return
+        rows = []
+        for tag, output in finished:
+            ticket, stream_id, _key, _draw = tag
+            stream = self._tickets.get(ticket, {}).get(stream_id)
+            if stream is not None and stream.running == tag:
+                rows.append((stream, output, batcher.seconds.pop(tag, 0.0)))
+            else:
+                batcher.seconds.pop(tag, None)
+        if not rows:
+            return
+        started = time.perf_counter()
+        audio = self._decode([(s.queue[0], s.context) for s, _, _ in rows], [output for _, output, _ in rows])
+        decode_share = (time.perf_counter() - started) / max(1, sum(max(1, len(o.frames)) for _, o, _ in rows))
+        for (stream, output, seconds), samples in zip(rows, audio, strict=True):
+            request = stream.queue[0]
+            stream.running = None
+            if not output.stopped:
+                log.warning("chunk %s reached its frame cap (%d frames)", request.key, len(output.frames))
+            context = next_context(
+                text=request.text,
+                last_sentence=request.last_sentence,
+                frames=output.frames,
+                previous=stream.context,
+                sentences=self.context_sentences,
+                tail_frames=self.codec.receptive_field_frames if self.context_sentences > 0 else 0,
+                frames_per_second=self.frames_per_second,
+            )
+            result = ChunkResult(
+                key=request.key,
+                audio=samples,
+                carry=context.to_bytes() if self.context_sentences > 0 else None,
+                frames=len(output.frames),
+                synth_seconds=seconds + decode_share * max(1, len(output.frames)),
+            )
+            verdict = stream.review(request, result) if stream.review is not None else True
+            if not verdict and stream.draws == 0:
+                # Drawn again from the same context before the stream goes on; charged to the kept draw.
+                stream.refused_seconds = result.synth_seconds
+                stream.draws = 1
+                stream.queue[0] = request.redraw()
+            else:
+                result.synth_seconds += stream.refused_seconds
+                stream.refused_seconds, stream.draws = 0.0, 0
+                stream.context = context
+                stream.queue.pop(0)
+                self._outbox[stream.ticket].append(result)
+        # Each stream's next chunk (or redraw) takes a slot before any waiting stream's chunk; fed in
+        # reverse so that streams finishing together keep their order at the front of the queue.
+        for stream, _, _ in reversed(rows):
+            self._feed(stream, front=True)
 
     def row_for(self, request: ChunkRequest, context: StreamContext | None) -> RowRequest:
         """The generation row of one chunk: prompt (with the stream's context), speaker, sampling, cap."""
@@ -198,48 +357,34 @@ class KaniTTS2Engine(Engine):
             speaker=speaker,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
+            top_k=sampling.top_k,
             repetition_penalty=sampling.repetition_penalty,
         )
 
-    def _wave(
-        self, wave: list[ChunkRequest], contexts: Mapping[int, StreamContext | None]
-    ) -> Iterator[tuple[ChunkRequest, ChunkResult, StreamContext]]:
-        """One batch, one chunk per stream: each chunk's result and the context it would hand on."""
-        started = time.perf_counter()
-        rows = [self.row_for(request, contexts.get(request.stream)) for request in wave]
-        outputs = generate_frames(self.model, rows)
-        audio = self._decode(wave, outputs, contexts)
-        # The wave's wall time, shared by the rows in proportion to the frames each generated.
-        elapsed = time.perf_counter() - started
-        total_frames = max(1, sum(len(output.frames) for output in outputs))
-        for request, output, samples in zip(wave, outputs, audio, strict=True):
-            if not output.stopped:
-                log.warning("chunk %s reached its frame cap (%d frames)", request.key, len(output.frames))
-            context = next_context(
-                text=request.text,
-                last_sentence=request.last_sentence,
-                frames=output.frames,
-                previous=contexts.get(request.stream),
-                sentences=self.context_sentences,
-                tail_frames=self.codec.receptive_field_frames if self.context_sentences > 0 else 0,
-                frames_per_second=self.frames_per_second,
-            )
-            result = ChunkResult(
-                key=request.key,
-                audio=samples,
-                carry=context.to_bytes() if self.context_sentences > 0 else None,
-                frames=len(output.frames),
-                synth_seconds=elapsed * max(1, len(output.frames)) / total_frames,
-            )
-            yield request, result, context
-
-    def _decode(self, wave, outputs, contexts) -> list[np.ndarray]:
+    def _decode(
+        self, chunks: Sequence[tuple[ChunkRequest, StreamContext | None]], outputs: Sequence[RowOutput]
+    ) -> list[np.ndarray]:
+        """All rows that finished in one frame, in one codec call, each behind its stream's codec tail."""
         import torch
 
         codes = [torch.from_numpy(np.ascontiguousarray(o.frames.T)) for o in outputs]
         left: list[torch.Tensor | None] = []
-        for request in wave:
-            context = contexts.get(request.stream)
+        for _request, context in chunks:
             use = self.context_sentences > 0 and context is not None and len(context.tail) > 0
-            left.append(torch.from_numpy(np.ascontiguousarray(context.tail.T)) if use else None)
+            left.append(torch.from_numpy(np.ascontiguousarray(context.tail.T)) if use and context else None)
         return self.codec.decode(codes, left)
+
+    def close(self) -> None:
+        """Drop the batcher's buffers, the model and the codec; free the GPU's cached blocks."""
+        self._batcher = None
+        self._tickets.clear()
+        self._outbox.clear()
+        for name in ("model", "codec"):
+            self.__dict__.pop(name, None)
+        import gc
+
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()

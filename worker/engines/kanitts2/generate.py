@@ -1,28 +1,34 @@
-"""Our batched generation loop (not `GenerationMixin.generate`).
+"""Continuous batching of audio rows over the static decoder (not `GenerationMixin.generate`).
 
-All rows start at a frame boundary right after `start_of_speech` (plus any pre-filled context frames),
-so every row is at the same codebook each step. That lets the head compute only the 4032 logits of
-that codebook plus `end_of_speech` (allowed only at a frame boundary) instead of 80538, and makes
-the frame grammar hold by construction. One forward per step for the whole batch; each row has its
-own frame positions, speaker, sampling options, seed and stop; finished rows leave the batch and
-their cache rows are dropped.
+Every row starts at a frame boundary right after `start_of_speech` (plus any pre-filled context
+frames), so all rows are at the same codebook each step. That lets the head compute only the 4032
+logits of that codebook plus `end_of_speech` (allowed only at a frame boundary), and makes the frame
+grammar hold by construction. `SlotBatcher` keeps a fixed set of slots: at every frame boundary the
+host looks at the slots once, hands out finished rows, and prefills waiting rows into free slots, so
+no row waits for another row to finish (`schedule="slots"`). `schedule="waves"` admits rows only when
+every slot is empty, as the earlier loop did, for comparison. A row's tokens depend only on its own
+prompt and seed, never on its slot or its neighbours (see `sampling`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 
+from worker.engines.kanitts2.decoder import SlotRow, StaticDecoder, bucket_for
 from worker.engines.kanitts2.model import KaniTTS2ForCausalLM
-from worker.engines.kanitts2.positions import frame_positions, next_positions
-from worker.engines.kanitts2.sampling import make_generators, sample
 
 MAX_CHUNK_SECONDS = 40.0
 """Longest clip the model saw in training; no chunk may run past it."""
+CACHE_ALIGN = 64
+Schedule = Literal["slots", "waves"]
 
 
 def frame_cap(text: str, expected_seconds: float, frames_per_second: float) -> int:
@@ -37,7 +43,7 @@ def frame_cap(text: str, expected_seconds: float, frames_per_second: float) -> i
 
 @dataclass
 class RowRequest:
-    """One row of a batch: prompt items (see `prompt.build_prompt`) and how to sample it."""
+    """One row: prompt items (see `prompt.build_prompt`) and how to sample it."""
 
     items: list[int]
     seed: int
@@ -48,6 +54,8 @@ class RowRequest:
     repetition_penalty: float = 1.1
     min_frames: int = 1
     """Frames before `end_of_speech` may be sampled; the benchmark sets `max_frames` to force a length."""
+    top_k: int = 50
+    """Keep the k most likely codes per step (0 = off), as the reference's `generate` does by default."""
 
 
 @dataclass
@@ -58,8 +66,26 @@ class RowOutput:
     """True when the model ended with `end_of_speech`, False when the frame cap cut it."""
 
 
+@dataclass
+class BatchStats:
+    """How full the slots were: `occupancy` = useful row-steps / all slot-steps of the frames run."""
+
+    slot_steps: int = 0
+    """Slots x frame steps run (the bucket's slots, idle ones included)."""
+    row_steps: int = 0
+    """Rows that were generating x frame steps."""
+    frames: int = 0
+    """Frame steps run."""
+    prefills: int = 0
+    """Prefill calls (each admits one or more rows)."""
+
+    @property
+    def occupancy(self) -> float:
+        return self.row_steps / self.slot_steps if self.slot_steps else 0.0
+
+
 class AudioHead:
-    """Output rows of one codebook plus `end_of_speech`, cut from the tied head once per batch."""
+    """Output rows of one codebook plus `end_of_speech`, cut from the tied head (tests, conformance)."""
 
     def __init__(self, model: KaniTTS2ForCausalLM) -> None:
         ids = model.spec.tokens
@@ -75,128 +101,164 @@ class AudioHead:
         return torch.nn.functional.linear(hidden, self.weights[codebook]).float()
 
 
-@torch.inference_mode()
-def generate_frames(model: KaniTTS2ForCausalLM, rows: Sequence[RowRequest]) -> list[RowOutput]:
-    """Generate audio frames for every row in one batch."""
+def cache_tokens(rows: Sequence[RowRequest], tokens_per_frame: int) -> int:
+    """Cache length that holds every row's prompt and frames (rounded up, so sizes repeat)."""
+    need = max(len(row.items) + tokens_per_frame * row.max_frames for row in rows)
+    return CACHE_ALIGN * math.ceil(need / CACHE_ALIGN)
+
+
+@dataclass
+class _Waiting:
+    tag: Hashable
+    row: RowRequest
+
+
+@dataclass
+class SlotBatcher:
+    """Rows in, finished rows out; a fixed set of slots kept full between frames.
+
+    `submit` may be called at any time (between `step`s), which is how the engine feeds the next
+    chunk of a stream as soon as its context exists. Rows are admitted in submission order.
+    """
+
+    model: KaniTTS2ForCausalLM
+    slots: int
+    max_tokens: int
+    max_frames: int
+    schedule: Schedule = "slots"
+    compiled: bool = False
+    cuda_graphs: bool | None = None
+    """Capture the frame step per bucket as CUDA graphs (None: when the model is on CUDA)."""
+    stats: BatchStats = field(default_factory=BatchStats)
+    seconds: dict[Hashable, float] = field(default_factory=dict)
+    """Wall time per tag: each frame's (and prefill's) time shared by the rows it ran, for RTF."""
+
+    def __post_init__(self) -> None:
+        self.decoder = StaticDecoder(
+            self.model, slots=self.slots, max_tokens=self.max_tokens, max_frames=self.max_frames
+        )
+        if self.compiled:
+            self.decoder.compile()
+        if self.cuda_graphs if self.cuda_graphs is not None else self.decoder.device.type == "cuda":
+            self.decoder.capture_graphs()
+        self._waiting: deque[_Waiting] = deque()
+        self._running: dict[int, Hashable] = {}  # slot -> tag
+
+    def submit(self, tag: Hashable, row: RowRequest, *, front: bool = False) -> None:
+        """Queue a row; `front` puts it before every waiting row (a stream's next chunk)."""
+        per_frame = self.decoder.per_frame
+        if row.max_frames > self.max_frames or len(row.items) + per_frame * row.max_frames > self.max_tokens:
+            raise ValueError(
+                f"row of {len(row.items)} prompt items and {row.max_frames} frames does not fit the batcher "
+                f"({self.max_tokens} cache tokens, {self.max_frames} frames)"
+            )
+        waiting = _Waiting(tag, row)
+        if front:
+            self._waiting.appendleft(waiting)
+        else:
+            self._waiting.append(waiting)
+
+    def cancel(self, tags: set[Hashable]) -> None:
+        """Drop waiting and running rows with these tags; their slots free at once."""
+        self._waiting = deque(w for w in self._waiting if w.tag not in tags)
+        freed = [slot for slot, tag in self._running.items() if tag in tags]
+        for slot in freed:
+            del self._running[slot]
+        for tag in tags:
+            self.seconds.pop(tag, None)
+        self.decoder.release(freed)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting or self._running)
+
+    def _admit(self) -> None:
+        if not self._waiting or (self.schedule == "waves" and self._running):
+            return
+        free = [slot for slot in range(self.slots) if slot not in self._running]
+        chosen = []
+        while self._waiting and len(chosen) < len(free):
+            chosen.append(self._waiting.popleft())
+        if not chosen:
+            return
+        slots = free[: len(chosen)]
+        self.decoder.prefill(
+            slots,
+            [
+                SlotRow(
+                    items=w.row.items,
+                    seed=w.row.seed,
+                    max_frames=w.row.max_frames,
+                    min_frames=w.row.min_frames,
+                    speaker=w.row.speaker,
+                    temperature=w.row.temperature,
+                    top_k=w.row.top_k,
+                    top_p=w.row.top_p,
+                    repetition_penalty=w.row.repetition_penalty,
+                )
+                for w in chosen
+            ],
+        )
+        self.stats.prefills += 1
+        for slot, waiting in zip(slots, chosen, strict=True):
+            self._running[slot] = waiting.tag
+
+    def step(self) -> list[tuple[Hashable, RowOutput]]:
+        """Admit waiting rows, run one frame, and return the rows that finished in it."""
+        started = time.perf_counter()
+        self._admit()
+        if not self._running:
+            return []
+        n = bucket_for(max(self._running) + 1, self.slots)
+        self.decoder.run_frame(n)
+        self.stats.frames += 1
+        self.stats.slot_steps += n
+        self.stats.row_steps += len(self._running)
+        # The one host look per frame: which slots are no longer generating (it waits for the frame).
+        active = self.decoder.active[:n].cpu()
+        share = (time.perf_counter() - started) / len(self._running)
+        for tag in self._running.values():
+            self.seconds[tag] = self.seconds.get(tag, 0.0) + share
+        done = [slot for slot in self._running if not bool(active[slot])]
+        if not done:
+            return []
+        index = torch.tensor(done, dtype=torch.long, device=self.decoder.device)
+        frames = self.decoder.frames_done[index].cpu().tolist()
+        stopped = self.decoder.stopped[index].cpu().tolist()
+        codes = self.decoder.codes[index, : max(frames)].cpu().numpy()
+        finished = []
+        for i, slot in enumerate(done):
+            finished.append(
+                (self._running.pop(slot), RowOutput(frames=codes[i, : frames[i]].copy(), stopped=stopped[i]))
+            )
+        return finished
+
+
+def generate_frames(
+    model: KaniTTS2ForCausalLM,
+    rows: Sequence[RowRequest],
+    *,
+    slots: int | None = None,
+    schedule: Schedule = "slots",
+    compiled: bool = False,
+    stats: BatchStats | None = None,
+) -> list[RowOutput]:
+    """Generate audio frames for every row, `slots` rows at a time (all at once by default)."""
     if not rows:
         return []
-    spec = model.spec
-    ids = spec.tokens
-    per_frame = spec.tokens_per_frame
-    device = model.lm_head.weight.device
-    batch = len(rows)
-    width = max(len(row.items) for row in rows)
-
-    items = torch.full((batch, width), ids.pad, dtype=torch.long)
-    mask = torch.zeros((batch, width), dtype=torch.long)
-    speaker = torch.zeros((batch, spec.speaker_emb_dim), dtype=torch.float32)
-    for b, row in enumerate(rows):
-        items[b, width - len(row.items) :] = torch.tensor(row.items, dtype=torch.long)
-        mask[b, width - len(row.items) :] = 1
-        if row.speaker is not None:
-            speaker[b] = torch.as_tensor(np.asarray(row.speaker, dtype=np.float32).reshape(-1))
-    is_audio = (items >= ids.audio_start) & (items < ids.audio_end) & mask.bool()
-    audio_count = is_audio.sum(dim=1)
-    other_count = mask.sum(dim=1) - audio_count
-    if bool((audio_count % per_frame != 0).any()):
-        raise ValueError("pre-filled audio must be whole frames")
-    vocab = ids.codebook_size * ids.num_codebooks
-    seen = torch.zeros((batch, vocab), dtype=torch.bool)
-    rows_idx, cols = torch.nonzero(is_audio, as_tuple=True)
-    seen[rows_idx, items[rows_idx, cols] - ids.audio_start] = True
-
-    positions = frame_positions(
-        items, mask, audio_start=ids.audio_start, tokens_per_frame=per_frame, audio_step=spec.audio_step
+    batcher = SlotBatcher(
+        model,
+        slots=slots or len(rows),
+        max_tokens=cache_tokens(rows, model.spec.tokens_per_frame),
+        max_frames=max(row.max_frames for row in rows),
+        schedule=schedule,
+        compiled=compiled,
+        stats=stats if stats is not None else BatchStats(),
     )
-    items, mask, speaker, positions = (t.to(device) for t in (items, mask, speaker, positions))
-    seen, audio_count, other_count = seen.to(device), audio_count.to(device), other_count.to(device)
-    temperature = torch.tensor([r.temperature for r in rows], dtype=torch.float32, device=device)
-    top_p = torch.tensor([r.top_p for r in rows], dtype=torch.float32, device=device)
-    penalty = torch.tensor([r.repetition_penalty for r in rows], dtype=torch.float32, device=device)
-    max_frames = torch.tensor([r.max_frames for r in rows], dtype=torch.long, device=device)
-    min_frames = torch.tensor([max(1, r.min_frames) for r in rows], dtype=torch.long, device=device)
-    generators = make_generators([r.seed for r in rows], device)
-
-    head = AudioHead(model)
-    cache = model.new_cache()
-    hidden = model.hidden(items, mask, positions, speaker=speaker, cache=cache)[:, -1]
-    active = list(range(batch))
-    codes: list[list[int]] = [[] for _ in rows]
-    stopped = [False] * batch
-    frames_done = torch.zeros(batch, dtype=torch.long, device=device)
-    eos_col = torch.zeros(ids.codebook_size + 1, dtype=torch.bool, device=device)
-    eos_col[head.eos_index] = True
-
-    step = 0
-    while active:
-        codebook = step % per_frame
-        if codebook == 0:
-            capped = frames_done >= max_frames
-            if bool(capped.any()):
-                keep = (~capped).nonzero(as_tuple=True)[0]
-                active = [active[i] for i in keep.tolist()]
-                if not active:
-                    break
-                cache.reorder_cache(keep)
-                hidden, mask, seen, audio_count, other_count = (
-                    t[keep] for t in (hidden, mask, seen, audio_count, other_count)
-                )
-                temperature, top_p, penalty, max_frames, min_frames, frames_done = (
-                    t[keep] for t in (temperature, top_p, penalty, max_frames, min_frames, frames_done)
-                )
-                generators = [generators[i] for i in keep.tolist()]
-        logits = head(hidden, codebook)
-        allowed = ~eos_col.expand(len(active), -1)
-        if codebook == 0:
-            allowed = allowed | (eos_col[None, :] & (frames_done >= min_frames)[:, None])
-        lo = codebook * ids.codebook_size
-        seen_q = torch.cat([seen[:, lo : lo + ids.codebook_size], torch.zeros_like(seen[:, :1])], dim=1)
-        choice = sample(
-            logits,
-            allowed=allowed,
-            seen=seen_q,
-            temperature=temperature,
-            top_p=top_p,
-            repetition_penalty=penalty,
-            generators=generators,
-        )
-        choice_list = choice.tolist()
-        finished = [i for i, c in enumerate(choice_list) if c == head.eos_index]
-        for i in finished:
-            stopped[active[i]] = True
-        if finished:
-            keep = torch.tensor(
-                [i for i in range(len(active)) if i not in set(finished)], dtype=torch.long, device=device
-            )
-            active = [active[i] for i in keep.tolist()]
-            if not active:
-                break
-            cache.reorder_cache(keep)
-            choice, mask, seen, audio_count, other_count = (
-                t[keep] for t in (choice, mask, seen, audio_count, other_count)
-            )
-            temperature, top_p, penalty, max_frames, min_frames, frames_done = (
-                t[keep] for t in (temperature, top_p, penalty, max_frames, min_frames, frames_done)
-            )
-            generators = [generators[i] for i in keep.tolist()]
-            choice_list = choice.tolist()
-        for i, row in enumerate(active):
-            codes[row].append(choice_list[i])
-        seen[:, lo : lo + ids.codebook_size].scatter_(1, choice[:, None], True)
-        token = choice + ids.audio_token(codebook, 0)
-        position = next_positions(other_count, audio_count, tokens_per_frame=per_frame, audio_step=spec.audio_step)
-        audio_count = audio_count + 1
-        if codebook == per_frame - 1:
-            frames_done = frames_done + 1
-            if bool((frames_done >= max_frames).all()):
-                break  # every row is at its cap: no need to feed the last frame
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        hidden = model.hidden(token[:, None], mask, position[:, None], cache=cache)[:, -1]
-        step += 1
-
-    outputs = []
-    for b in range(batch):
-        whole = len(codes[b]) - len(codes[b]) % per_frame
-        frames = np.asarray(codes[b][:whole], dtype=np.int64).reshape(-1, per_frame)
-        outputs.append(RowOutput(frames=frames, stopped=stopped[b]))
-    return outputs
+    for index, row in enumerate(rows):
+        batcher.submit(index, row)
+    outputs: dict[Hashable, RowOutput] = {}
+    while batcher.busy:
+        outputs.update(batcher.step())
+        batcher.seconds.clear()
+    return [outputs[index] for index in range(len(rows))]

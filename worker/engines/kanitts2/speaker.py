@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class SpeakerEmbedder:
 
     sample_rate: int = SAMPLE_RATE
 
-    def __init__(self, model, *, device: str) -> None:
+    def __init__(self, model: Any, *, device: str) -> None:
         self._model = model
         self.device = device
         self.dim: int = int(model.config.embd_size)
@@ -113,7 +113,7 @@ def prepare_clip(audio: np.ndarray, sr: int) -> np.ndarray:
 
 
 @cache
-def _embeddings_model_class():
+def _embeddings_model_class() -> type:
     """The model class, built on first use so importing this module imports no torch."""
     import torch
     from torch import nn
@@ -135,7 +135,7 @@ def _embeddings_model_class():
             return nn.functional.normalize(out[:, :, 0], dim=1)
 
     class SpeakerEmbeddingModel(WavLMPreTrainedModel):
-        def __init__(self, config) -> None:
+        def __init__(self, config: Any) -> None:
             super().__init__(config)
             self.wavlm = WavLMModel(config)
             self.top_layers = TopLayers(2 * config.hidden_size, int(config.top_interm_size), int(config.embd_size))

@@ -53,7 +53,7 @@ def full_run(tiny_engine):
 def test_load_resolves_cpu_fp32_and_describes_itself(tiny_engine) -> None:
     assert tiny_engine.name == "kanitts2" and tiny_engine.can_clone
     assert tiny_engine.sample_rate == 22050
-    assert tiny_engine.device.type == "cpu" and tiny_engine.model.dtype == torch.float32
+    assert tiny_engine.device == "cpu" and tiny_engine.model.dtype == torch.float32
     assert [v.id for v in tiny_engine.voices()] == ["default", "en_us", "en_gb"]
     assert tiny_engine.gpu_memory() is None
 
@@ -68,7 +68,7 @@ def test_every_chunk_yields_audio_of_its_frames(full_run, tiny_engine) -> None:
         assert result.carry is not None
 
 
-def test_waves_yield_one_chunk_per_stream_in_order(tiny_engine) -> None:
+def test_streams_run_side_by_side_each_in_order(tiny_engine) -> None:
     keys = [r.key for r in tiny_engine.generate(_requests())]
     assert keys == ["job/0/0", "job/1/0", "job/0/1", "job/1/1", "job/0/2"]
 

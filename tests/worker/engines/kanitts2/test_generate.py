@@ -42,31 +42,30 @@ def test_min_frames_forces_exact_length(tiny_lm) -> None:
 
 
 def test_end_of_speech_stops_its_row_and_the_others_carry_on(tiny_lm, monkeypatch) -> None:
-    """A row that samples end_of_speech leaves the batch (cache rows dropped); the rest are unchanged.
+    """A row that samples end_of_speech stops (its slot frees); the other rows are unchanged.
 
-    Random weights almost never pick end_of_speech, so the sampler is wrapped to pick it for one
-    seed as soon as the grammar allows it; the model and the rest of the loop are the real ones.
+    Random weights almost never pick end_of_speech, so the sampler is wrapped to pick it for the
+    row of one seed as soon as the grammar allows it; the model and the rest of the loop are real.
     """
-    import worker.engines.kanitts2.generate as loop
+    import worker.engines.kanitts2.decoder as decoder
 
     model, tokenizer = tiny_lm
-    stop_seed, eos = 21, model.spec.tokens.codebook_size
-    real_sample = loop.sample
-
-    def sample_with_stop(logits, *, allowed, generators, **kw):
-        choice = real_sample(logits, allowed=allowed, generators=generators, **kw)
-        for i, generator in enumerate(generators):
-            if generator.initial_seed() == stop_seed and bool(allowed[i, eos]):
-                choice[i] = eos
-        return choice
-
+    eos = model.spec.tokens.codebook_size
     rows = [
         _row(model, tokenizer, "This row continues.", seed=20, speaker=3, max_frames=6),
-        _row(model, tokenizer, "This row stops.", seed=stop_seed, max_frames=6, min_frames=2),
+        _row(model, tokenizer, "This row stops.", seed=21, max_frames=6, min_frames=2),
         _row(model, tokenizer, "So does this one, to the cap.", seed=22, max_frames=5),
     ]
     alone = [generate_frames(model, [row])[0] for row in (rows[0], rows[2])]
-    monkeypatch.setattr(loop, "sample", sample_with_stop)
+    real_sample = decoder.sample
+
+    def sample_with_stop(logits, *, bias, **kw):
+        choice = real_sample(logits, bias=bias, **kw)
+        if choice.shape[0] > 1 and bias.dim() == 2 and bool(bias[1, eos] == 0):  # slot 1 may stop now
+            choice[1] = eos
+        return choice
+
+    monkeypatch.setattr(decoder, "sample", sample_with_stop)
     outputs = generate_frames(model, rows)
     assert outputs[1].stopped and outputs[1].frames.shape == (2, 4)
     assert not outputs[0].stopped and not outputs[2].stopped

@@ -150,7 +150,9 @@ def test_concurrent_calls_after_a_release_load_once(tracked) -> None:
         assert len(outputs) == 3 and engine.loads == 2 and len(loaded) == 2
         for output in outputs:
             for key, audio in expected.items():
-                np.testing.assert_array_equal(output[key], audio)
+                # The three callers' chunks share batches (and codec calls): same frames, same audio up
+                # to the rounding of a batched decode.
+                np.testing.assert_allclose(output[key], audio, atol=1e-5)
     finally:
         engine.close()
 
