@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import redis
 from celery import Celery
@@ -38,9 +39,14 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client_name: str = "narrate") -> Services:
-        """Nothing connects yet: Redis, the broker and S3 are reached on first use."""
+        """Nothing connects yet: Redis, the broker and S3 are reached on first use. The Celery client is
+        built on the first send, so a worker process (which never sends) holds no second Celery app."""
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        celery = make_celery(settings, client_name)
+
+        @cache
+        def celery() -> Celery:
+            return make_celery(settings, client_name)
+
         return cls(
             settings=settings,
             redis=client,
@@ -52,8 +58,8 @@ class Services:
         )
 
 
-def _sender(celery: Celery, task: str, queue: str) -> Enqueue:
+def _sender(celery: Callable[[], Celery], task: str, queue: str) -> Enqueue:
     def send(item_id: str) -> None:
-        celery.send_task(task, args=[item_id], queue=queue)
+        celery().send_task(task, args=[item_id], queue=queue)
 
     return send

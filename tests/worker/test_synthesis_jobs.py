@@ -156,10 +156,15 @@ def test_worker_serves_its_own_metrics(api_client, service_env, start_worker, un
     start_worker(service_env)
     job_id = _submit(api_client, {"inputs": [{"text": "Counting seconds of speech."}]})
     assert wait_status(api_client, job_id, {"succeeded", "failed"})["status"] == "succeeded"
-    text = urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=10).read().decode()
-    values = {
-        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
-    }
+
+    def scrape() -> dict[str, float] | None:
+        # The worker counts the job just after its status turns `succeeded`: scrape until it has.
+        text = urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=10).read().decode()
+        samples = [line.split(" ") for line in text.splitlines() if line and not line.startswith("#")]
+        found = {name: float(value) for name, value, *_ in samples}
+        return found if 'narrate_jobs_finished_total{status="succeeded"}' in found else None
+
+    values = wait_for(scrape, timeout=10, message="the finished job in the worker's metrics")
     assert values['narrate_jobs_finished_total{status="succeeded"}'] == 1.0
     assert values["narrate_chunk_rtf_count"] >= 1
     assert values["narrate_audio_generated_seconds_total"] > 0.5
