@@ -201,20 +201,14 @@ class Engine(ABC):
         return bool(tickets) if ticket is None else ticket in tickets
 
     def _iterators(self) -> dict[Ticket, Generator[ChunkResult, None, None]]:
-        if "_ticket_iterators" not in self.__dict__:
-            self.__dict__["_ticket_iterators"] = {}
-        return self.__dict__["_ticket_iterators"]
+        return vars(self).setdefault("_ticket_iterators", {})
 
     def _parked(self) -> dict[Ticket, list[ChunkResult]]:
         """Results `collect` returned for tickets other than the one a `generate` call waits for."""
-        if "_parked_results" not in self.__dict__:
-            self.__dict__["_parked_results"] = {}
-        return self.__dict__["_parked_results"]
+        return vars(self).setdefault("_parked_results", {})
 
     def _generate_lock(self) -> threading.RLock:
-        if "_generate_rlock" not in self.__dict__:
-            self.__dict__["_generate_rlock"] = threading.RLock()
-        return self.__dict__["_generate_rlock"]
+        return vars(self).setdefault("_generate_rlock", threading.RLock())
 
     def _take(self, ticket: Ticket) -> list[ChunkResult]:
         return self._parked().pop(ticket, [])

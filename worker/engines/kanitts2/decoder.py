@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,17 +60,17 @@ class SlotRow:
 class _Layer:
     """One decoder layer's weights, fused for the decode step (`*_t` are transposed views, no copies)."""
 
-    def __init__(self, layer: torch.nn.Module, attention: bool, rotate: torch.Tensor, ring: int) -> None:
+    def __init__(self, layer: Any, attention: bool, rotate: torch.Tensor, ring: int) -> None:
         self.attention = attention
         self.op_norm = layer.operator_norm.weight
         self.ffn_norm = layer.ffn_norm.weight
         self.eps = float(layer.operator_norm.variance_epsilon)
-        mlp = layer.feed_forward
+        mlp: Any = layer.feed_forward
         self.w13 = torch.cat([mlp.w1.weight, mlp.w3.weight]).contiguous()
         self.w2 = mlp.w2.weight
         self.w13_t, self.w2_t = self.w13.t(), self.w2.t()
         if attention:
-            attn = layer.self_attn
+            attn: Any = layer.self_attn
             self.qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).contiguous()
             self.out = attn.out_proj.weight
             heads = attn.q_proj.weight.shape[0] // attn.head_dim
@@ -83,7 +84,7 @@ class _Layer:
             self.qk_rotate = (self.qk_norm[:, :, None] * rotate).contiguous()  # [heads + kv_heads, d, d]
             self.qk_weight = self.qk_norm[:, None, :]  # [heads + kv_heads, 1, d]
         else:
-            conv = layer.conv
+            conv: Any = layer.conv
             self.in_w, self.in_b = conv.in_proj.weight, conv.in_proj.bias
             self.conv_w = conv.conv.weight.squeeze(1).contiguous()  # [hidden, kernel]
             self.conv_b = conv.conv.bias
@@ -110,7 +111,7 @@ class StaticDecoder:
     """Fused weights and the static per-slot state of one batch of `slots` rows."""
 
     def __init__(self, model: KaniTTS2ForCausalLM, *, slots: int, max_tokens: int, max_frames: int) -> None:
-        config = model.config
+        config: Any = model.config
         spec = model.spec
         self.model = model
         self.spec = spec
@@ -121,7 +122,7 @@ class StaticDecoder:
         weight = model.lm_head.weight
         self.device = weight.device
         self.dtype = weight.dtype
-        body = model.model
+        body: Any = model.model
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
         half = self.head_dim // 2
         rotate = torch.zeros(self.head_dim, self.head_dim)
@@ -201,10 +202,11 @@ class StaticDecoder:
     @staticmethod
     def _layer_frequencies(model: KaniTTS2ForCausalLM) -> torch.Tensor:
         """Each attention layer's inverse RoPE frequencies, learnable scale applied (float32)."""
-        body = model.model
+        body: Any = model.model
+        config: Any = model.config
         base = body.rotary_emb.inv_freq.float()
         rows = []
-        for index, kind in enumerate(model.config.layer_types[: model.config.num_hidden_layers]):
+        for index, kind in enumerate(config.layer_types[: config.num_hidden_layers]):
             if kind != "full_attention":
                 continue
             if body.learnable_rope_layers is not None:

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -211,7 +211,8 @@ class KaniTTS2Engine(Engine):
         ticket = self._next_ticket
         queues: dict[int, list[ChunkRequest]] = defaultdict(list)
         for request in sorted(requests, key=lambda r: (r.stream, r.seq)):
-            self.speaker(request), self.language_tag(request)  # refuse bad input before queueing anything
+            self.speaker(request)  # refuse bad voices and embeddings before queueing anything
+            self.language_tag(request)
             queues[request.stream].append(request)
         streams = {
             stream: _Stream(
@@ -284,7 +285,7 @@ class KaniTTS2Engine(Engine):
             return
         rows = []
         for tag, output in finished:
-            ticket, stream_id, _key, _draw = tag
+            ticket, stream_id, _key, _draw = cast(tuple[Ticket, int, str, int], tag)
             stream = self._tickets.get(ticket, {}).get(stream_id)
             if stream is not None and stream.running == tag:
                 rows.append((stream, output, batcher.seconds.pop(tag, 0.0)))
@@ -337,14 +338,15 @@ class KaniTTS2Engine(Engine):
         """The generation row of one chunk: prompt (with the stream's context), speaker, sampling, cap."""
         speaker = self.speaker(request)
         use_text = context is not None and self.context_sentences > 0 and bool(context.text)
+        context = context if use_text else None
         items = build_prompt(
             self.tokenizer,
             self.spec.tokens,
             request.text,
             language_tag=self.language_tag(request),
             with_speaker=speaker is not None,
-            context_text=context.text if use_text else "",
-            context_frames=context.frames if use_text else None,
+            context_text=context.text if context is not None else "",
+            context_frames=context.frames if context is not None else None,
         )
         cap = frame_cap(request.text, request.expected_seconds, self.frames_per_second)
         if self.max_frames_per_chunk is not None:
@@ -380,7 +382,7 @@ class KaniTTS2Engine(Engine):
         self._tickets.clear()
         self._outbox.clear()
         for name in ("model", "codec"):
-            self.__dict__.pop(name, None)
+            vars(self).pop(name, None)
         import gc
 
         gc.collect()

@@ -71,7 +71,9 @@ class BatchStats:
     """How full the slots were: `occupancy` = useful row-steps / all slot-steps of the frames run."""
 
     slot_steps: int = 0
-    """Slots x frame steps run (the bucket's slots, idle ones included)."""
+    """The batch's slots x frame steps run: the capacity, idle slots included."""
+    bucket_steps: int = 0
+    """Slots actually computed x frame steps (a step runs over the smallest bucket holding every row)."""
     row_steps: int = 0
     """Rows that were generating x frame steps."""
     frames: int = 0
@@ -212,7 +214,8 @@ class SlotBatcher:
         n = bucket_for(max(self._running) + 1, self.slots)
         self.decoder.run_frame(n)
         self.stats.frames += 1
-        self.stats.slot_steps += n
+        self.stats.slot_steps += self.slots
+        self.stats.bucket_steps += n
         self.stats.row_steps += len(self._running)
         # The one host look per frame: which slots are no longer generating (it waits for the frame).
         active = self.decoder.active[:n].cpu()

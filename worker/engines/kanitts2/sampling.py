@@ -66,7 +66,7 @@ def top_p_filter(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
 
 
-def sample(
+def distribution(
     logits: torch.Tensor,
     *,
     bias: torch.Tensor,
@@ -76,17 +76,15 @@ def sample(
     top_p: torch.Tensor,
     penalty: torch.Tensor,
     inv_penalty: torch.Tensor,
-    noise: torch.Tensor,
-) -> torch.Tensor:
-    """One index per row of `logits` `[B, K]` (float32).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each row samples from: probabilities in descending order `[B, K]` and that order.
 
     `bias` is 0 or -inf per index (the grammar), `seen` the row's earlier codes of this codebook,
-    `inv_temperature`, `top_p`, `penalty` and `inv_penalty` are `[B, 1]`, `outside_k` `[B, K]` marks ranks past the
-    row's top-k (greedy rows use top-k 1). The order of the filters is transformers' (penalty,
-    temperature, top-k, then top-p on the renormalised top-k), so a row samples from the distribution
-    the reference's `generate` samples from. Works in the sorted domain (one sort per step) and maps
-    the choice back through the sort order; the per-frame constants are prepared by the caller so a
-    step issues few operators.
+    `inv_temperature`, `top_p`, `penalty` and `inv_penalty` are `[B, 1]`, `outside_k` `[B, K]` marks
+    ranks past the row's top-k (greedy rows use top-k 1). The order of the filters is transformers'
+    (penalty, temperature, top-k, then top-p on the renormalised top-k), so a row samples from the
+    distribution the reference's `generate` samples from. One sort per step; the per-frame constants
+    are prepared by the caller so that a step issues few operators.
     """
     # CTRL-style penalty (as transformers applies it) on the codes the row has produced.
     factor = torch.where(logits < 0, penalty, inv_penalty)
@@ -94,6 +92,15 @@ def sample(
     ordered, order = ((logits + bias) * inv_temperature).sort(dim=-1, descending=True)
     probs = torch.softmax(ordered.masked_fill(outside_k, float("-inf")), dim=-1)
     probs = probs.masked_fill((probs.cumsum(dim=-1) - probs) >= top_p, 0.0)
-    # Exponential race: argmax p / E with E ~ Exp(1) draws from p; E is indexed by vocabulary id.
+    return probs, order
+
+
+def sample(logits: torch.Tensor, *, noise: torch.Tensor, **filters: torch.Tensor) -> torch.Tensor:
+    """One index per row of `logits` `[B, K]` (float32), drawn from `distribution(logits, **filters)`.
+
+    Exponential race: argmax p / E with E ~ Exp(1) draws from p (the kept mass need not sum to 1).
+    The noise is indexed by vocabulary id, so the draw does not depend on how the sort broke ties.
+    """
+    probs, order = distribution(logits, **filters)
     picked = torch.argmax(probs / noise.gather(1, order), dim=-1, keepdim=True)
     return order.gather(1, picked).view(-1)
