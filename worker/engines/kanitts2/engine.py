@@ -15,6 +15,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -92,6 +93,7 @@ class KaniTTS2Engine(Engine):
         compiled: bool = False,
         cuda_graphs: bool | None = None,
         cache_tokens: int = CACHE_TOKENS,
+        async_codec: bool | None = None,
     ) -> None:
         self.default_streams = default_streams
         self.compiled = compiled
@@ -103,6 +105,17 @@ class KaniTTS2Engine(Engine):
         self._tickets: dict[Ticket, dict[int, _Stream]] = {}
         self._outbox: dict[Ticket, list[ChunkResult]] = {}
         self._next_ticket = 0
+        self._decoding: list[Future] = []
+        self._codec_pool: ThreadPoolExecutor | None = None
+        self._codec_stream: Any = None
+        on_cuda = str(codec.device).startswith("cuda")
+        if async_codec if async_codec is not None else on_cuda:
+            # The codec decodes in a helper thread (on CUDA on a stream of its own) while the LM goes on.
+            self._codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kanitts2-codec")
+            if on_cuda:
+                import torch
+
+                self._codec_stream = torch.cuda.Stream(torch.device(codec.device))
         self.model = model
         self.tokenizer = tokenizer
         self.codec = codec
@@ -231,7 +244,7 @@ class KaniTTS2Engine(Engine):
         return ticket
 
     def collect(self) -> list[tuple[Ticket, ChunkResult]]:
-        while not any(self._outbox.values()) and self._batcher_busy():
+        while not any(self._outbox.values()) and (self._batcher_busy() or self._decoding):
             self._advance()
         ready = [(ticket, result) for ticket, results in self._outbox.items() for result in results]
         for results in self._outbox.values():
@@ -278,11 +291,54 @@ class KaniTTS2Engine(Engine):
         self.batcher().submit(tag, self.row_for(request, stream.context), front=front)
 
     def _advance(self) -> None:
-        """One frame of the batcher; finished rows are decoded, reviewed and handed on."""
+        """One frame of the batcher; finished rows go to the codec; decoded rows are reviewed and handed on.
+
+        On CUDA the codec runs on its own stream in a helper thread, so the next frames of the LM are
+        generated while it decodes; its results are taken at a later frame boundary (or waited for
+        when the LM has nothing else to do). On CPU it decodes in line.
+        """
         batcher = self.batcher()
-        finished = batcher.step()
-        if not finished:
-            return
+        finished = batcher.step() if batcher.busy else []
+        rows = self._finished_rows(batcher, finished)
+        if rows:
+            self._decoding.append(self._start_decode(rows))
+        idle = not batcher.busy
+        while self._decoding and (self._decoding[0].done() or idle):
+            job = self._decoding.pop(0)
+            self._hand_on(*job.result())
+
+    def _start_decode(self, rows: list[tuple[_Stream, RowOutput, float]]) -> Future:
+        chunks = [(stream.queue[0], stream.context) for stream, _, _ in rows]
+        outputs = [output for _, output, _ in rows]
+        if self._codec_pool is None:
+            future: Future = Future()
+            future.set_result((rows, *self._timed_decode(chunks, outputs)))
+            return future
+        return self._codec_pool.submit(self._decode_on_codec_stream, rows, chunks, outputs)
+
+    def _decode_on_codec_stream(
+        self,
+        rows: list[tuple[_Stream, RowOutput, float]],
+        chunks: list[tuple[ChunkRequest, StreamContext | None]],
+        outputs: list[RowOutput],
+    ) -> tuple[list[tuple[_Stream, RowOutput, float]], list[np.ndarray], float]:
+        import torch
+
+        with torch.cuda.stream(self._codec_stream):
+            return (rows, *self._timed_decode(chunks, outputs))
+
+    def _timed_decode(
+        self, chunks: list[tuple[ChunkRequest, StreamContext | None]], outputs: list[RowOutput]
+    ) -> tuple[list[np.ndarray], float]:
+        """Samples of every row and the codec's seconds per frame (to charge each row its share)."""
+        started = time.perf_counter()
+        audio = self._decode(chunks, outputs)
+        return audio, (time.perf_counter() - started) / max(1, sum(max(1, len(o.frames)) for o in outputs))
+
+    def _finished_rows(
+        self, batcher: SlotBatcher, finished: list[tuple[Hashable, RowOutput]]
+    ) -> list[tuple[_Stream, RowOutput, float]]:
+        """The finished rows whose stream still waits for them (a cancelled ticket's rows are dropped)."""
         rows = []
         for tag, output in finished:
             ticket, stream_id, _key, _draw = cast(tuple[Ticket, int, str, int], tag)
@@ -291,12 +347,19 @@ class KaniTTS2Engine(Engine):
                 rows.append((stream, output, batcher.seconds.pop(tag, 0.0)))
             else:
                 batcher.seconds.pop(tag, None)
-        if not rows:
-            return
-        started = time.perf_counter()
-        audio = self._decode([(s.queue[0], s.context) for s, _, _ in rows], [output for _, output, _ in rows])
-        decode_share = (time.perf_counter() - started) / max(1, sum(max(1, len(o.frames)) for _, o, _ in rows))
-        for (stream, output, seconds), samples in zip(rows, audio, strict=True):
+        return rows
+
+    def _hand_on(
+        self, rows: list[tuple[_Stream, RowOutput, float]], audio: list[np.ndarray], decode_share: float
+    ) -> None:
+        """Review each decoded row: keep it (context on, result out) or draw it again; feed the streams."""
+        decoded = [
+            (row, samples)
+            for row, samples in zip(rows, audio, strict=True)
+            if self._tickets.get(row[0].ticket, {}).get(row[0].stream) is row[0]  # not cancelled meanwhile
+        ]
+        rows = [row for row, _ in decoded]
+        for (stream, output, seconds), samples in decoded:
             request = stream.queue[0]
             stream.running = None
             if not output.stopped:
@@ -328,7 +391,7 @@ class KaniTTS2Engine(Engine):
                 stream.refused_seconds, stream.draws = 0.0, 0
                 stream.context = context
                 stream.queue.pop(0)
-                self._outbox[stream.ticket].append(result)
+                self._outbox.setdefault(stream.ticket, []).append(result)
         # Each stream's next chunk (or redraw) takes a slot before any waiting stream's chunk; fed in
         # reverse so that streams finishing together keep their order at the front of the queue.
         for stream, _, _ in reversed(rows):
@@ -378,6 +441,10 @@ class KaniTTS2Engine(Engine):
 
     def close(self) -> None:
         """Drop the batcher's buffers, the model and the codec; free the GPU's cached blocks."""
+        if self._codec_pool is not None:
+            self._codec_pool.shutdown(wait=True, cancel_futures=True)
+            self._codec_pool = None
+        self._decoding.clear()
         self._batcher = None
         self._tickets.clear()
         self._outbox.clear()

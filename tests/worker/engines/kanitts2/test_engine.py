@@ -210,3 +210,49 @@ def test_a_chunk_refused_twice_keeps_its_second_draw(tiny_engine) -> None:
     assert [r.key for r in results] == [r.key for r in requests]
     assert sorted(reviewed) == sorted(2 * [r.key for r in requests])
     assert _same(results[0], next(iter(tiny_engine.generate([requests[0].redraw()]))))
+
+
+def test_codec_decoding_beside_the_lm_gives_the_same_results(tiny_engine) -> None:
+    """The overlapped path (codec in its helper thread, results taken at later frames; on CUDA on its
+    own stream) hands out the same chunks, each stream in order, as decoding in line."""
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    inline = {r.key: r for r in tiny_engine.generate(_requests())}
+    overlapped = KaniTTS2Engine(
+        tiny_engine.model,
+        tiny_engine.tokenizer,
+        tiny_engine.codec,
+        batch_size=4,
+        max_frames_per_chunk=6,
+        async_codec=True,
+    )
+    try:
+        order = [r.key for r in overlapped.generate(_requests())]
+        again = {r.key: r for r in overlapped.generate(_requests())}
+    finally:
+        overlapped.close()
+    for stream in (0, 1):
+        keys = [key for key in order if key.startswith(f"job/{stream}/")]
+        assert keys == sorted(keys)
+    assert sorted(order) == sorted(inline)
+    for key, result in again.items():
+        assert _same(result, inline[key])
+
+
+def test_tickets_share_the_batch_and_a_cancelled_one_leaves_the_rest_intact(tiny_engine) -> None:
+    """Two chunk lists submitted at once run side by side (their stream 0s never mix); cancelling one
+    drops its chunks and leaves the other's results as they are alone."""
+    alone = {r.key: r for r in tiny_engine.generate(_requests(seed=9))}
+    first = tiny_engine.submit(_requests(seed=9))
+    second = tiny_engine.submit([ChunkRequest(**{**r.__dict__, "key": "other/" + r.key}) for r in _requests(seed=3)])
+    got: dict[int, list] = {first: [], second: []}
+    while tiny_engine.pending(first):
+        for ticket, result in tiny_engine.collect():
+            got[ticket].append(result)
+        if got[second] and tiny_engine.pending(second):
+            tiny_engine.cancel(second)
+    assert not tiny_engine.pending(second) and len(got[second]) < len(_requests())
+    assert sorted(r.key for r in got[first]) == sorted(alone)
+    for result in got[first]:
+        assert _same(result, alone[result.key])
+    assert tiny_engine.collect() == []  # nothing of the cancelled ticket is left running
