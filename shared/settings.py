@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     per batch bucket at start-up, so off by default."""
     kanitts2_cuda_graphs: bool | None = None
     """Replay the decode step as captured CUDA graphs (unset: on when the device is CUDA)."""
+    kanitts2_codec_bf16: bool = False
+    """Decode NanoCodec in bf16 on CUDA (faster at large batches); off until `bench/gpu_run.py` has shown
+    its error against fp32 at the real size on your GPU."""
     hf_cache_dir: str | None = None
     """Cache directory for downloaded checkpoints (a volume in production)."""
 

@@ -6,8 +6,8 @@ and the next call loads it again. Reloading costs the engine's load time on the 
 pause, so this is off unless configured (`gpu_idle_release_seconds`).
 
 The first load happens at construction, so a broken checkpoint still fails the worker's start and the
-worker measures the real load time. A release never happens while a `generate` is running: from its
-first `next()` until it finishes or is closed, the engine is held.
+worker measures the real load time. A release never happens while a `generate` is running (from its
+first `next()` until it finishes or is closed) or while a `submit`ted ticket is pending.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 
-from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, VoiceInfo
+from worker.engines.base import ChunkRequest, ChunkResult, Engine, EngineError, Review, Ticket, VoiceInfo
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class IdleReleasingEngine(Engine):
         self._running = 0
         self._timer: threading.Timer | None = None
         self._closed = False
+        self._tickets: set[Ticket] = set()
         self.loads = 0
         """How many times the engine was loaded (1 until the first release)."""
         with self._lock:
@@ -75,6 +76,48 @@ class IdleReleasingEngine(Engine):
             yield from engine.generate(requests, carry_in, review)
         finally:
             engine = None  # the release must find no reference left in this frame
+            self._leave()
+
+    def submit(
+        self,
+        requests: Sequence[ChunkRequest],
+        carry_in: Mapping[int, bytes] | None = None,
+        review: Review | None = None,
+    ) -> Ticket:
+        """The loaded engine's own `submit`; the engine is held until the ticket is done or cancelled."""
+        engine = self._enter()
+        try:
+            ticket = engine.submit(requests, carry_in, review)
+        except BaseException:
+            self._leave()
+            raise
+        self._tickets.add(ticket)
+        return ticket
+
+    def collect(self) -> list[tuple[Ticket, ChunkResult]]:
+        engine = self._engine
+        if engine is None or not self._tickets:
+            return []
+        ready = engine.collect()
+        self._settle(engine)
+        return ready
+
+    def cancel(self, ticket: Ticket) -> None:
+        engine = self._engine
+        if engine is not None and ticket in self._tickets:
+            engine.cancel(ticket)
+            self._settle(engine)
+
+    def pending(self, ticket: Ticket | None = None) -> bool:
+        engine = self._engine
+        if engine is None:
+            return False
+        return bool(self._tickets) if ticket is None else ticket in self._tickets and engine.pending(ticket)
+
+    def _settle(self, engine: Engine) -> None:
+        """Let go of the tickets that are done (each held the engine once)."""
+        for ticket in [t for t in self._tickets if not engine.pending(t)]:
+            self._tickets.discard(ticket)
             self._leave()
 
     def warm_up(self) -> None:

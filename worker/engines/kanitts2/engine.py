@@ -144,7 +144,8 @@ class KaniTTS2Engine(Engine):
         model, tokenizer = load_kanitts2(
             settings.kanitts2_model, device=device, dtype=dtype, cache_dir=settings.hf_cache_dir
         )
-        codec = NanoCodec.load(settings.kanitts2_codec, device=device)
+        codec_dtype = torch.bfloat16 if settings.kanitts2_codec_bf16 and device.startswith("cuda") else None
+        codec = NanoCodec.load(settings.kanitts2_codec, device=device, dtype=codec_dtype)
         log.info("KaniTTS2 loaded on %s (%s): %s", device, dtype, settings.kanitts2_model)
         return cls(
             model,

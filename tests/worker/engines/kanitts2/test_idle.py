@@ -164,3 +164,19 @@ def test_a_closed_engine_refuses_work_and_holds_nothing(tracked) -> None:
     assert not engine.loaded and loaded[0]() is None
     with pytest.raises(RuntimeError, match="closed"):
         list(engine.generate(_requests("e")))
+
+
+def test_a_submitted_ticket_holds_the_engine_until_it_is_collected(tracked) -> None:
+    load, _ = tracked
+    engine = IdleReleasingEngine(load, idle_seconds=0.2)
+    try:
+        ticket = engine.submit(_requests("e"))
+        time.sleep(0.5)  # past the idle time, but a ticket is pending
+        assert engine.loaded and engine.pending(ticket)
+        results = []
+        while engine.pending(ticket):
+            results += [result for owner, result in engine.collect() if owner == ticket]
+        assert sorted(r.key for r in results) == sorted(r.key for r in _requests("e"))
+        _wait_until(lambda: not engine.loaded)
+    finally:
+        engine.close()
