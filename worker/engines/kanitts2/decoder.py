@@ -269,7 +269,7 @@ class StaticDecoder:
         ids = self.ids
         count, width = len(rows), max(len(row.items) for row in rows)
         lengths = [len(row.items) for row in rows]
-        if max(lengths) + self.per_frame * max(row.max_frames for row in rows) > self.max_tokens:
+        if max(len(row.items) + self.per_frame * row.max_frames for row in rows) > self.max_tokens:
             raise ValueError(f"a row needs more than the cache's {self.max_tokens} tokens")
         if max(row.max_frames for row in rows) > self.max_frames:
             raise ValueError(f"a row asks for more than {self.max_frames} frames")
