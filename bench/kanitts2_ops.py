@@ -170,9 +170,9 @@ def git_state(root: Path) -> dict:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout.rstrip() if done.returncode == 0 else ""  # porcelain lines start with a space
 
-    commit = git("rev-parse", "HEAD")
+    commit = git("rev-parse", "HEAD").strip()
     if not commit:  # a copy of the tree without .git (an export, the GPU machine): the caller names it
         return {"commit": os.environ.get("NARRATE_COMMIT") or None, "commit_from": "NARRATE_COMMIT"}
     dirty = git("status", "--porcelain", "--", "worker/engines/kanitts2")
