@@ -188,6 +188,7 @@ class StaticDecoder:
         self.not_eos = torch.ones(ids.codebook_size + 1, dtype=boolean, device=self.device)
         self.not_eos[ids.codebook_size] = False
         self.eos_only = ~self.not_eos
+        self.true = torch.ones((), dtype=boolean, device=self.device)
         self.slot_index = torch.arange(slots, device=self.device)
         self.token_offsets = torch.arange(self.per_frame, device=self.device, dtype=long)
         self.rank = torch.arange(ids.codebook_size + 1, device=self.device)
@@ -412,13 +413,14 @@ class StaticDecoder:
                 query, key = qk.split([self.heads, self.kv_heads], dim=1)
                 kv = b.kv[attention]
                 kv[b.index, :, write] = torch.cat([key, v], dim=1).view(n, 2 * self.kv_heads, self.head_dim)
+                # Grouped-query attention without repeating K/V: the query heads that share a KV head
+                # are that head's "query positions" (heads * 1 token -> kv_heads * group tokens).
                 out = F.scaled_dot_product_attention(
-                    query,
+                    query.view(n, self.kv_heads, self.heads // self.kv_heads, self.head_dim),
                     b.keys[attention],
                     b.values[attention],
                     attn_mask=valid,
                     scale=self.head_dim**-0.5,
-                    enable_gqa=True,
                 )
                 x = torch.addmm(x, out.view(n, -1), layer.out_t)
                 attention += 1
@@ -489,7 +491,7 @@ class StaticDecoder:
                 b.stopped |= stop
                 active = active & ~stop
             b.codes_books[q][b.index, frame] = choice
-            b.seen_books[q][b.index, choice] = True
+            b.seen_books[q][b.index, choice] = self.true  # a device tensor: nothing copied from the host
             hidden = self._token(choice, b, q, writes[q], valid[q])
         b.hidden.copy_(hidden)
         frames_done = frames_done + active
