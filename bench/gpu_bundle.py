@@ -64,9 +64,12 @@ MAIN_COPY = [
     "decorator",
     "pooch",
     "pycparser",
+    "pysbd",
+    "num2words",
+    "roman",
 ]
-"""Pure-Python distributions the codec and our forward import, found by importing them with every
-distribution the GPU image lacks blocked (see docs/benchmarks.md)."""
+"""Pure-Python distributions the codec, our forward and the text planner (pysbd, num2words, roman)
+import, found by running the CPU smoke run with every distribution the GPU image lacks blocked."""
 MAIN_WHEELS = ["pydantic-core", "cffi", "soxr", "cytoolz", "kaldialign", "multiprocess"]
 """Compiled, or built per Python version: downloaded for CPython 3.12."""
 REF_COPY = ["transformers", "huggingface-hub", "kani-tts-2"]

@@ -48,9 +48,9 @@ fi
   "$PY" -c "import nemo; print('nemo', nemo.__version__)" 2>&1 | tail -1
 } 2>&1 | tee "$OUT_DIR/environment.txt"
 
-budget=240
+budget=230
 [[ $smoke == 1 ]] && budget=900
-timeout $((budget + 60)) "$PY" bench/gpu_run.py --out "$OUT_DIR" --time-budget "$budget" "$@" 2>&1 |
+timeout $((budget + 50)) "$PY" bench/gpu_run.py --out "$OUT_DIR" --time-budget "$budget" "$@" 2>&1 |
   grep --line-buffered -v -E "Warning|warnings.warn|^ *$|USDT:" | tee "$OUT_DIR/log.txt"
 status=${PIPESTATUS[0]}
 ls -la "$OUT_DIR"
