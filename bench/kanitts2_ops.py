@@ -6,7 +6,8 @@ makes inside itself (`aten::linear` counts once, not again for its `aten::t`/`at
 `computing_ops_per_decode_step` leaves out the calls that launch no work: pure views (`view`, `slice`,
 `transpose`, ...) and `to`/`contiguous`/`reshape` calls that copied nothing. Kernels
 that the compiled path generates itself (Inductor's fused C++/Triton kernels) are not aten calls and
-are not counted; on CUDA the number of kernel launches is reported beside it.
+are not counted; on CUDA the number of kernel and graph launches is reported beside it (a replayed CUDA
+graph is one launch and no aten call).
 
 Method: `generate_frames` for one row forced to F frames and to F + k frames (`min_frames` =
 `max_frames`; random weights never stop by themselves), each profiled after a warm-up, and
@@ -90,7 +91,7 @@ def top_level_aten_ops(work: Callable[[], Any], *, cuda: bool = False) -> tuple[
     launches = 0
     for event in prof.events():
         name = event.name
-        if name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx"):
+        if name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch"):
             launches += 1
         if not name.startswith("aten::"):
             continue
