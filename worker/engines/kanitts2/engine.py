@@ -240,7 +240,9 @@ class KaniTTS2Engine(Engine):
         }
         self._tickets[ticket] = streams
         self._outbox[ticket] = []
-        for stream in streams.values():  # lowest stream ids first
+        # The longest stream first (most frames to go, then the lowest id): a job then ends with its short
+        # streams finishing beside the long one, not with the long one running alone.
+        for stream in sorted(streams.values(), key=lambda s: (-sum(map(self.frame_cap, s.queue)), s.stream)):
             self._feed(stream, front=False)
         return ticket
 
@@ -398,6 +400,11 @@ class KaniTTS2Engine(Engine):
         for stream, _, _ in reversed(rows):
             self._feed(stream, front=True)
 
+    def frame_cap(self, request: ChunkRequest) -> int:
+        """Most frames the chunk may generate (text-derived, bounded by `max_frames_per_chunk`)."""
+        cap = frame_cap(request.text, request.expected_seconds, self.frames_per_second)
+        return cap if self.max_frames_per_chunk is None else min(cap, self.max_frames_per_chunk)
+
     def row_for(self, request: ChunkRequest, context: StreamContext | None) -> RowRequest:
         """The generation row of one chunk: prompt (with the stream's context), speaker, sampling, cap."""
         speaker = self.speaker(request)
@@ -412,9 +419,7 @@ class KaniTTS2Engine(Engine):
             context_text=context.text if context is not None else "",
             context_frames=context.frames if context is not None else None,
         )
-        cap = frame_cap(request.text, request.expected_seconds, self.frames_per_second)
-        if self.max_frames_per_chunk is not None:
-            cap = min(cap, self.max_frames_per_chunk)
+        cap = self.frame_cap(request)
         sampling = request.sampling
         return RowRequest(
             items=items,

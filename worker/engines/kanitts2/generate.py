@@ -103,6 +103,12 @@ class AudioHead:
         return torch.nn.functional.linear(hidden, self.weights[codebook]).float()
 
 
+def longest_first(rows: Sequence[RowRequest]) -> list[int]:
+    """Indices of `rows` by descending frame cap (ties keep their order): longest-processing-time
+    first, which keeps the drain at the end of a finite list short."""
+    return sorted(range(len(rows)), key=lambda index: -rows[index].max_frames)
+
+
 def cache_tokens(rows: Sequence[RowRequest], tokens_per_frame: int) -> int:
     """Cache length that holds every row's prompt and frames (rounded up, so sizes repeat)."""
     need = max(len(row.items) + tokens_per_frame * row.max_frames for row in rows)
@@ -246,7 +252,11 @@ def generate_frames(
     compiled: bool = False,
     stats: BatchStats | None = None,
 ) -> list[RowOutput]:
-    """Generate audio frames for every row, `slots` rows at a time (all at once by default)."""
+    """Generate audio frames for every row, `slots` rows at a time (all at once by default).
+
+    Rows are admitted longest first (by frame cap), so that a finite list does not end with one long
+    row running alone in an otherwise empty batch; outputs come back in the order of `rows`.
+    """
     if not rows:
         return []
     batcher = SlotBatcher(
@@ -258,8 +268,8 @@ def generate_frames(
         compiled=compiled,
         stats=stats if stats is not None else BatchStats(),
     )
-    for index, row in enumerate(rows):
-        batcher.submit(index, row)
+    for index in longest_first(rows):
+        batcher.submit(index, rows[index])
     outputs: dict[Hashable, RowOutput] = {}
     while batcher.busy:
         outputs.update(batcher.step())

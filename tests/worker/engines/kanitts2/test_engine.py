@@ -256,3 +256,15 @@ def test_tickets_share_the_batch_and_a_cancelled_one_leaves_the_rest_intact(tiny
     for result in got[first]:
         assert _same(result, alone[result.key])
     assert tiny_engine.collect() == []  # nothing of the cancelled ticket is left running
+
+
+def test_the_stream_with_most_to_go_starts_first(tiny_engine) -> None:
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    one_slot = KaniTTS2Engine(
+        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, batch_size=1, max_frames_per_chunk=6
+    )
+    short = [r for r in _requests() if r.stream == 1][:1]
+    long = [ChunkRequest(**{**r.__dict__, "stream": 2}) for r in _requests() if r.stream == 0]
+    order = [r.key for r in one_slot.generate(short + long)]
+    assert order == ["job/0/0", "job/0/1", "job/0/2", "job/1/0"]  # stream 2 (three chunks) before stream 1

@@ -186,3 +186,15 @@ def test_top_k_limits_the_draw_and_one_is_greedy(tiny_lm) -> None:
     assert np.array_equal(greedy.frames, top1.frames)  # top-k 1 is greedy whatever the seed and temperature
     wide = [generate_frames(model, [_row(model, tokenizer, "Pick.", seed=s, top_k=0)])[0].frames for s in range(3)]
     assert not all(np.array_equal(wide[0], other) for other in wide[1:])
+
+
+def test_the_longest_rows_go_first_so_a_list_does_not_end_with_one_row_alone(tiny_lm) -> None:
+    model, tokenizer = tiny_lm
+    rows = [
+        _row(model, tokenizer, f"Line {i}.", seed=50 + i, max_frames=n, min_frames=n)
+        for i, n in enumerate([3, 3, 3, 3, 12])
+    ]
+    stats = BatchStats()
+    outputs = generate_frames(model, rows, slots=2, stats=stats)
+    assert stats.frames == 12 and stats.occupancy == 1.0  # not 6 frames of short rows, then 12 alone
+    assert [len(out.frames) for out in outputs] == [3, 3, 3, 3, 12]  # in the order of the rows
