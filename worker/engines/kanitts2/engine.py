@@ -290,8 +290,12 @@ class KaniTTS2Engine(Engine):
             return
         request = stream.queue[0]
         tag = (stream.ticket, stream.stream, request.key, stream.draws)
+        row = self.row_for(request, stream.context)
+        try:
+            self.batcher().submit(tag, row, front=front)
+        except ValueError as error:  # a prompt plus its frame cap longer than a slot's cache
+            raise EngineError(f"chunk {request.key} does not fit the engine's cache: {error}") from error
         stream.running = tag
-        self.batcher().submit(tag, self.row_for(request, stream.context), front=front)
 
     def _advance(self) -> None:
         """One frame of the batcher; finished rows go to the codec; decoded rows are reviewed and handed on.

@@ -268,3 +268,14 @@ def test_the_stream_with_most_to_go_starts_first(tiny_engine) -> None:
     long = [ChunkRequest(**{**r.__dict__, "stream": 2}) for r in _requests() if r.stream == 0]
     order = [r.key for r in one_slot.generate(short + long)]
     assert order == ["job/0/0", "job/0/1", "job/0/2", "job/1/0"]  # stream 2 (three chunks) before stream 1
+
+
+def test_a_chunk_longer_than_the_cache_is_a_clear_error(tiny_engine) -> None:
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    small = KaniTTS2Engine(
+        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, max_frames_per_chunk=6, cache_tokens=32
+    )
+    with pytest.raises(EngineError, match="does not fit the engine's cache"):
+        list(small.generate([ChunkRequest(key="long", text="A sentence far too long for a cache of 32 tokens.")]))
+    assert [r.key for r in tiny_engine.generate(_requests()[:1])] == ["job/0/0"]  # others unaffected
