@@ -181,23 +181,11 @@ def git_state(root: Path) -> dict:
 
 
 def machine() -> dict:
-    import platform
-
+    """The machine facts `kanitts2_engine` records, for the device this count ran on."""
     import torch
-    import transformers
+    from kanitts2_engine import machine as engine_machine
 
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return engine_machine("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
 def build_model(config_name: str, device: str, dtype_name: str, workdir: Path) -> tuple[Any, Any]:
