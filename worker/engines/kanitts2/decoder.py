@@ -135,29 +135,24 @@ class StaticDecoder:
             for layer, kind in zip(body.layers[: config.num_hidden_layers], config.layer_types, strict=False)
         ]
         ids = spec.tokens
-        eos_embed = body.embed_tokens.weight[ids.end_of_speech : ids.end_of_speech + 1]
+
+        def codebook_rows(matrix: torch.Tensor) -> torch.Tensor:
+            """`[codebooks, codebook_size + 1, hidden]`: each codebook's rows of a vocabulary matrix, then
+            end_of_speech's (index codebook_size everywhere)."""
+            eos = matrix[ids.end_of_speech : ids.end_of_speech + 1]
+            starts = [ids.audio_token(q, 0) for q in range(self.per_frame)]
+            return torch.stack([torch.cat([matrix[s : s + ids.codebook_size], eos]) for s in starts]).contiguous()
+
         self.final_norm = body.embedding_norm.weight
         self.final_eps = float(body.embedding_norm.variance_epsilon)
-        self.embed = body.embed_tokens.weight
-        self.code_embeddings = [
-            # Index codebook_size (end_of_speech, the row stopped) embeds as end_of_speech: never read.
-            torch.cat([self.embed[ids.audio_token(q, 0) : ids.audio_token(q, 0) + ids.codebook_size], eos_embed])
-            for q in range(spec.tokens_per_frame)
-        ]
+        # A stopped row feeds end_of_speech's embedding for the rest of its frame: computed, never read.
+        self.code_embeddings = list(codebook_rows(body.embed_tokens.weight).unbind(0))
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads)
         self.kernel = int(config.conv_L_cache)
         hidden = int(config.hidden_size)
-        ids = self.ids
         self.codes_per_book = ids.codebook_size
-        eos = weight[ids.end_of_speech : ids.end_of_speech + 1]
-        self.head = torch.stack(
-            [
-                torch.cat([weight[ids.audio_token(q, 0) : ids.audio_token(q, 0) + ids.codebook_size], eos])
-                for q in range(self.per_frame)
-            ]
-        ).contiguous()  # [codebooks, codebook_size + 1, hidden]
-        self.head_t = [rows.t() for rows in self.head.unbind(0)]
+        self.head_t = [rows.t() for rows in codebook_rows(weight).unbind(0)]  # the audio-only head
         self.inv_freq = self._layer_frequencies(model)  # [attention layers, head_dim // 2] float32
         self.qk_norm_weights = [layer.qk_weight for layer in self.layers if layer.attention]
 
@@ -185,9 +180,6 @@ class StaticDecoder:
         self.stopped = zeros(slots, dtype=boolean)
         self.seen = zeros(slots, self.per_frame, ids.codebook_size + 1, dtype=boolean)
         self.codes = zeros(slots, max_frames, self.per_frame, dtype=long)
-        self.not_eos = torch.ones(ids.codebook_size + 1, dtype=boolean, device=self.device)
-        self.not_eos[ids.codebook_size] = False
-        self.eos_only = ~self.not_eos
         self.true = torch.ones((), dtype=boolean, device=self.device)
         self.slot_index = torch.arange(slots, device=self.device)
         self.token_offsets = torch.arange(self.per_frame, device=self.device, dtype=long)
