@@ -208,7 +208,10 @@ class Engine(ABC):
         return vars(self).setdefault("_parked_results", {})
 
     def _generate_lock(self) -> threading.RLock:
-        return vars(self).setdefault("_generate_rlock", threading.RLock())
+        lock = vars(self).get("_generate_rlock")
+        if lock is None:
+            lock = vars(self).setdefault("_generate_rlock", threading.RLock())
+        return lock
 
     def _take(self, ticket: Ticket) -> list[ChunkResult]:
         return self._parked().pop(ticket, [])

@@ -43,18 +43,20 @@ def bucket_for(occupied: int, slots: int) -> int:
 
 
 @dataclass
-class SlotRow:
-    """What `prefill` needs of one new row (see `generate.RowRequest`)."""
+class RowRequest:
+    """One row: prompt items (see `prompt.build_prompt`) and how to sample it."""
 
     items: list[int]
     seed: int
     max_frames: int
-    min_frames: int
-    speaker: np.ndarray | None
-    temperature: float
-    top_k: int
-    top_p: float
-    repetition_penalty: float
+    speaker: np.ndarray | None = None
+    temperature: float = 0.8
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    min_frames: int = 1
+    """Frames before `end_of_speech` may be sampled; the benchmark sets `max_frames` to force a length."""
+    top_k: int = 50
+    """Keep the k most likely codes per step (0 = off), as the reference's `generate` does by default."""
 
 
 class _Layer:
@@ -257,7 +259,7 @@ class StaticDecoder:
     # ----- prefill ----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def prefill(self, slot_ids: Sequence[int], rows: Sequence[SlotRow]) -> None:
+    def prefill(self, slot_ids: Sequence[int], rows: Sequence[RowRequest]) -> None:
         """Fill the given slots with new rows: run their prompts (right-padded, one call) and reset state."""
         ids = self.ids
         count, width = len(rows), max(len(row.items) for row in rows)

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -60,7 +60,6 @@ class _Stream:
     draws: int = 0
     """1 while the head chunk's second draw is generating."""
     refused_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def busy(self) -> bool:

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worker.engines.kanitts2.decoder import SlotRow, StaticDecoder, bucket_for
+from worker.engines.kanitts2.decoder import RowRequest, StaticDecoder, bucket_for
 from worker.engines.kanitts2.model import KaniTTS2ForCausalLM
 
 MAX_CHUNK_SECONDS = 40.0
@@ -39,23 +39,6 @@ def frame_cap(text: str, expected_seconds: float, frames_per_second: float) -> i
     """
     seconds = max(expected_seconds, len(text.strip()) / 8.0, 0.5)
     return max(1, math.ceil(min(1.6 * seconds + 3.0, MAX_CHUNK_SECONDS) * frames_per_second))
-
-
-@dataclass
-class RowRequest:
-    """One row: prompt items (see `prompt.build_prompt`) and how to sample it."""
-
-    items: list[int]
-    seed: int
-    max_frames: int
-    speaker: np.ndarray | None = None
-    temperature: float = 0.8
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1
-    min_frames: int = 1
-    """Frames before `end_of_speech` may be sampled; the benchmark sets `max_frames` to force a length."""
-    top_k: int = 50
-    """Keep the k most likely codes per step (0 = off), as the reference's `generate` does by default."""
 
 
 @dataclass
@@ -190,23 +173,7 @@ class SlotBatcher:
         if not chosen:
             return
         slots = free[: len(chosen)]
-        self.decoder.prefill(
-            slots,
-            [
-                SlotRow(
-                    items=w.row.items,
-                    seed=w.row.seed,
-                    max_frames=w.row.max_frames,
-                    min_frames=w.row.min_frames,
-                    speaker=w.row.speaker,
-                    temperature=w.row.temperature,
-                    top_k=w.row.top_k,
-                    top_p=w.row.top_p,
-                    repetition_penalty=w.row.repetition_penalty,
-                )
-                for w in chosen
-            ],
-        )
+        self.decoder.prefill(slots, [w.row for w in chosen])
         self.stats.prefills += 1
         for slot, waiting in zip(slots, chosen, strict=True):
             self._running[slot] = waiting.tag

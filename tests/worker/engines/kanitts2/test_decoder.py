@@ -6,26 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engines.kanitts2.decoder import SlotRow, StaticDecoder, bucket_for
+from worker.engines.kanitts2.decoder import StaticDecoder, bucket_for
 from worker.engines.kanitts2.generate import AudioHead, RowRequest, generate_frames
 from worker.engines.kanitts2.positions import frame_positions
 from worker.engines.kanitts2.prompt import build_prompt, frames_to_tokens
 
+from .rows import prompt_row
 
-def _slot_row(model, tokenizer, text: str, *, seed: int, speaker: int | None = None, context: int = 0) -> SlotRow:
-    ids = model.spec.tokens
-    frames = np.random.default_rng(seed).integers(0, ids.codebook_size, size=(context, 4)) if context else None
-    emb = None
-    if speaker is not None:
-        vec = np.random.default_rng(100 + speaker).standard_normal(128).astype(np.float32)
-        emb = vec / np.linalg.norm(vec)
-    items = build_prompt(
-        tokenizer, ids, text, language_tag="en_us", with_speaker=emb is not None, context_frames=frames
+
+def _slot_row(model, tokenizer, text: str, *, seed: int, speaker: int | None = None, context: int = 0) -> RowRequest:
+    return prompt_row(
+        model, tokenizer, text, seed=seed, speaker=speaker, context=context, max_frames=8, min_frames=8, temperature=1.0
     )
-    return SlotRow(items, seed, 8, 8, emb, 1.0, 50, 0.95, 1.1)
 
 
-def _dynamic_logits(model, row: SlotRow, frames: np.ndarray, codebook: int) -> torch.Tensor:
+def _dynamic_logits(model, row: RowRequest, frames: np.ndarray, codebook: int) -> torch.Tensor:
     """The next-token audio logits of transformers' forward with its DynamicCache, token by token."""
     ids = model.spec.tokens
     sequence = torch.tensor([row.items + frames_to_tokens(frames, ids)])

@@ -5,22 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from worker.engines.kanitts2.generate import BatchStats, RowRequest, frame_cap, generate_frames
-from worker.engines.kanitts2.prompt import build_prompt
+from worker.engines.kanitts2.generate import BatchStats, frame_cap, generate_frames
 from worker.engines.kanitts2.sampling import top_p_filter
 
+from .rows import prompt_row
 
-def _row(model, tokenizer, text: str, *, seed: int, speaker: int | None = None, context: int = 0, **kw):
-    ids = model.spec.tokens
-    frames = np.random.default_rng(seed).integers(0, ids.codebook_size, size=(context, 4)) if context else None
-    emb = None
-    if speaker is not None:
-        vec = np.random.default_rng(100 + speaker).standard_normal(128).astype(np.float32)
-        emb = vec / np.linalg.norm(vec)
-    items = build_prompt(
-        tokenizer, ids, text, language_tag="en_us", with_speaker=emb is not None, context_frames=frames
-    )
-    return RowRequest(items=items, seed=seed, speaker=emb, **{"max_frames": 6, **kw})
+_row = prompt_row
 
 
 def test_rows_are_whole_frames_within_cap_and_deterministic(tiny_lm) -> None:
