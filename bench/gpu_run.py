@@ -98,9 +98,11 @@ def check_static_vs_dynamic(model: Any, rows: list, *, compiled: bool, tol: floa
 def check_static_logits(model: Any, rows: list, *, frames: int, tol: float) -> dict:
     """The static per-slot cache's next-code logits against transformers' DynamicCache, token by token:
     two rows in non-adjacent slots of four, after the prefill and after each frame (codebook 0)."""
+    from dataclasses import replace
+
     import torch
 
-    from worker.engines.kanitts2.decoder import SlotRow, StaticDecoder, bucket_for
+    from worker.engines.kanitts2.decoder import StaticDecoder, bucket_for
     from worker.engines.kanitts2.generate import AudioHead
     from worker.engines.kanitts2.positions import frame_positions
     from worker.engines.kanitts2.prompt import frames_to_tokens
@@ -109,10 +111,7 @@ def check_static_logits(model: Any, rows: list, *, frames: int, tol: float) -> d
     ids = spec.tokens
     device = model.lm_head.weight.device
     chosen = {1: rows[0].request, 3: rows[1].request}
-    slot_rows = {
-        slot: SlotRow(r.items, r.seed, frames, frames, r.speaker, r.temperature, r.top_k, r.top_p, r.repetition_penalty)
-        for slot, r in chosen.items()
-    }
+    slot_rows = {slot: replace(r, max_frames=frames, min_frames=frames) for slot, r in chosen.items()}
     longest = max(len(r.items) for r in chosen.values()) + 4 * frames
     decoder = StaticDecoder(model, slots=4, max_tokens=64 * (longest // 64 + 1), max_frames=frames)
     decoder.prefill(list(slot_rows), list(slot_rows.values()))
