@@ -139,6 +139,30 @@ def test_a_body_slower_than_the_timeout_gets_408_and_is_dropped(stack):
     assert listing["data"] == []  # nothing was stored
 
 
+def test_headers_sent_slower_than_the_keepalive_limit_are_dropped(stack):
+    """gunicorn's `keepalive` (5 s in deploy/gunicorn.conf.py) bounds the request line and headers."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"a" * 100
+    with _connect(stack) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.25)
+            if time.monotonic() - started > 12:
+                break
+        if not closed:
+            sock.settimeout(5)
+            try:
+                closed = sock.recv(1024) == b""
+            except ConnectionResetError:
+                closed = True
+        assert closed and time.monotonic() - started < 11
+
+
 def test_a_body_over_the_limit_is_refused_before_it_is_sent(stack):
     with _connect(stack) as sock:
         sock.sendall(_head("/v1/jobs", 10_000_000))
