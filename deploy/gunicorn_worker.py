@@ -89,7 +89,10 @@ class ApiWorker(GeventWorker):
         except BodyRejected as exc:
             self.log.warning("Rejected body from ip=%s: %s", addr[0] if addr else "", exc.message)
             util.write_nonblock(sock, json_error(exc.status, exc.reason, exc.message))
-            raise StopIteration from exc  # gunicorn closes the connection: the rest of the body is unread
+            # The rest of the body is never read: half-close and linger briefly, so the unread bytes do
+            # not make the kernel reset the connection before the client has read the answer.
+            getattr(util, "close_graceful", util.close)(sock)
+            raise StopIteration from exc
         return super().handle_request(listener_name, req, sock, addr)
 
     def buffer_body(self, req: Any, sock: Any) -> IO[bytes]:
