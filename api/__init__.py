@@ -5,8 +5,9 @@ Never imports torch, transformers, NeMo or `worker`: the image stays small and s
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, context, errors
 from api.routes import health, jobs, voices
@@ -22,12 +23,20 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False  # pyright: ignore[reportAttributeAccessIssue] - the default provider has it
     context.attach(app, services or Services.from_settings(settings, client_name="narrate-api"))
     keys = auth.parse_keys(settings)
+    failures = auth.FailureLimit(settings)
+    if settings.trusted_proxies:
+        # request.remote_addr: the address the trusted proxies saw, not theirs (and not a forged header).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)
     errors.register(app)
 
     @app.before_request
-    def _authenticate() -> None:
+    def _authenticate() -> Response | None:
         if request.path.startswith("/v1/"):
-            auth.authenticate(keys)
+            refused = failures.refusal(request.remote_addr or "unknown")
+            if refused is not None:
+                return refused
+            auth.authenticate(keys, failures)
+        return None
 
     limiter = Limiter(
         key_func=lambda: getattr(g, "tenant", None) or request.remote_addr or "anonymous",

@@ -54,7 +54,8 @@ _DESCRIPTIONS = {
     413: "Body or text larger than the configured maximum",
     415: "Unsupported content type",
     422: "A field is invalid (`field` names it)",
-    429: "Rate limit of this key exceeded",
+    429: "Rate limit of this key exceeded (`rate_limited`), or too many failed authentications from this "
+    "address (`too_many_auth_failures`, with Retry-After)",
     503: "The job store (Redis) or the queue is unreachable; nothing was changed",
 }
 

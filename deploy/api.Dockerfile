@@ -12,7 +12,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY api ./api
 COPY client ./client
-COPY deploy/gunicorn.conf.py ./deploy/gunicorn.conf.py
+COPY deploy/__init__.py deploy/gunicorn.conf.py deploy/gunicorn_worker.py ./deploy/
 # The exact versions CI tested (scripts/update_constraints.sh), not whatever is newest today.
 RUN pip install --constraint constraints.txt . \
     && useradd --system --uid 10001 --home-dir /app narrate

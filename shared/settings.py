@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     """Per-tenant limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""
     read_rate_limit: str = "6000 per minute"
     """Per-tenant limit of all API requests together (status polling included)."""
+    auth_failure_limit: str = "20 per minute"
+    """Failed authentications (missing or wrong API key) allowed per client address, in flask-limiter
+    notation (moving window). Above it that address gets 429 `too_many_auth_failures` for every `/v1/`
+    request until the window has room again; other addresses, the same tenant's included, are unaffected."""
+    trusted_proxies: int = Field(default=0, ge=0, le=10)
+    """How many reverse proxies in front of the API append to `X-Forwarded-For`; the client address (for
+    the authentication failure limit) is taken that many hops from the right. 0: the TCP peer, and the
+    header is ignored (a client could forge it)."""
+    request_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Longest time a client may take to send a request body; slower ones get 408 and are disconnected, so
+    slow clients cannot hold the API (enforced by the gunicorn worker, deploy/gunicorn_worker.py)."""
     job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     """How long job records, idempotency keys and results are kept."""
 

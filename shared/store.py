@@ -30,6 +30,40 @@ from shared.jobs import (
     utcnow,
 )
 
+# --- status index: a zset per tenant and status (score: creation time), so a filtered list reads only
+# the jobs it returns. Every script below that changes a status is registered with this helper prepended
+# and calls it (lines marked `-- status index`), so the index can never disagree with the records. Key
+# names are derived from the job key (its prefix) and the record's tenant: one Redis, not a cluster (as
+# the Celery broker).
+_STATUS_INDEX_LUA = """
+local function move_status_index(job_key, job_id, old, new)
+  local tenant = redis.call('HGET', job_key, 'tenant')
+  local created = redis.call('HGET', job_key, 'created_at')
+  if not tenant or not created or old == new then return end
+  local all = string.sub(job_key, 1, #job_key - #job_id - 5) .. ':tenant:' .. tenant .. ':jobs'
+  redis.call('ZREM', all .. ':' .. old, job_id)
+  redis.call('ZADD', all .. ':' .. new, created, job_id)
+  local ttl = redis.call('PTTL', all)
+  if ttl > 0 then redis.call('PEXPIRE', all .. ':' .. new, ttl) end
+end
+"""
+
+# Indexes the statuses of jobs stored before the status index existed (atomically per batch, so a
+# concurrent transition cannot leave a stale entry). KEYS[1]: the tenant's index of all jobs.
+_BACKFILL_STATUS_INDEX = """
+local batch = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local ttl = redis.call('PTTL', KEYS[1])
+for i = 1, #batch, 2 do
+  local status = redis.call('HGET', ARGV[1] .. batch[i], 'status')
+  if status then
+    redis.call('ZADD', KEYS[1] .. ':' .. status, batch[i + 1], batch[i])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[1] .. ':' .. status, ttl) end
+  end
+end
+if #batch == 0 then return '' end
+return batch[#batch]  -- the last job's score: where the next batch starts
+"""
+
 _TRANSITION = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', ''} end
@@ -39,6 +73,7 @@ for s in string.gmatch(ARGV[2], '[^,]+') do
 end
 if not allowed then return {'refused', status} end
 redis.call('HSET', KEYS[1], 'status', ARGV[3])
+move_status_index(KEYS[1], ARGV[1], status, ARGV[3])  -- status index
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return {'ok', status}
@@ -52,9 +87,11 @@ local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZREM', KEYS[2], ARGV[1])
 if attempts > tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[2], 'error', ARGV[4])
+  move_status_index(KEYS[1], ARGV[1], status, 'failed')  -- status index
   return {'exhausted', attempts}
 end
 redis.call('HSET', KEYS[1], 'status', 'running')
+move_status_index(KEYS[1], ARGV[1], status, 'running')  -- status index
 if not redis.call('HGET', KEYS[1], 'started_at') then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
 end
@@ -108,10 +145,12 @@ class JobStore:
         self._redis: Any = client
         self._prefix = prefix
         self.retention = retention_seconds
-        self._transition = self._redis.register_script(_TRANSITION)
-        self._claim = self._redis.register_script(_CLAIM)
+        # The scripts that change a job's status carry the status index helper.
+        self._transition = self._redis.register_script(_STATUS_INDEX_LUA + _TRANSITION)
+        self._claim = self._redis.register_script(_STATUS_INDEX_LUA + _CLAIM)
         self._record_chunk = self._redis.register_script(_RECORD_CHUNK)
         self._update_running = self._redis.register_script(_UPDATE_RUNNING)
+        self._backfill_status_index = self._redis.register_script(_BACKFILL_STATUS_INDEX)
 
     # --- keys -------------------------------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -122,6 +161,12 @@ class JobStore:
 
     def _tenant_index(self, tenant: str) -> str:
         return f"{self._prefix}:tenant:{tenant}:jobs"
+
+    def _status_index(self, tenant: str, status: JobStatus) -> str:
+        return f"{self._tenant_index(tenant)}:{status.value}"
+
+    def _status_index_built(self, tenant: str) -> str:
+        return f"{self._tenant_index(tenant)}:by-status-built"
 
     def _queued(self) -> str:
         return f"{self._prefix}:queued"
@@ -170,9 +215,12 @@ class JobStore:
             },
         )
         pipe.expire(self._job(job_id), self.retention)
+        for index in (self._tenant_index(tenant), *(self._status_index(tenant, s) for s in JobStatus)):
+            pipe.zremrangebyscore(index, "-inf", now - self.retention - 3600)
         pipe.zadd(self._tenant_index(tenant), {job_id: now})
-        pipe.zremrangebyscore(self._tenant_index(tenant), "-inf", now - self.retention - 3600)
         pipe.expire(self._tenant_index(tenant), self.retention + 3600)
+        pipe.zadd(self._status_index(tenant, JobStatus.QUEUED), {job_id: now})
+        pipe.expire(self._status_index(tenant, JobStatus.QUEUED), self.retention + 3600)
         pipe.zadd(self._queued(), {job_id: now})
         pipe.execute()
         if idempotency_key:
@@ -203,6 +251,8 @@ class JobStore:
         pipe.zrem(self._queued(), job_id)
         if tenant:
             pipe.zrem(self._tenant_index(tenant.decode()), job_id)
+            for status in JobStatus:
+                pipe.zrem(self._status_index(tenant.decode(), status), job_id)
         if idempotency:
             pipe.delete(self._idem(*idempotency))
         pipe.execute()
@@ -264,15 +314,22 @@ class JobStore:
     def list(
         self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
     ) -> JobPage:
-        """Newest first. The cursor is the creation time of the last job returned (exclusive)."""
-        index = self._tenant_index(tenant)
+        """Newest first. The cursor is the creation time of the last job returned (exclusive).
+
+        With a status, the tenant's index of that status is read, so a page reads about `limit` records
+        however many jobs of other statuses the tenant has."""
+        if status is None:
+            index = self._tenant_index(tenant)
+        else:
+            self._ensure_status_index(tenant)
+            index = self._status_index(tenant, status)
         upper = "+inf" if cursor is None else f"({_decode_cursor(cursor)!r}"
         views: list[JobView] = []
         last_score: float | None = None
         exhausted = False
         while len(views) < limit and not exhausted:
-            batch = self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=max(limit * 2, 50), withscores=True)
-            exhausted = len(batch) < max(limit * 2, 50)
+            batch = self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit, withscores=True)
+            exhausted = len(batch) < limit
             pipe = self._redis.pipeline()
             for member, _ in batch:
                 pipe.hmget(self._job(member.decode()), _SUMMARY_FIELDS)
@@ -281,23 +338,36 @@ class JobStore:
                 upper = f"({score!r}"
                 job_id = member.decode()
                 view = self._to_view(job_id, values, tenant)
-                if view is None:
-                    self._redis.zrem(index, job_id)  # expired record
+                if view is None:  # expired record
+                    self._redis.zrem(self._tenant_index(tenant), job_id)
+                    if status is not None:
+                        self._redis.zrem(index, job_id)
                     continue
                 if status is not None and view.status != status:
-                    continue
+                    continue  # moved on between the two reads (the move has already re-indexed it)
                 views.append(view)
                 last_score = score
                 if len(views) == limit:
                     break
-            if not batch:
-                exhausted = True
         more = (
             len(views) == limit
             and last_score is not None
             and bool(self._redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1))
         )
         return JobPage(data=views, next_cursor=_encode_cursor(last_score) if more and last_score is not None else None)
+
+    def _ensure_status_index(self, tenant: str, batch: int = 1000) -> None:
+        """Index the statuses of this tenant's jobs stored before the status index existed, once (jobs
+        created since are indexed as they are stored)."""
+        if self._redis.exists(self._status_index_built(tenant)):
+            return
+        after = "-inf"
+        while True:
+            last = self._backfill_status_index(keys=[self._tenant_index(tenant)], args=[self._job(""), after, batch])
+            if not last:
+                break
+            after = f"({last.decode()}"  # the score of the batch's last job
+        self._redis.set(self._status_index_built(tenant), 1, ex=self.retention + 3600)
 
     def queued_count(self) -> int:
         return int(self._redis.zcard(self._queued()))
