@@ -20,8 +20,9 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from client import inputs as input_files
 from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job
-from client.inputs import InputFileError, InputFormat, Inputs, read_inputs, read_voice_map
+from client.inputs import InputFormat, Inputs
 from client.voices_cli import voices
 from shared.audio.formats import AudioFormat
 
@@ -51,11 +52,17 @@ class NarrateGroup(click.Group):
 
 
 def load_inputs(path: Path, input_id: str | None, voice_map_path: Path | None) -> Inputs:
+    """The checked inputs of `path` (`client.inputs`); any fault is a `CliError` listing them all."""
     try:
-        voice_map = read_voice_map(voice_map_path) if voice_map_path else None
-        return read_inputs(path, input_id, voice_map)
-    except InputFileError as exc:
+        voice_map = input_files.read_voice_map(voice_map_path) if voice_map_path else None
+        return input_files.read_inputs(path, input_id, voice_map)
+    except input_files.InputFileError as exc:
         raise CliError(str(exc)) from exc
+
+
+def read_inputs(path: Path, input_id: str | None, voice_map_path: Path | None = None) -> list[dict[str, str]]:
+    """The inputs of `path` as the API takes them (`load_inputs` without the line numbers; the demo's)."""
+    return load_inputs(path, input_id, voice_map_path).items
 
 
 def place_input_error(exc: ApiError, path: Path, inputs: Inputs) -> ApiError | CliError:

@@ -30,12 +30,14 @@ class Column(StrEnum):
 
 COLUMNS = tuple(column.value for column in Column)
 REQUIRED = (Column.ID, Column.TEXT)
-INPUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+INPUT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """The API's rule for input ids (they become file names); mirrors `JobInput.id` in shared/jobs.py."""
 RESERVED_IDS = frozenset({"manifest"})
 """Taken by the batch's manifest.json (compared case-insensitively, as the API does)."""
 MAX_REPORTED = 20
 """Problems listed before the rest are only counted."""
+MAX_FIELD_CHARS = 16 * 1024 * 1024
+"""Longest cell read (the csv module's default, 128 KiB, is below the API's limit for one text)."""
 
 
 class InputFormat(StrEnum):
@@ -99,9 +101,9 @@ class _Problems:
         self.path = path
         self.found: list[str] = []
 
-    def add(self, line: int, message: str, column: str | None = None) -> None:
-        where = f"column {column}: " if column else ""
-        self.found.append(f"{self.path}:{line}: {where}{message}")
+    def add(self, line: int | None, message: str, column: str | None = None) -> None:
+        where = (f":{line}" if line is not None else "") + (f": column {column}" if column else "")
+        self.found.append(f"{self.path}{where}: {message}")
 
     def raise_if_any(self) -> None:
         if self.found:
@@ -111,6 +113,7 @@ class _Problems:
 
 def _table_rows(text: str, dialect: type[csv.Dialect], problems: _Problems) -> Iterator[Row]:
     """Rows of a CSV/TSV with a header; short and long rows, unknown and duplicate columns are faults."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     reader = csv.reader(io.StringIO(text), dialect=dialect, strict=True)
     line = 0
     header: list[str] | None = None
@@ -121,7 +124,8 @@ def _table_rows(text: str, dialect: type[csv.Dialect], problems: _Problems) -> I
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.add(start, f"cannot be read ({exc}); a quote opened in a field must close it")
+            hint = "; a quote opened in this record is never closed" if "end of data" in str(exc) else ""
+            problems.add(start, f"cannot be read ({exc}){hint}")
             return
         line = start
         if not cells:
@@ -162,13 +166,17 @@ def _header_ok(header: list[str], line: int, problems: _Problems) -> bool:
 
 def _jsonl_rows(text: str, problems: _Problems) -> Iterator[Row]:
     """One JSON object per non-blank line, its keys the columns; every value a string."""
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # Split on line feeds only: str.splitlines() would also split at U+2028, which JSON strings may hold.
+    for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
-            value: Any = json.loads(raw)
+            value: Any = json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
         except json.JSONDecodeError as exc:
             problems.add(line, f"not valid JSON ({exc.msg} at character {exc.colno})")
+            continue
+        except ValueError as exc:  # a key twice in one object
+            problems.add(line, str(exc))
             continue
         if not isinstance(value, dict):
             problems.add(line, f'a JSON {type(value).__name__} where an object {{"id": ..., "text": ...}} belongs')
@@ -192,7 +200,7 @@ def _jsonl_rows(text: str, problems: _Problems) -> Iterator[Row]:
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
     if twice := sorted({key for key in keys if keys.count(key) > 1}):
-        raise ValueError(f"mapped more than once: {', '.join(map(repr, twice))}")
+        raise ValueError(f"given more than once: {', '.join(map(repr, twice))}")
     return dict(pairs)
 
 
@@ -213,7 +221,7 @@ def read_voice_map(path: Path) -> dict[str, str]:
             raise InputFileError(f'{path}: a voice map is a JSON object {{"character": "voice", ...}}')
         for character, voice in value.items():
             if not isinstance(voice, str) or not voice.strip():
-                problems.add(1, f"character {character!r} needs a voice name or id (a non-empty string)")
+                problems.add(None, f"character {character!r} needs a voice name or id (a non-empty string)")
             else:
                 mapping[character.strip()] = voice.strip()
         problems.raise_if_any()
@@ -261,8 +269,10 @@ def read_inputs(path: Path, input_id: str | None = None, voice_map: dict[str, st
             raise InputFileError(f"--voice-map maps a table's character column; {path} is a plain text")
         if not text.strip():
             raise InputFileError(f"{path} is empty")
-        if input_id is not None and not INPUT_ID.match(input_id):
+        if input_id is not None and not INPUT_ID.fullmatch(input_id):
             raise InputFileError(f"--id {input_id!r}: use 1-128 letters, digits, '.', '_' or '-' (it names the file)")
+        if input_id is None and not INPUT_ID.fullmatch(path.stem):
+            raise InputFileError(f"{path.stem!r} (the file's name) is not a valid input id; give one with --id")
         return Inputs([{"id": input_id or path.stem, "text": text}], [1])
     if input_id:
         raise InputFileError(f"--id names the input of a text file; {path} brings its ids in its id column")
@@ -300,7 +310,7 @@ def _input(
     input_id = values.get(Column.ID, "").strip()
     if not input_id:
         problems.add(line, "empty id (every row needs one: it names the row's file)", Column.ID)
-    elif not INPUT_ID.match(input_id):
+    elif not INPUT_ID.fullmatch(input_id):
         problems.add(line, f"{input_id!r}: use 1-128 letters, digits, '.', '_' or '-' (it names the file)", Column.ID)
     elif input_id.lower() in RESERVED_IDS:
         problems.add(line, f"{input_id!r} is reserved for the batch's manifest.json", Column.ID)

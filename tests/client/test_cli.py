@@ -107,6 +107,8 @@ def test_submit_csv_with_a_voice_column_saves_one_file_per_id_and_the_manifest(
     assert [entry["id"] for entry in manifest["files"]] == [row["id"] for row in rows]
     for entry in manifest["files"]:
         assert hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    shown = narrate(api, "status", job_id).stdout
+    assert f"manifest  {api.base_url.replace('127.0.0.1', 'localhost')}/files/{job_id}/manifest.json" in shown
 
 
 def test_voice_map_gives_each_character_its_voice(api: ContractApi, tmp_path: Path) -> None:

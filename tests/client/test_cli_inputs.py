@@ -103,6 +103,12 @@ MALFORMED = [
     ),
     pytest.param(
         "lines.jsonl",
+        '{"id": "a", "text": "hi", "id": "b"}\n',
+        [":1: given more than once: 'id'"],
+        id="jsonl key twice",
+    ),
+    pytest.param(
+        "lines.jsonl",
         '{"id": "a", "text": "hi"}\n{"id": "a", "text": "yo"}\n',
         [":2: column id: duplicate"],
         id="jsonl duplicate ids",
@@ -144,10 +150,10 @@ VOICE_MAP_FAULTS = [
     pytest.param(
         "map.json",
         '{"guard": "joe", "guard": "en_us"}',
-        ["map.json: mapped more than once: 'guard'"],
+        ["map.json: given more than once: 'guard'"],
         id="json mapped twice",
     ),
-    pytest.param("map.json", '{"guard": ""}', ["map.json:1: character 'guard' needs a voice"], id="json empty voice"),
+    pytest.param("map.json", '{"guard": ""}', ["map.json: character 'guard' needs a voice"], id="json empty voice"),
     pytest.param(
         "map.csv", "name,voice\nguard,joe\n", ["map.csv:1: a voice map's header is exactly"], id="csv wrong header"
     ),
@@ -199,4 +205,7 @@ def test_id_option_is_checked_and_only_for_a_text(api: ContractApi, tmp_path: Pa
     lines = tmp_path / "lines.csv"
     lines.write_text("id,text\na,Halt!\n", encoding="utf-8")
     assert "brings its ids in its id column" in narrate(api, "submit", str(lines), "--id", "x").stderr
+    spaced = tmp_path / "chapter 1.txt"
+    spaced.write_text("Hello.", encoding="utf-8")
+    assert "give one with --id" in narrate(api, "submit", str(spaced)).stderr
     assert api.requests == []
