@@ -339,7 +339,12 @@ def rm(client: ApiClient, job_id: str) -> None:
     job = client.get_job(job_id)
     if job["status"] not in FINISHED:
         raise CliError(f"job {job_id} is {job['status']}; `narrate cancel {job_id}` first, then rm it")
-    answer = client.delete_job(job_id)
+    try:
+        answer = client.delete_job(job_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        answer = None  # a DELETE repeated after its answer was lost: the first one removed it
     if answer is not None:  # it was not finished after all: the API cancelled it instead
         raise CliError(f"job {job_id} was {answer['status']} and is not removed; run rm again once it has stopped")
     files = sum(1 for item in job.get("inputs") or [] if item.get("result")) + bool(job.get("result"))

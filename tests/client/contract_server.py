@@ -50,6 +50,10 @@ class ContractApi:
     file_url_dir: Any = None  # a Path: results are written there and linked as file:// URLs
     refuse_text: str | None = None
     """An input whose text contains this is refused (422, field `inputs.N.text`), as the API refuses one."""
+    unsafe_filenames: bool = False
+    """Results are named `../NAME`, as a broken or hostile server might name them."""
+    lost_delete_answers: int = 0
+    """Deletes that remove the job and then answer 504."""
     tamper_manifest: bool = False
     """The manifest (itself intact) gives the first file another sha256 than the job record."""
     voices: set[str] = field(default_factory=set)
@@ -74,10 +78,10 @@ class ContractApi:
         return {
             "url": url,
             "format": job["format"],
+            "filename": f"../{name}" if self.unsafe_filenames else name,
             "duration_seconds": 3.5,
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
-            "filename": name,
         }
 
     def advance(self, job: dict[str, Any]) -> None:
@@ -256,6 +260,9 @@ class ContractApi:
                 return cancel_job(job_id)
             del self.jobs[job_id]
             self.idempotency = {k: v for k, v in self.idempotency.items() if v != job_id}
+            if self.lost_delete_answers > 0:
+                self.lost_delete_answers -= 1
+                return self.error(504, "gateway_timeout", "the upstream did not answer in time")
             return Response(status=204)
 
         @app.get("/healthz")

@@ -294,6 +294,37 @@ def test_rm_deletes_a_finished_job(api: ContractApi, tmp_path: Path) -> None:
     assert f"HTTP 404 not_found: no job {job_id}" in gone.stderr
 
 
+def test_rm_whose_answer_was_lost_is_retried_and_reports_the_removal(api: ContractApi, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello", encoding="utf-8")
+    assert narrate(api, "submit", str(src), "-o", str(tmp_path / "a.mp3"), "--poll-interval", "0.01").exit_code == 0
+    job_id = next(iter(api.jobs))
+    api.lost_delete_answers = 1
+    removed = narrate(api, "rm", job_id)
+    assert removed.exit_code == 0, removed.output
+    assert f"removed {job_id}" in removed.stdout and "1 result file and" in removed.stdout
+    assert [r["method"] for r in api.requests[-2:]] == ["DELETE", "DELETE"]
+    assert job_id not in api.jobs
+
+
+def test_a_batch_is_saved_into_a_directory_only(api: ContractApi, tmp_path: Path) -> None:
+    out = tmp_path / "lines"
+    out.write_text("not a directory", encoding="utf-8")
+    result = narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 2
+    assert f"{out} is a file" in result.stderr
+    assert out.read_text() == "not a directory"
+
+
+def test_a_result_name_outside_the_download_folder_is_refused(api: ContractApi, tmp_path: Path) -> None:
+    api.unsafe_filenames = True
+    out = tmp_path / "deep" / "lines"
+    result = narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 2
+    assert "unsafe_filename" in result.stderr
+    assert list(tmp_path.rglob("*")) == []  # nothing saved, in the folder or beside it
+
+
 def test_rm_refuses_a_job_still_running(api: ContractApi, tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("hello", encoding="utf-8")
