@@ -77,6 +77,8 @@ class ContractApi:
             url = f"{self.base_url.replace('127.0.0.1', 'localhost')}/files/{job['id']}/{name}"
         return {
             "url": url,
+            "url_expires_at": now(),
+            "key": f"results/test/{job['id']}/{name}",
             "format": job["format"],
             "filename": f"../{name}" if self.unsafe_filenames else name,
             "duration_seconds": 3.5,
@@ -116,7 +118,7 @@ class ContractApi:
             {
                 "id": item["id"],
                 "file": item["result"]["filename"],
-                "key": f"results/test/{job['id']}/{item['result']['filename']}",
+                "key": item["result"]["key"],
                 "format": job["format"],
                 "duration_seconds": item["result"]["duration_seconds"],
                 "bytes": item["result"]["bytes"],
@@ -131,10 +133,7 @@ class ContractApi:
             files[0]["sha256"] = hashlib.sha256(b"something else").hexdigest()
         document = json.dumps({"job_id": job["id"], "files": files}, indent=2).encode()
         link = self.result(job, "manifest.json", document)
-        return {k: link[k] for k in ("url", "bytes", "sha256")} | {
-            "key": f"results/test/{job['id']}/manifest.json",
-            "url_expires_at": now(),
-        }
+        return {k: link[k] for k in ("url", "url_expires_at", "key", "bytes", "sha256")}
 
     def public(self, job: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in job.items() if not k.startswith("_")}
