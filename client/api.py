@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
@@ -26,6 +27,8 @@ RETRY_STATUSES = (502, 503, 504)
 """Answers of a proxy or an API that could not reach its store or queue: worth asking again."""
 
 Job = dict[str, Any]
+_ID_BODY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""What follows an id's prefix (`job_`, `voice_`) in the API's ids: URL-safe characters only."""
 
 
 class ApiError(Exception):
@@ -46,6 +49,32 @@ class ApiError(Exception):
 
 class DownloadError(ApiError):
     """A result could not be fetched, or its bytes do not match the job's sha256."""
+
+
+class InvalidIdError(ApiError):
+    """An argument that is not a job or voice id (nothing was sent)."""
+
+
+def resource_path(collection: str, prefix: str, resource_id: str, suffix: str = "") -> str:
+    """`/v1/{collection}/{id}{suffix}` for a well-formed id (URL-quoted all the same). Anything else is
+    refused before a request is made, so an argument such as `../../healthz` never reaches another route."""
+    if not (resource_id.startswith(prefix) and _ID_BODY.fullmatch(resource_id.removeprefix(prefix))):
+        noun = collection.removesuffix("s")
+        raise InvalidIdError(0, "invalid_id", f"{resource_id!r} is not a {noun} id (they look like {prefix}...)")
+    return f"/v1/{collection}/{quote(resource_id, safe='')}{suffix}"
+
+
+def job_path(job_id: str, suffix: str = "") -> str:
+    return resource_path("jobs", "job_", job_id, suffix)
+
+
+def voice_path(voice_id: str, suffix: str = "") -> str:
+    return resource_path("voices", "voice_", voice_id, suffix)
+
+
+def _check_sha256(url: str, actual: str, expected: str | None) -> None:
+    if expected and actual != expected:
+        raise DownloadError(0, "checksum_mismatch", f"{url} has sha256 {actual}, expected {expected}")
 
 
 def _error_from_response(response: requests.Response) -> ApiError:
@@ -155,7 +184,7 @@ class ApiClient:
         return self.request("POST", "/v1/jobs", json=body, headers=headers, idempotent=True).json()
 
     def get_job(self, job_id: str) -> Job:
-        return self.request("GET", f"/v1/jobs/{job_id}").json()
+        return self.request("GET", job_path(job_id)).json()
 
     def list_jobs(
         self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
@@ -180,7 +209,15 @@ class ApiClient:
                 return
 
     def cancel(self, job_id: str) -> Job:
-        return self.request("DELETE", f"/v1/jobs/{job_id}").json()
+        """Stop a queued or running job (`POST .../cancel`); HTTP 409 once it has finished. Cancelling
+        twice is harmless, so the request is retried like a GET."""
+        return self.request("POST", job_path(job_id, "/cancel"), idempotent=True).json()
+
+    def delete_job(self, job_id: str) -> Job | None:
+        """Remove a finished job with its results and checkpoints (204: None). The API cancels a job
+        that is still queued or running instead and answers with it (200)."""
+        response = self.request("DELETE", job_path(job_id))
+        return None if response.status_code == 204 else response.json()
 
     def wait(
         self,
@@ -212,6 +249,13 @@ class ApiClient:
 
     # --- results --------------------------------------------------------------------------------
 
+    def read(self, link: dict[str, Any]) -> bytes:
+        """The bytes of a small linked object (`{"url", "sha256", ...}`, e.g. a batch's manifest), checked."""
+        url = urljoin(self.base_url + "/", link["url"])
+        data = b"".join(self._read_url(url))
+        _check_sha256(url, hashlib.sha256(data).hexdigest(), link.get("sha256"))
+        return data
+
     def download(self, result: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
         """Fetch a result (`{"url", "sha256", ...}`) to `dest`, checking its sha256 when given.
 
@@ -227,11 +271,7 @@ class ApiClient:
                 for block in self._read_url(url):
                     digest.update(block)
                     out.write(block)
-            expected = result.get("sha256")
-            if expected and digest.hexdigest() != expected:
-                raise DownloadError(
-                    0, "checksum_mismatch", f"{url} has sha256 {digest.hexdigest()}, expected {expected}"
-                )
+            _check_sha256(url, digest.hexdigest(), result.get("sha256"))
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a downloaded result is an ordinary file
             os.replace(tmp, dest)
         except BaseException:

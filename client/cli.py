@@ -1,15 +1,18 @@
 """`narrate`: submit texts, follow jobs and download results from the command line.
 
-Exit codes: 0 success, 1 the job failed or was canceled, 2 usage error or an error answer of the API
-(whose message is printed). Server and key come from `--url`/`--key` or `NARRATE_API_URL`/
-`NARRATE_API_KEY`. Further command groups (voices) attach to `cli` with `cli.add_command`.
+Exit codes: 0 success; 1 the job failed or was canceled; 2 a usage error (bad option, an input file
+with faults: nothing is sent; an argument that is not a job or voice id: nothing is sent), an error
+answer of the API (whose message is printed), or a download that failed or whose sha256 does not match
+the job record or the batch manifest (no file is left at that path; `narrate download JOB -o ...`
+fetches the results again). Server and key come from `--url`/`--key` or `NARRATE_API_URL`/
+`NARRATE_API_KEY`. Input files are read by `client.inputs` (docs/cli.md); further command groups
+(voices) attach to `cli` with `cli.add_command`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,9 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, Job
+from client import inputs as input_files
+from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job
+from client.inputs import InputFormat, Inputs
 from client.voices_cli import voices
 from shared.audio.formats import AudioFormat
 
@@ -25,6 +30,7 @@ FORMATS = tuple(fmt.value for fmt in AudioFormat)
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
+MANIFEST_NAME = "manifest.json"
 
 
 class CliError(click.ClickException):
@@ -34,42 +40,36 @@ class CliError(click.ClickException):
 
 
 class NarrateGroup(click.Group):
-    """Turns API errors raised anywhere in a command into a printed message and exit status 2."""
+    """Turns API and file-system errors raised anywhere in a command into a message and exit status 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ApiError as exc:
             raise CliError(str(exc)) from exc
+        except OSError as exc:  # e.g. a download folder that cannot be written
+            raise CliError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from exc
 
 
-def read_inputs(path: Path, input_id: str | None) -> list[dict[str, str]]:
-    """The job inputs in a file: a UTF-8 text is one input, a CSV with `id,text` columns one per row."""
+def load_inputs(path: Path, input_id: str | None, voice_map_path: Path | None) -> Inputs:
+    """The checked inputs of `path` (`client.inputs`); any fault is a `CliError` listing them all."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CliError(
-            f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); convert it first, "
-            f"e.g. iconv -f latin1 -t utf-8"
-        ) from exc
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
-    if path.suffix.lower() != ".csv":
-        if not text.strip():
-            raise CliError(f"{path} is empty")
-        return [{"id": input_id or path.stem, "text": text}]
-    if input_id:
-        raise CliError("--id names the input of a text file; a CSV brings its ids in its `id` column")
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"id", "text"} - set(reader.fieldnames or [])
-    if missing:
-        raise CliError(
-            f"{path} needs a header row with the columns id and text (missing: {', '.join(sorted(missing))})"
-        )
-    inputs = [{"id": row["id"].strip(), "text": row["text"]} for row in reader if (row["text"] or "").strip()]
-    if not inputs:
-        raise CliError(f"{path} has no rows with text")
-    return inputs
+        voice_map = input_files.read_voice_map(voice_map_path) if voice_map_path else None
+        return input_files.read_inputs(path, input_id, voice_map)
+    except input_files.InputFileError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def read_inputs(path: Path, input_id: str | None, voice_map_path: Path | None = None) -> list[dict[str, str]]:
+    """The inputs of `path` as the API takes them (`load_inputs` without the line numbers; the demo's)."""
+    return load_inputs(path, input_id, voice_map_path).items
+
+
+def place_input_error(exc: ApiError, path: Path, inputs: Inputs) -> ApiError | CliError:
+    """An API error about `inputs.N...` also names the line of the file that input came from."""
+    match = re.match(r"inputs\.(\d+)", exc.field or "")
+    line = inputs.line_of(int(match.group(1))) if match else None
+    return CliError(f"{exc} [{path}:{line}]") if line is not None else exc
 
 
 def describe_progress(job: Job) -> str:
@@ -95,6 +95,8 @@ def describe_job(job: Job) -> str:
     if job.get("rtf") is not None:
         rows.append(("rtf", f"{job['rtf']:.3f}"))
     result = job.get("result")
+    if job.get("manifest"):
+        rows.append(("manifest", job["manifest"]["url"]))
     if result:
         rows.append(("result", f"{result['url']}"))
         rows.append(("", f"{result.get('duration_seconds', 0):.1f} s, {result.get('bytes', 0)} bytes"))
@@ -123,19 +125,65 @@ def wait_with_progress(client: ApiClient, job: Job, interval: float, timeout: fl
         return client.wait(job["id"], interval=interval, timeout=timeout, on_update=update)
 
 
+def safe_filename(name: Any) -> str:
+    """A result's file name as given by the API, refused if it would land outside the download folder."""
+    if not isinstance(name, str) or name in ("", ".", "..", MANIFEST_NAME) or Path(name).name != name or "\\" in name:
+        raise DownloadError(0, "unsafe_filename", f"the API named a result {name!r}; not saved")
+    return name
+
+
 def download_results(client: ApiClient, job: Job, out: Path) -> list[Path]:
-    """Save the job's audio: its single result at `out` (or inside `out` when that is a directory),
-    per-input results inside the directory `out`."""
+    """Save the job's audio: its single result at `out` (or inside `out` when that is a directory);
+    a batch's files inside the directory `out` with its manifest, see `download_batch`."""
     result = job.get("result")
     if result:
-        dest = out / result["filename"] if out.is_dir() else out
+        dest = out / safe_filename(result["filename"]) if out.is_dir() else out
         return [client.download(result, dest)]
-    saved = []
-    for item in job.get("inputs") or []:
-        if item.get("result"):
-            name = item["result"].get("filename") or f"{item['id']}.{job.get('format', 'mp3')}"
-            saved.append(client.download(item["result"], out / name))
+    return download_batch(client, job, out)
+
+
+def download_batch(client: ApiClient, job: Job, out: Path) -> list[Path]:
+    """Every input's file to `out/<filename>`, and the manifest to `out/manifest.json`, last, so that
+    its presence means the whole batch arrived. Each file's sha256 must agree three ways: the manifest
+    (fetched first, itself checked against the job's digest of it), the job record and the bytes."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} is a file; a batch is saved into a directory")
+    items = [item for item in job.get("inputs") or [] if item.get("result")]
+    link = job.get("manifest")
+    manifest = client.read(link) if link else None
+    if manifest is None:
+        click.echo(f"note: the API linked no manifest for {job['id']}; files checked against the job only", err=True)
+    else:
+        check_manifest(job["id"], manifest, items)
+    saved = [client.download(item["result"], out / safe_filename(item["result"]["filename"])) for item in items]
+    if manifest is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".{MANIFEST_NAME}.part"
+        tmp.write_bytes(manifest)
+        saved.append(tmp.replace(out / MANIFEST_NAME))
     return saved
+
+
+def check_manifest(job_id: str, manifest: bytes, items: list[dict[str, Any]]) -> None:
+    """The manifest lists exactly the job's files, each with the sha256 of the job record."""
+    try:
+        listed = {entry["file"]: entry["sha256"] for entry in json.loads(manifest)["files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DownloadError(0, "bad_manifest", f"the manifest of {job_id} cannot be read: {exc!r}") from exc
+    recorded = {safe_filename(item["result"]["filename"]): item["result"].get("sha256") for item in items}
+    if set(listed) != set(recorded):
+        only_listed, only_recorded = sorted(set(listed) - set(recorded)), sorted(set(recorded) - set(listed))
+        raise DownloadError(
+            0,
+            "manifest_mismatch",
+            f"the manifest of {job_id} and the job disagree: only in the manifest {only_listed}, "
+            f"only in the job {only_recorded}",
+        )
+    for name, digest in recorded.items():
+        if listed[name] != digest:
+            raise DownloadError(
+                0, "manifest_mismatch", f"{name}: the manifest of {job_id} has sha256 {listed[name]}, the job {digest}"
+            )
 
 
 @click.group(cls=NarrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,9 +204,14 @@ def cli(ctx: click.Context, url: str, key: str | None) -> None:
 @click.option("--sample-rate", type=click.IntRange(8000, 48000), help="Output sample rate in Hz.")
 @click.option("--id", "input_id", help="Input id for a text file (default: the file name without suffix).")
 @click.option(
+    "--voice-map",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="character -> voice for a table's character column: a JSON object, or a CSV/TSV with columns character,voice.",
+)
+@click.option(
     "--concatenate/--separate",
     default=None,
-    help="One file for all inputs, or one per input (default: one for a text, one per CSV row).",
+    help="One file for all inputs, or one per input (default: one for a text, one per table row).",
 )
 @click.option("--idempotency-key", help="Resubmitting with the same key returns the same job.")
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it finishes.")
@@ -179,6 +232,7 @@ def submit(
     fmt: str,
     sample_rate: int | None,
     input_id: str | None,
+    voice_map: Path | None,
     concatenate: bool | None,
     idempotency_key: str | None,
     wait: bool,
@@ -187,20 +241,26 @@ def submit(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Queue FILE (UTF-8 text, or CSV with id,text columns) for narration."""
-    inputs = read_inputs(file, input_id)
+    """Queue FILE for narration: a UTF-8 text, or a .csv/.tsv/.jsonl table with the columns id and text
+    (optionally voice, character), checked whole before anything is sent."""
+    inputs = load_inputs(file, input_id, voice_map)
+    for note in inputs.notes:
+        click.echo(f"note: {note}", err=True)
     if concatenate is None:
-        concatenate = file.suffix.lower() != ".csv"
-    job = client.submit(
-        inputs,
-        voice=voice,
-        format=fmt,
-        sample_rate=sample_rate,
-        concatenate=concatenate,
-        idempotency_key=idempotency_key,
-    )
-    chars = sum(len(i["text"]) for i in inputs)
-    click.echo(f"queued job {job['id']}: {len(inputs)} input(s), {chars} chars", err=True)
+        concatenate = InputFormat.of(file) is InputFormat.TEXT
+    try:
+        job = client.submit(
+            inputs.items,
+            voice=voice,
+            format=fmt,
+            sample_rate=sample_rate,
+            concatenate=concatenate,
+            idempotency_key=idempotency_key,
+        )
+    except ApiError as exc:
+        raise place_input_error(exc, file, inputs) from exc
+    chars = sum(len(i["text"]) for i in inputs.items)
+    click.echo(f"queued job {job['id']}: {len(inputs.items)} input(s), {chars} chars", err=True)
     if not (wait or out):
         click.echo(json.dumps(job, indent=2) if as_json else job["id"])
         return
@@ -268,6 +328,47 @@ def cancel(client: ApiClient, job_id: str, as_json: bool) -> None:
     """Cancel a queued or running job (an error if it already finished)."""
     job = client.cancel(job_id)
     click.echo(json.dumps(job, indent=2) if as_json else f"{job['id']} {job['status']}")
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_obj
+def rm(client: ApiClient, job_id: str) -> None:
+    """Delete a finished job: its record, result files, manifest and checkpoints (its idempotency key
+    then names a new job). A queued or running job is refused: cancel it first."""
+    job = client.get_job(job_id)
+    if job["status"] not in FINISHED:
+        raise CliError(f"job {job_id} is {job['status']}; `narrate cancel {job_id}` first, then rm it")
+    try:
+        answer = client.delete_job(job_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        answer = None  # a DELETE repeated after its answer was lost: the first one removed it
+    if answer is not None:  # it was not finished after all: the API cancelled it instead
+        raise CliError(f"job {job_id} was {answer['status']} and is not removed; run rm again once it has stopped")
+    files = sum(1 for item in job.get("inputs") or [] if item.get("result")) + bool(job.get("result"))
+    parts = [f"{files} result file{'s' if files != 1 else ''}"] + (["its manifest"] if job.get("manifest") else [])
+    click.echo(f"removed {job_id} ({job['status']}): its record, {', '.join(parts)} and checkpoints")
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="File for a single result, or the directory for a batch's files and manifest.json.",
+)
+@click.pass_obj
+def download(client: ApiClient, job_id: str, out: Path) -> None:
+    """Download the results of a succeeded job (again), checking every sha256."""
+    job = client.get_job(job_id)
+    if job["status"] != "succeeded":
+        raise CliError(f"job {job_id} is {job['status']}; only a succeeded job has results")
+    for path in download_results(client, job, out):
+        click.echo(f"saved {path}", err=True)
 
 
 cli.add_command(voices)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from client.api import ApiClient, ApiError
+from client.api import ApiClient, ApiError, voice_path
 
 Voice = dict[str, Any]
 EXIT_FAILED = 1
@@ -47,7 +47,7 @@ def wait_voice(client: ApiClient, voice_id: str, *, interval: float = 1.0, timeo
     """Poll until the voice is `ready` or `failed`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        voice = client.request("GET", f"/v1/voices/{voice_id}").json()
+        voice = client.request("GET", voice_path(voice_id)).json()
         if voice["status"] != "processing":
             return voice
         if deadline is not None and time.monotonic() > deadline:
@@ -145,7 +145,7 @@ def list_voices(client: ApiClient, as_json: bool) -> None:
 @click.pass_obj
 def show(client: ApiClient, voice_id: str, as_json: bool) -> None:
     """Show a voice (status, clips, consent, preview link)."""
-    voice = client.request("GET", f"/v1/voices/{voice_id}").json()
+    voice = client.request("GET", voice_path(voice_id)).json()
     click.echo(json.dumps(voice, indent=2) if as_json else describe_voice(voice))
 
 
@@ -154,5 +154,5 @@ def show(client: ApiClient, voice_id: str, as_json: bool) -> None:
 @click.pass_obj
 def remove(client: ApiClient, voice_id: str) -> None:
     """Delete a voice with its embedding and reference audio; queued jobs using it fail."""
-    client.request("DELETE", f"/v1/voices/{voice_id}")
+    client.request("DELETE", voice_path(voice_id))
     click.echo(f"deleted {voice_id}", err=True)

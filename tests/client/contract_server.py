@@ -1,12 +1,16 @@
 """A small HTTP server that answers like the narrate API contract, for CLI tests.
 
 It stands in only where the real stack would need Redis and a worker; the CLI talks to it over real
-HTTP. Each GET of a job advances it by one chunk, so polling shows progress and then a result.
+HTTP. Each GET of a job advances it by one chunk, so polling shows progress and then a result; a
+batch (concatenate=false) then links its manifest. It records every request it receives, and also
+serves routes an unquoted id could reach (`/healthz`, `DELETE /v1/voices/{id}`), so a test can show
+that the CLI never sends one there.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -44,6 +48,16 @@ class ContractApi:
     unavailable_downloads: int = 0
     """Downloads answered 503 (storage briefly unavailable) before the file is served."""
     file_url_dir: Any = None  # a Path: results are written there and linked as file:// URLs
+    refuse_text: str | None = None
+    """An input whose text contains this is refused (422, field `inputs.N.text`), as the API refuses one."""
+    unsafe_filenames: bool = False
+    """Results are named `../NAME`, as a broken or hostile server might name them."""
+    lost_delete_answers: int = 0
+    """Deletes that remove the job and then answer 504."""
+    tamper_manifest: bool = False
+    """The manifest (itself intact) gives the first file another sha256 than the job record."""
+    voices: set[str] = field(default_factory=set)
+    """Cloned voice ids; `DELETE /v1/voices/{id}` removes one."""
     base_url: str = ""
 
     def error(self, status: int, code: str, message: str, field_name: str | None = None) -> Response:
@@ -51,8 +65,9 @@ class ContractApi:
         response.status_code = status
         return response
 
-    def result(self, job: dict[str, Any], name: str) -> dict[str, Any]:
-        data = audio_bytes(job["id"], name)
+    def result(self, job: dict[str, Any], name: str, data: bytes | None = None) -> dict[str, Any]:
+        data = audio_bytes(job["id"], name) if data is None else data
+        job["_objects"][name] = data
         if self.file_url_dir is not None:
             path = self.file_url_dir / name
             path.write_bytes(data)
@@ -62,11 +77,13 @@ class ContractApi:
             url = f"{self.base_url.replace('127.0.0.1', 'localhost')}/files/{job['id']}/{name}"
         return {
             "url": url,
+            "url_expires_at": now(),
+            "key": f"results/test/{job['id']}/{name}",
             "format": job["format"],
+            "filename": f"../{name}" if self.unsafe_filenames else name,
             "duration_seconds": 3.5,
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
-            "filename": name,
         }
 
     def advance(self, job: dict[str, Any]) -> None:
@@ -93,6 +110,30 @@ class ContractApi:
         else:
             for item in job["inputs"]:
                 item["result"] = self.result(job, f"{item['id']}.{ext}")
+            job["manifest"] = self.manifest(job)
+
+    def manifest(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The batch manifest document, linked as `{url, url_expires_at, key, bytes, sha256}`."""
+        files = [
+            {
+                "id": item["id"],
+                "file": item["result"]["filename"],
+                "key": item["result"]["key"],
+                "format": job["format"],
+                "duration_seconds": item["result"]["duration_seconds"],
+                "bytes": item["result"]["bytes"],
+                "sha256": item["result"]["sha256"],
+                "voice": item.get("voice") or job.get("voice"),
+                "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                "status": "succeeded",
+            }
+            for item, text in zip(job["inputs"], job["_texts"], strict=True)
+        ]
+        if self.tamper_manifest:
+            files[0]["sha256"] = hashlib.sha256(b"something else").hexdigest()
+        document = json.dumps({"job_id": job["id"], "files": files}, indent=2).encode()
+        link = self.result(job, "manifest.json", document)
+        return {k: link[k] for k in ("url", "url_expires_at", "key", "bytes", "sha256")}
 
     def public(self, job: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in job.items() if not k.startswith("_")}
@@ -125,6 +166,9 @@ class ContractApi:
                 return self.error(422, "invalid_request", "at least one input is required", "inputs")
             if body.get("format") not in FORMATS:
                 return self.error(422, "invalid_request", "unknown format", "format")
+            for index, item in enumerate(body["inputs"]):
+                if self.refuse_text and self.refuse_text in item["text"]:
+                    return self.error(422, "invalid_request", "text has nothing to speak", f"inputs.{index}.text")
             key = request.headers.get("Idempotency-Key")
             if key in self.idempotency:
                 job = self.jobs[self.idempotency[key]]
@@ -149,9 +193,14 @@ class ContractApi:
                     },
                     "rtf": None,
                     "result": None,
-                    "inputs": [{"id": i["id"], "chars": len(i["text"]), "result": None} for i in body["inputs"]],
+                    "manifest": None,
+                    "inputs": [
+                        {"id": i["id"], "chars": len(i["text"]), "voice": i.get("voice"), "result": None}
+                        for i in body["inputs"]
+                    ],
                     "error": None,
                     "_texts": [i["text"] for i in body["inputs"]],
+                    "_objects": {},
                 }
                 self.jobs[job_id] = job
                 if key:
@@ -186,15 +235,45 @@ class ContractApi:
                 "next_cursor": str(start + size) if more else None,
             }
 
-        @app.delete("/v1/jobs/<job_id>")
+        def cancel_job(job_id: str) -> Any:
+            job = self.jobs[job_id]
+            job["status"], job["finished_at"] = "canceled", now()
+            return self.public(job)
+
+        @app.post("/v1/jobs/<job_id>/cancel")
         def cancel(job_id: str) -> Any:
             job = self.jobs.get(job_id)
             if job is None:
                 return self.error(404, "not_found", f"no job {job_id}")
             if job["status"] in ("succeeded", "failed", "canceled"):
-                return self.error(409, "job_finished", f"job {job_id} already {job['status']}")
-            job["status"], job["finished_at"] = "canceled", now()
-            return self.public(job)
+                return self.error(409, "already_finished", f"job {job_id} already {job['status']}")
+            return cancel_job(job_id)
+
+        @app.delete("/v1/jobs/<job_id>")
+        def delete(job_id: str) -> Any:
+            """A finished job is removed (204); a queued or running one is cancelled (200 + job)."""
+            job = self.jobs.get(job_id)
+            if job is None:
+                return self.error(404, "not_found", f"no job {job_id}")
+            if job["status"] in ("queued", "running"):
+                return cancel_job(job_id)
+            del self.jobs[job_id]
+            self.idempotency = {k: v for k, v in self.idempotency.items() if v != job_id}
+            if self.lost_delete_answers > 0:
+                self.lost_delete_answers -= 1
+                return self.error(504, "gateway_timeout", "the upstream did not answer in time")
+            return Response(status=204)
+
+        @app.get("/healthz")
+        def healthz() -> Any:
+            return {"status": "ok"}
+
+        @app.delete("/v1/voices/<voice_id>")
+        def delete_voice(voice_id: str) -> Any:
+            if voice_id not in self.voices:
+                return self.error(404, "not_found", f"no voice {voice_id}")
+            self.voices.discard(voice_id)
+            return Response(status=204)
 
         @app.get("/files/<job_id>/<name>")
         def files(job_id: str, name: str) -> Any:
@@ -203,8 +282,11 @@ class ContractApi:
             if self.unavailable_downloads > 0:
                 self.unavailable_downloads -= 1
                 return self.error(503, "slow_down", "storage is briefly unavailable")
-            data = audio_bytes(job_id, name)
-            if self.corrupt_downloads:
+            job = self.jobs.get(job_id)
+            data = job["_objects"].get(name) if job else None
+            if data is None:
+                return self.error(404, "not_found", f"no object {job_id}/{name}")
+            if self.corrupt_downloads and name != "manifest.json":
                 data = data[:-1] + b"!"
             return Response(data, mimetype="audio/mpeg")
 

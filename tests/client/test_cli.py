@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from client.api import ApiClient
 from client.cli import cli
 from tests.client.contract_server import API_KEY, ContractApi, audio_bytes, serve_contract_api
 
@@ -69,20 +71,124 @@ def test_submit_wait_downloads_the_verified_result(api: ContractApi, tmp_path: P
     assert [p.name for p in out.parent.iterdir()] == ["book.mp3"]  # no partial files left
 
 
-def test_submit_csv_sends_one_input_per_row_and_saves_each(api: ContractApi, tmp_path: Path) -> None:
+def game_lines_with_voices(tmp_path: Path) -> Path:
+    """examples/game-lines.csv with a voice column in place of its character column."""
+    voices = {"guard": "joe", "merchant": "voice_merchant1", "captain": "", "narrator": "en_us"}
+    with GAME_LINES.open(encoding="utf-8", newline="") as src:
+        rows = list(csv.DictReader(src))
+    path = tmp_path / "lines.csv"
+    with path.open("w", encoding="utf-8", newline="") as dst:
+        writer = csv.writer(dst)
+        writer.writerow(["id", "voice", "text"])
+        writer.writerows([row["id"], voices[row["character"]], row["text"]] for row in rows)
+    return path
+
+
+def test_submit_csv_with_a_voice_column_saves_one_file_per_id_and_the_manifest(
+    api: ContractApi, tmp_path: Path
+) -> None:
+    lines = game_lines_with_voices(tmp_path)
     out = tmp_path / "lines"
-    out.mkdir()
-    result = narrate(api, "submit", str(GAME_LINES), "--format", "wav", "-o", str(out), "--poll-interval", "0.01")
+    result = narrate(api, "submit", str(lines), "--format", "wav", "-o", str(out), "--poll-interval", "0.01")
     assert result.exit_code == 0, result.output
     body = posted(api)["json"]
-    rows = GAME_LINES.read_text(encoding="utf-8").splitlines()[1:]
-    assert [i["id"] for i in body["inputs"]] == [row.split(",")[0] for row in rows]
-    assert body["inputs"][1]["text"] == "The gate closes at sundown. Come back tomorrow, traveller."
+    with GAME_LINES.open(encoding="utf-8", newline="") as src:
+        rows = list(csv.DictReader(src))
+    assert [i["id"] for i in body["inputs"]] == [row["id"] for row in rows]
+    assert [i["text"] for i in body["inputs"]] == [row["text"] for row in rows]
+    assert body["inputs"][0]["voice"] == "joe" and body["inputs"][3]["voice"] == "voice_merchant1"
+    assert "voice" not in body["inputs"][6]  # an empty voice cell: the job's voice
     assert body["concatenate"] is False
     job_id = next(iter(api.jobs))
-    saved = sorted(p.name for p in out.iterdir())
-    assert saved == sorted(f"{i['id']}.wav" for i in body["inputs"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{row['id']}.wav" for row in rows] + ["manifest.json"])
     assert (out / "guard_001.wav").read_bytes() == audio_bytes(job_id, "guard_001.wav")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["job_id"] == job_id
+    assert [entry["id"] for entry in manifest["files"]] == [row["id"] for row in rows]
+    for entry in manifest["files"]:
+        assert hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    shown = narrate(api, "status", job_id).stdout
+    assert f"manifest  {api.base_url.replace('127.0.0.1', 'localhost')}/files/{job_id}/manifest.json" in shown
+
+
+def test_voice_map_gives_each_character_its_voice(api: ContractApi, tmp_path: Path) -> None:
+    voice_map = tmp_path / "voices.json"
+    voice_map.write_text(json.dumps({"guard": "joe", "merchant": "voice_m1", "captain": "joe", "narrator": "en_us"}))
+    result = narrate(api, "submit", str(GAME_LINES), "--voice-map", str(voice_map))
+    assert result.exit_code == 0, result.output
+    voices = {i["id"]: i["voice"] for i in posted(api)["json"]["inputs"]}
+    assert (voices["guard_002"], voices["merchant_001"], voices["narrator_003"]) == ("joe", "voice_m1", "en_us")
+
+    as_csv = tmp_path / "voices.csv"
+    as_csv.write_text("character,voice\nguard,joe\nmerchant,voice_m2\ncaptain,joe\nnarrator,joe\n")
+    result = narrate(api, "submit", str(GAME_LINES), "--voice-map", str(as_csv))
+    assert result.exit_code == 0, result.output
+    last = [r for r in api.requests if r["method"] == "POST"][-1]["json"]
+    assert {i["id"]: i["voice"] for i in last["inputs"]}["merchant_002"] == "voice_m2"
+
+
+def test_a_row_voice_overrides_its_characters_mapping(api: ContractApi, tmp_path: Path) -> None:
+    lines = tmp_path / "lines.tsv"
+    lines.write_text("id\tcharacter\tvoice\ttext\na\tguard\t\tHalt!\nb\tguard\ten_us\tWho goes there?\n")
+    voice_map = tmp_path / "map.tsv"
+    voice_map.write_text("character\tvoice\nguard\tjoe\n")
+    result = narrate(api, "submit", str(lines), "--voice-map", str(voice_map))
+    assert result.exit_code == 0, result.output
+    inputs = posted(api)["json"]["inputs"]
+    assert inputs == [
+        {"id": "a", "text": "Halt!", "voice": "joe"},
+        {"id": "b", "text": "Who goes there?", "voice": "en_us"},
+    ]
+
+
+def test_a_character_column_without_voice_map_is_noted(api: ContractApi) -> None:
+    result = narrate(api, "submit", str(GAME_LINES))
+    assert result.exit_code == 0, result.output
+    assert "character column but no --voice-map" in result.stderr
+    assert all("voice" not in i for i in posted(api)["json"]["inputs"])
+
+
+def test_jsonl_inputs(api: ContractApi, tmp_path: Path) -> None:
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text('{"id": "a", "text": "Halt!", "voice": "joe"}\n\n{"id": "b", "text": "Who, me?"}\n')
+    result = narrate(api, "submit", str(lines))
+    assert result.exit_code == 0, result.output
+    assert posted(api)["json"]["inputs"] == [
+        {"id": "a", "text": "Halt!", "voice": "joe"},
+        {"id": "b", "text": "Who, me?"},
+    ]
+
+
+def test_an_api_error_about_an_input_names_its_line(api: ContractApi, tmp_path: Path) -> None:
+    lines = tmp_path / "lines.csv"
+    lines.write_text('id,text\na,Hello.\n"b","Two\nlines."\nc,BADVOICE\n')
+    api.refuse_text = "BADVOICE"
+    result = narrate(api, "submit", str(lines))
+    assert result.exit_code == 2
+    assert "(field inputs.2.text)" in result.stderr and f"[{lines}:5]" in result.stderr
+
+
+def test_a_manifest_that_disagrees_with_the_job_is_refused(api: ContractApi, tmp_path: Path) -> None:
+    api.tamper_manifest = True
+    out = tmp_path / "lines"
+    result = narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 2
+    assert "manifest_mismatch" in result.stderr and "guard_001.mp3" in result.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_corrupted_batch_file_leaves_no_manifest(api: ContractApi, tmp_path: Path) -> None:
+    api.corrupt_downloads = True
+    out = tmp_path / "lines"
+    result = narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 2
+    assert "checksum_mismatch" in result.stderr
+    assert not (out / "manifest.json").exists()
+
+    api.corrupt_downloads = False  # the job is still there: download it again
+    again = narrate(api, "download", next(iter(api.jobs)), "-o", str(out))
+    assert again.exit_code == 0, again.output
+    assert len(json.loads((out / "manifest.json").read_text())["files"]) == 12
 
 
 def test_submit_rejects_non_utf8_files(api: ContractApi, tmp_path: Path) -> None:
@@ -92,14 +198,6 @@ def test_submit_rejects_non_utf8_files(api: ContractApi, tmp_path: Path) -> None
     assert result.exit_code == 2
     assert "not UTF-8" in result.stderr
     assert api.requests == []
-
-
-def test_csv_without_text_column_is_a_usage_error(api: ContractApi, tmp_path: Path) -> None:
-    src = tmp_path / "lines.csv"
-    src.write_text("id,line\na,hello\n", encoding="utf-8")
-    result = narrate(api, "submit", str(src))
-    assert result.exit_code == 2
-    assert "missing: text" in result.stderr
 
 
 def test_failed_job_exits_1_with_the_error(api: ContractApi, tmp_path: Path) -> None:
@@ -168,16 +266,105 @@ def test_list_follows_cursors_and_filters(api: ContractApi, tmp_path: Path) -> N
     assert len(table) == 6
 
 
-def test_cancel(api: ContractApi, tmp_path: Path) -> None:
+def test_cancel_posts_to_the_cancel_route(api: ContractApi, tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("hello", encoding="utf-8")
     job_id = narrate(api, "submit", str(src)).stdout.strip()
     first = narrate(api, "cancel", job_id)
     assert first.exit_code == 0
     assert first.stdout.strip() == f"{job_id} canceled"
+    assert (api.requests[-1]["method"], api.requests[-1]["path"]) == ("POST", f"/v1/jobs/{job_id}/cancel")
     again = narrate(api, "cancel", job_id)
     assert again.exit_code == 2
-    assert "HTTP 409 job_finished" in again.stderr
+    assert "HTTP 409 already_finished" in again.stderr
+    assert job_id in api.jobs  # cancel never deletes
+
+
+def test_rm_deletes_a_finished_job(api: ContractApi, tmp_path: Path) -> None:
+    out = tmp_path / "lines"
+    assert narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01").exit_code == 0
+    job_id = next(iter(api.jobs))
+    removed = narrate(api, "rm", job_id)
+    assert removed.exit_code == 0, removed.output
+    assert "removed" in removed.stdout and "12 result files" in removed.stdout and "manifest" in removed.stdout
+    assert job_id not in api.jobs
+    assert (api.requests[-1]["method"], api.requests[-1]["path"]) == ("DELETE", f"/v1/jobs/{job_id}")
+    gone = narrate(api, "rm", job_id)
+    assert gone.exit_code == 2
+    assert f"HTTP 404 not_found: no job {job_id}" in gone.stderr
+
+
+def test_rm_whose_answer_was_lost_is_retried_and_reports_the_removal(api: ContractApi, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello", encoding="utf-8")
+    assert narrate(api, "submit", str(src), "-o", str(tmp_path / "a.mp3"), "--poll-interval", "0.01").exit_code == 0
+    job_id = next(iter(api.jobs))
+    api.lost_delete_answers = 1
+    removed = narrate(api, "rm", job_id)
+    assert removed.exit_code == 0, removed.output
+    assert f"removed {job_id}" in removed.stdout and "1 result file and" in removed.stdout
+    assert [r["method"] for r in api.requests[-2:]] == ["DELETE", "DELETE"]
+    assert job_id not in api.jobs
+
+
+def test_a_batch_is_saved_into_a_directory_only(api: ContractApi, tmp_path: Path) -> None:
+    out = tmp_path / "lines"
+    out.write_text("not a directory", encoding="utf-8")
+    result = narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 2
+    assert f"{out} is a file" in result.stderr
+    assert out.read_text() == "not a directory"
+
+
+def test_a_result_name_outside_the_download_folder_is_refused(api: ContractApi, tmp_path: Path) -> None:
+    api.unsafe_filenames = True
+    out = tmp_path / "deep" / "lines"
+    result = narrate(api, "submit", str(GAME_LINES), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 2
+    assert "unsafe_filename" in result.stderr
+    assert list(tmp_path.rglob("*")) == []  # nothing saved, in the folder or beside it
+
+
+def test_rm_refuses_a_job_still_running(api: ContractApi, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("hello", encoding="utf-8")
+    job_id = narrate(api, "submit", str(src)).stdout.strip()
+    result = narrate(api, "rm", job_id)
+    assert result.exit_code == 2
+    assert "narrate cancel" in result.stderr
+    assert not [r for r in api.requests if r["method"] == "DELETE"]
+    assert api.jobs[job_id]["status"] != "canceled"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "../../healthz"],
+        ["cancel", "../voices/voice_abc"],
+        ["rm", "../voices/voice_abc"],
+        ["download", "job_x/../../../healthz", "-o", "out"],
+        ["status", "job_a?status=queued"],
+        ["status", "job_%2e%2e"],
+        ["voices", "rm", "../jobs/job_abc"],
+        ["voices", "show", "voice_a/../../../healthz"],
+    ],
+)
+def test_an_argument_that_is_not_an_id_is_refused_before_sending(api: ContractApi, args: list[str]) -> None:
+    api.voices.add("voice_abc")
+    result = narrate(api, *args)
+    assert result.exit_code == 2
+    assert "is not a" in result.stderr and "id (they look like" in result.stderr
+    assert api.requests == []
+    assert api.voices == {"voice_abc"}
+
+
+def test_an_unquoted_id_would_reach_another_route(api: ContractApi) -> None:
+    """Why ids are checked: joined into the path as they are, `../voices/ID` deletes a voice."""
+    api.voices.add("voice_abc")
+    with ApiClient(api.base_url, API_KEY) as client:
+        client.request("DELETE", "/v1/jobs/../voices/voice_abc")
+    assert api.requests[-1]["path"] == "/v1/voices/voice_abc"
+    assert api.voices == set()
 
 
 def test_a_submit_whose_answer_was_lost_is_retried_and_creates_one_job(api: ContractApi, tmp_path: Path) -> None:
