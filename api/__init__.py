@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask, g, request
 from flask_limiter import Limiter
 
-from api import auth, context, errors
+from api import auth, context, errors, params
 from api.routes import health, jobs, voices
 from shared.services import Services
 from shared.settings import Settings, get_settings
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         key_prefix=f"{settings.key_prefix}:ratelimit",
         strategy="moving-window",
     )
+    params.register(app)  # after the key and the rate limit: a stranger learns nothing from the parameters
     limiter.exempt(health.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)

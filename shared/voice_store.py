@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.jobs import to_datetime, utcnow
+from shared.jobs import has_control_characters, to_datetime, utcnow
 
 VOICE_ID_PREFIX = "voice_"
 MIN_SPEECH_SECONDS = 3.0
@@ -106,7 +106,16 @@ class VoicePatch(BaseModel):
     def _name_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("name is empty")
+        if value is not None and has_control_characters(value, line_breaks_allowed=False):
+            raise ValueError("name contains control characters or line breaks")
         return value.strip() if value is not None else None
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, value: str | None) -> str | None:
+        if value is not None and has_control_characters(value, line_breaks_allowed=True):
+            raise ValueError("description contains control characters")
+        return value
 
 
 @dataclass(frozen=True)
