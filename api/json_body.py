@@ -21,6 +21,10 @@ MAX_INT_DIGITS = 100
 """Most digits of an integer literal; the models bound each number much tighter."""
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_PLAIN = frozenset({int, float, bool, type(None)})
+_PLAIN_AND_TEXT = _PLAIN | {str}
+_CONTAINERS = frozenset({dict, list})
 # Tokens that matter for the path to the deepest point: a key (string then colon), a string, brackets, commas.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"\s*:|"(?:[^"\\]|\\.)*"|[\[\]{},]')
 
@@ -66,32 +70,41 @@ def loads(text: str) -> Any:
         raise _refuse(f"nested deeper than {MAX_DEPTH} levels", _deepest_path(text)) from exc
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.") from exc
-    _check(value)
+    # A lone surrogate can only come from a \u escape (the UTF-8 text itself cannot hold one): without
+    # such an escape the texts need no look.
+    _check(value, plain=_PLAIN_AND_TEXT if not _SURROGATE_ESCAPE.search(text) else _PLAIN)
     return value
 
 
-def _check(root: Any) -> None:
-    """Walks the parsed body (iteratively: its depth is what is being checked)."""
-    pending: list[tuple[Any, list[str | int]]] = [(root, [])]
+def _check(root: Any, *, plain: frozenset[type]) -> None:
+    """Walks the parsed body, iteratively (its depth is what is being checked), looking closer only at
+    containers, texts and refused numbers: numbers, booleans and nulls, most of a large body, are passed
+    over by their type alone (and so are texts, when `plain` holds `str`)."""
+    _check_leaf(root, [])
+    keys = str not in plain
+    pending: list[tuple[Any, list[str | int]]] = [(root, [])] if type(root) in _CONTAINERS else []
     while pending:
-        value, path = pending.pop()
-        if isinstance(value, _Refused):
-            raise _refuse(value.reason, path)
-        if isinstance(value, str):
-            if _SURROGATE.search(value):
-                raise _refuse("the text holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text", path)
-            continue
-        if not isinstance(value, dict | list):
-            continue
+        container, path = pending.pop()
         if len(path) >= MAX_DEPTH:
             raise _refuse(f"nested deeper than {MAX_DEPTH} levels", path)
-        if isinstance(value, list):
-            pending.extend((item, [*path, index]) for index, item in enumerate(value))
-            continue
-        for key, item in value.items():
-            if _SURROGATE.search(key):
+        items = enumerate(container) if type(container) is list else container.items()
+        for key, item in items:
+            kind = type(item)
+            if kind in plain:
+                pass
+            elif kind in _CONTAINERS:
+                pending.append((item, [*path, key]))
+            else:
+                _check_leaf(item, path, key)
+            if keys and type(key) is str and _SURROGATE.search(key):
                 raise _refuse("a key holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text", path)
-            pending.append((item, [*path, key]))
+
+
+def _check_leaf(value: Any, path: list[str | int], *key: str | int) -> None:
+    if isinstance(value, _Refused):
+        raise _refuse(value.reason, [*path, *key])
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise _refuse("the text holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text", [*path, *key])
 
 
 def _deepest_path(text: str) -> list[str | int]:

@@ -13,6 +13,8 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from api import create_app
+from api.context import services_of
 from api.json_body import MAX_DEPTH
 from api.openapi import openapi_document
 from shared.jobs import MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
@@ -232,3 +234,38 @@ def test_repeated_empty_or_unknown_query_parameters_are_400(api_client, what, ur
 
 def test_query_parameters_are_checked_after_the_key(api_client):
     assert _error(api_client.get("/v1/jobs?status=a&status=b"), 401)["code"] == "unauthorized"
+
+
+# --- 4: the voice upload's free fields ----------------------------------------------------------------
+VOICE_FORMS = [
+    ("a name over two lines", {"name": "Jane\nDoe"}, "name"),
+    ("a control character in the description", {"description": "Calm \x07voice"}, "description"),
+    ("a language tag with a fourth part", {"language": "en_us_aa_bb_cc"}, "language"),
+    ("a consent on two lines", {"consent_by": "Jane\r\nDoe"}, "consent_by"),
+    ("a consent date of a thousand characters", {"consent_at": "2026-01-01" + " " * 1000 + "x"}, "consent_at"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "fields", "field"), VOICE_FORMS, ids=[v[0] for v in VOICE_FORMS])
+def test_voice_upload_fields_are_bounded(service_env, what, fields, field):
+    service_env.extra["NARRATE_ENGINE"] = "kanitts2"  # an engine that clones: the form is read
+    client = create_app(service_env.settings()).test_client()
+    form = {"name": "Jane", "consent_by": "Jane Doe", **fields}
+    response = client.post("/v1/voices", headers=AUTH, data=form, content_type="multipart/form-data")
+    error = _error(response, 422)
+    assert (error["code"], error["field"]) == ("invalid_request", field)
+    assert not list(_redis(service_env).scan_iter(match=f"{service_env.key_prefix}:voice*"))
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"), [({"name": "Jane\nDoe"}, "name"), ({"description": "a\x00b"}, "description")]
+)
+def test_a_voice_rename_refuses_control_characters(api_client, patch, field):
+    voices = services_of(api_client.application).voices
+    voice_id = voices.new_id()
+    consent = {"by": "Jane Doe", "at": "2026-01-15T10:00:00+00:00", "recorded_at": "2026-01-15T10:00:00+00:00"}
+    voices.create(voice_id, DEV_TENANT, name="Jane", description=None, language=None, consent=consent, clips=[],
+                  limit=10)  # fmt: skip
+    error = _error(api_client.patch(f"/v1/voices/{voice_id}", json=patch, headers=AUTH), 422)
+    assert (error["code"], error["field"]) == ("invalid_request", field)
+    assert api_client.get(f"/v1/voices/{voice_id}", headers=AUTH).get_json()["name"] == "Jane"
