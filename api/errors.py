@@ -62,12 +62,13 @@ def validate_body(model: type[M], payload: Any) -> M:
 def register(app: Flask) -> None:
     app.register_error_handler(ApiError, lambda exc: exc.response())
 
-    @app.errorhandler(redis.ConnectionError)
-    @app.errorhandler(redis.TimeoutError)
     def _store_down(exc: redis.RedisError) -> ResponseReturnValue:
         return ApiError(
             503, "store_unavailable", "The job store (Redis) is unreachable; nothing was changed."
         ).response()
+
+    for kind in STORE_UNREACHABLE:
+        app.register_error_handler(kind, _store_down)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> ResponseReturnValue:

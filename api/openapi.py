@@ -189,7 +189,7 @@ def _voice_paths() -> dict[str, Any]:
             "description": {**text, "maxLength": 1000},
             "language": {
                 **text,
-                "maxLength": 35,
+                "maxLength": 30,
                 "description": f"Language/accent tag such as en_us (`-` reads as `_`, any case): {LANGUAGE_PATTERN}",
             },
             "consent_by": {**text, "maxLength": 200, "description": "Who consented to the cloning of their voice."},

@@ -32,7 +32,7 @@ def has_control_characters(text: str, *, line_breaks_allowed: bool) -> bool:
 # Patterns end in `\Z` for Python (where `$` also matches before a final line feed) and `$` for the
 # document and pydantic's regex engine (where it does not): the two spell one rule.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-"""Input ids and voice names: they become file names and storage keys."""
+"""Input ids (they become file names and storage keys) and the voices a job names."""
 _INPUT_ID = re.compile(ID_PATTERN.removesuffix("$") + r"\Z")
 
 MAX_METADATA_KEYS = 64

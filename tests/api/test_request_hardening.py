@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
+from pydantic import TypeAdapter, ValidationError
 
-from api import create_app
+from api import create_app, params
 from api.context import services_of
 from api.json_body import MAX_DEPTH
 from api.openapi import openapi_document
+from api.routes import voices as voice_routes
+from shared import jobs, store
 from shared.jobs import MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
 from shared.settings import DEV_TENANT
 from tests.conftest import AUTH, ServiceEnv
@@ -269,3 +272,29 @@ def test_a_voice_rename_refuses_control_characters(api_client, patch, field):
     error = _error(api_client.patch(f"/v1/voices/{voice_id}", json=patch, headers=AUTH), 422)
     assert (error["code"], error["field"]) == ("invalid_request", field)
     assert api_client.get(f"/v1/voices/{voice_id}", headers=AUTH).get_json()["name"] == "Jane"
+
+
+# Every pattern that validates input, in Python (where `$` also matches before a final line feed) and
+# as pydantic applies it: each takes a valid value and refuses it with a line feed after it.
+PYTHON_PATTERNS = [
+    (jobs._INPUT_ID, "chapter-01"),
+    (jobs._METADATA_KEY, "series:part"),
+    (store._CURSOR, "MTc2NDY0ODAwMC41"),
+    (params._IDEMPOTENCY_KEY, "3f2c9a1e-uuid"),
+    (voice_routes._LANGUAGE, "en_us"),
+]
+PYDANTIC_TYPES = [(jobs.VoiceName, "en_us"), (jobs.MetadataKey, "title")]
+
+
+@pytest.mark.parametrize(("pattern", "valid"), PYTHON_PATTERNS, ids=[p.pattern for p, _ in PYTHON_PATTERNS])
+def test_every_python_input_pattern_ends_at_the_end(pattern, valid):
+    assert pattern.match(valid)
+    assert not pattern.match(valid + "\n")
+
+
+@pytest.mark.parametrize(("kind", "valid"), PYDANTIC_TYPES, ids=["VoiceName", "MetadataKey"])
+def test_every_pydantic_input_pattern_ends_at_the_end(kind, valid):
+    adapter = TypeAdapter(kind)
+    assert adapter.validate_python(valid) == valid
+    with pytest.raises(ValidationError):
+        adapter.validate_python(valid + "\n")
