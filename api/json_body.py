@@ -115,7 +115,7 @@ def _deepest_path(text: str) -> list[str | int]:
     key: str | None = None
     for match in _TOKEN.finditer(text):
         token = match.group()
-        if token in "[{":
+        if token in ("[", "{"):
             if containers and containers[-1] == "{":
                 path.append(key if key is not None else "?")
             if len(containers) >= MAX_DEPTH:
@@ -124,7 +124,9 @@ def _deepest_path(text: str) -> list[str | int]:
             if token == "[":
                 path.append(0)  # the index of the element being read
             key = None
-        elif token in "]}":
+        elif token in ("]", "}"):
+            if not containers:  # not JSON after all; the parser stopped before it could tell
+                break
             if containers.pop() == "[":
                 path.pop()
             if containers and containers[-1] == "{":
