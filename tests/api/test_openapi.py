@@ -204,3 +204,16 @@ def test_the_served_document_is_this_one_and_names_the_output_formats(api_client
     assert served == DOCUMENT
     fmt = JobCreate.model_fields["format"].annotation
     assert _schema_enum(served["components"]["schemas"]["JobCreate"]["properties"]["format"]) == _enum_values(fmt)
+
+
+def test_every_undocumented_method_is_a_405_with_allow_in_the_error_shape(api_client: FlaskClient) -> None:
+    for path, item in DOCUMENT["paths"].items():
+        url = re.sub(r"\{[^}]+\}", "x1", path)
+        documented = {method.upper() for method in METHODS if method in item}
+        for method in (m.upper() for m in METHODS if m not in item):
+            response = api_client.open(url, method=method, headers=AUTH)
+            assert response.status_code == 405, f"{method} {path}"
+            ErrorResponse.model_validate(response.get_json())
+            assert response.get_json()["error"]["code"] == "method_not_allowed"
+            allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+            assert allowed - {"HEAD", "OPTIONS"} == documented, f"{method} {path}"
