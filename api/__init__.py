@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, context, errors
+from api import auth, context, errors, params
 from api.routes import health, jobs, voices
 from shared.services import Services
 from shared.settings import Settings, get_settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         key_prefix=f"{settings.key_prefix}:ratelimit",
         strategy="moving-window",
     )
+    params.register(app)  # after the key and the rate limit: a stranger learns nothing from the parameters
     limiter.exempt(health.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)

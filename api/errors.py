@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+STORE_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+"""Redis failures that mean "not reachable now" (BusyLoadingError and AuthenticationError are kinds of
+ConnectionError): a 503 worth retrying. Any other RedisError (a ResponseError, say) is a bug: a 500."""
+
+_HTTP_CODES = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+    414: "uri_too_long", 415: "unsupported_media_type", 429: "rate_limited", 431: "headers_too_large",
+    500: "internal_error",
+}  # fmt: skip
 
 
 class ApiError(Exception):
@@ -18,11 +30,13 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
 
-    def response(self) -> ResponseReturnValue:
+    def response(self) -> Response:
         body: dict[str, str] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
-        return jsonify(error=body), self.status
+        response = jsonify(error=body)
+        response.status_code = self.status
+        return response
 
 
 def from_validation(exc: ValidationError) -> ApiError:
@@ -48,18 +62,32 @@ def validate_body(model: type[M], payload: Any) -> M:
 def register(app: Flask) -> None:
     app.register_error_handler(ApiError, lambda exc: exc.response())
 
-    @app.errorhandler(redis.RedisError)
     def _store_down(exc: redis.RedisError) -> ResponseReturnValue:
         return ApiError(
             503, "store_unavailable", "The job store (Redis) is unreachable; nothing was changed."
         ).response()
 
+    for kind in STORE_UNREACHABLE:
+        app.register_error_handler(kind, _store_down)
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> ResponseReturnValue:
-        code = {
-            404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited",
-        }.get(exc.code or 500, "http_error")  # fmt: skip
+        status = exc.code or 500
         message = exc.description or exc.name
-        if exc.code == 413:
+        if status == 413:
             message = "The request body is larger than the configured maximum."
-        return ApiError(exc.code or 500, code, message).response()
+        response = ApiError(status, _HTTP_CODES.get(status, "http_error"), message).response()
+        # Keep what the exception says in its headers (405: Allow; 429: Retry-After), not its HTML type.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        """Anything else (a RedisError other than unreachable among them): logged, and a 500 that tells
+        the client nothing of the internals."""
+        log.exception("unhandled error")
+        return ApiError(
+            500, "internal_error", "The server met an unexpected error; nothing may have changed."
+        ).response()

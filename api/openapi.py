@@ -12,7 +12,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from api.json_body import MAX_DEPTH, MAX_INT_DIGITS
+from api.params import IDEMPOTENCY_KEY_PATTERN
+from api.routes.voices import LANGUAGE_PATTERN, MAX_CONSENT_AT_CHARS
 from shared.jobs import JobCreate, JobPage, JobStatus, JobView
+from shared.store import CURSOR_PATTERN
 from shared.voice_store import VoiceList, VoicePatch, VoiceView
 
 REF = "#/components/schemas/{model}"
@@ -43,11 +47,15 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
 ]
 """The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
 
-V1_ERRORS = (401, 429, 503)
-"""What any /v1 request can meet: a missing or wrong key, the per-key rate limit, Redis down."""
+V1_ERRORS = (400, 401, 429, 503)
+"""What any /v1 request can meet: a query parameter repeated, empty or not the operation's, a missing
+or wrong key, the per-key rate limit, Redis down."""
 
 _DESCRIPTIONS = {
-    400: "Malformed request (invalid JSON or encoding, bad Idempotency-Key)",
+    400: "Malformed request: a query parameter repeated, empty or unknown (`invalid_query`), a bad cursor, "
+    f"invalid JSON or encoding, JSON nested deeper than {MAX_DEPTH} levels, an integer of more than "
+    f"{MAX_INT_DIGITS} digits, NaN/Infinity or a lone surrogate (`invalid_json`, `field` names it), "
+    "a bad Idempotency-Key",
     401: "Missing or unknown API key",
     404: "No such job or voice for this key's tenant",
     409: "Conflicts with the current state",
@@ -82,8 +90,14 @@ def openapi_document() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string"},
-                        "description": "The same key and body return the same job; another body is 409.",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "pattern": IDEMPOTENCY_KEY_PATTERN,
+                        },
+                        "description": "The same key and body return the same job; another body is 409. "
+                        "1-200 visible ASCII characters.",
                     },
                 ],
                 "requestBody": {"required": True, **_json("JobCreate")},
@@ -103,7 +117,12 @@ def openapi_document() -> dict[str, Any]:
                         "schema": {"type": "string", "enum": [status.value for status in JobStatus]},
                     },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": CURSOR_PATTERN},
+                        "description": "`next_cursor` of the page before; any other value is 400 `invalid_cursor`.",
+                    },
                 ],
                 "responses": {"200": {"description": "A page of jobs", **_json("JobPage")}, **_errors(422)},
             },
@@ -169,9 +188,18 @@ def _voice_paths() -> dict[str, Any]:
             },
             "name": {**text, "maxLength": 100},
             "description": {**text, "maxLength": 1000},
-            "language": {**text, "description": "Language/accent tag such as en_us."},
-            "consent_by": {**text, "description": "Who consented to the cloning of their voice."},
-            "consent_at": {**text, "format": "date-time", "description": "When (default: now)."},
+            "language": {
+                **text,
+                "maxLength": 30,
+                "description": f"Language/accent tag such as en_us (`-` reads as `_`, any case): {LANGUAGE_PATTERN}",
+            },
+            "consent_by": {**text, "maxLength": 200, "description": "Who consented to the cloning of their voice."},
+            "consent_at": {
+                **text,
+                "format": "date-time",
+                "maxLength": MAX_CONSENT_AT_CHARS,
+                "description": "When (default: now).",
+            },
         },
     }
     return {

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from api import json_body
 from api.errors import ApiError, validate_body
 from shared.jobs import JobCreate
 from shared.services import Enqueue, Services
@@ -21,10 +21,7 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_encoding", f"The body is not valid UTF-8 (byte {exc.start}).") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.") from exc
+    return json_body.loads(text)
 
 
 def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> JobCreate:

@@ -6,12 +6,13 @@ the OpenAPI document, so the three can never disagree.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, overload
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.text.normalize import is_speakable
@@ -19,7 +20,43 @@ from shared.text.normalize import is_speakable
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
 # text, and some break tokenisers or subtitle files.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_INPUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_CONTROL_OR_BREAK = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control_characters(text: str, *, line_breaks_allowed: bool) -> bool:
+    """Whether `text` holds C0/C1 control characters (tab, line feed and carriage return aside, when
+    `line_breaks_allowed`): a one-line field (a name) allows none."""
+    return bool((_CONTROL if line_breaks_allowed else _CONTROL_OR_BREAK).search(text))
+
+
+# Patterns end in `\Z` for Python (where `$` also matches before a final line feed) and `$` for the
+# document and pydantic's regex engine (where it does not): the two spell one rule.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+"""Input ids (they become file names and storage keys) and the voices a job names."""
+_INPUT_ID = re.compile(ID_PATTERN.removesuffix("$") + r"\Z")
+
+MAX_METADATA_KEYS = 64
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 4096
+MAX_METADATA_BYTES = 16 * 1024
+"""Most bytes of `metadata` as compact JSON: it is stored twice with the job and written into the file's tags."""
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
+_METADATA_KEY = re.compile(METADATA_KEY_PATTERN.removesuffix("$") + r"\Z")
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer every JSON reader (JavaScript's included) keeps exact."""
+
+VoiceName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=METADATA_KEY_PATTERN)
+]
+MetadataValue = (
+    Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
+    | Annotated[int, Field(strict=True, ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+    | None
+)
+"""Metadata values are scalars: nested values would make the bound on each value meaningless."""
 
 
 class JobStatus(StrEnum):
@@ -50,16 +87,25 @@ class SamplingOptions(_Strict):
 
 
 class JobInput(_Strict):
-    id: str | None = Field(None, description="Caller's id (file names, manifest). Defaults to the input's position.")
-    text: str = Field(..., description="Text to speak; paragraphs separated by blank lines.")
-    voice: str | None = Field(None, description="Voice for this input; defaults to the job's voice.")
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=ID_PATTERN,
+        description="Caller's id (file names, manifest). Defaults to the input's position.",
+    )
+    text: str = Field(..., min_length=1, description="Text to speak; paragraphs separated by blank lines.")
+    voice: VoiceName | None = Field(None, description="Voice for this input; defaults to the job's voice.")
 
-    @field_validator("id")
+    @field_validator("id", mode="before")
     @classmethod
-    def _id_is_safe(cls, value: str | None) -> str | None:
-        if value is not None and not _INPUT_ID.match(value):
-            raise ValueError("id must be 1-128 characters of letters, digits, '.', '_' or '-'")
-        if value is not None and value.lower() == "manifest":
+    def _id_is_safe(cls, value: Any) -> Any:
+        """Before the pattern constraint, so that the message says the rule in words."""
+        if isinstance(value, str) and not _INPUT_ID.match(value):
+            raise ValueError(
+                "id must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        if isinstance(value, str) and value.lower() == "manifest":
             raise ValueError("id 'manifest' is reserved for the batch manifest file")
         return value
 
@@ -79,7 +125,7 @@ class JobCreate(_Strict):
     """Body of `POST /v1/jobs`."""
 
     inputs: Annotated[list[JobInput], Field(min_length=1)]
-    voice: str | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
+    voice: VoiceName | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
     format: AudioFormat = Field(AudioFormat.MP3, description="m4b is AAC in MP4 with chapter marks.")
     sample_rate: int | None = Field(
         None, ge=8000, le=48000, description="Output sample rate in Hz; default: the engine's own."
@@ -88,10 +134,18 @@ class JobCreate(_Strict):
     streams: int | None = Field(
         None, ge=1, le=256, description="Side-by-side streams a long input is split into (KaniTTS2)."
     )
-    metadata: dict[str, Any] = Field(
+    metadata: dict[MetadataKey, MetadataValue] = Field(
         default_factory=dict,
+        max_length=MAX_METADATA_KEYS,
+        # Keys outside the pattern are refused, not merely left unchecked as `patternProperties` alone says.
+        json_schema_extra={
+            "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_CHARS, "pattern": METADATA_KEY_PATTERN},
+            "additionalProperties": False,
+        },
         description=f"Returned unchanged with the job; {', '.join(FILE_TAGS)} are also written as tags into the "
-        "audio file.",
+        f"audio file. At most {MAX_METADATA_KEYS} keys and {MAX_METADATA_BYTES} bytes as compact JSON; values are "
+        f"strings (at most {MAX_METADATA_VALUE_CHARS} characters, no control characters but tab and line breaks), "
+        "integers of at most 2^53 - 1, finite numbers, booleans or null.",
     )
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
 
@@ -101,6 +155,34 @@ class JobCreate(_Strict):
         names = [fmt.value for fmt in AudioFormat]
         if value not in names:
             raise ValueError(f"format must be one of {', '.join(names)}")
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_values_are_scalars(cls, value: Any) -> Any:
+        """The constraints above in words, checked first: the union's own messages name each type it
+        tried, and a large integer would otherwise pass as an inexact float."""
+        for key, item in value.items() if isinstance(value, dict) else ():
+            if not isinstance(key, str) or not _METADATA_KEY.match(key):
+                raise ValueError(
+                    f"metadata key {key!r} must be 1-{MAX_METADATA_KEY_CHARS} letters, digits, '_', '.', ':' or '-'"
+                )
+            if isinstance(item, str) and len(item) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(f"metadata value {key!r} is longer than {MAX_METADATA_VALUE_CHARS} characters")
+            if isinstance(item, dict | list):
+                raise ValueError(f"metadata value {key!r} must be a string, number, boolean or null")
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INTEGER:
+                raise ValueError(f"metadata value {key!r} is beyond +-(2^53 - 1)")
+            if isinstance(item, str) and _CONTROL.search(item):
+                raise ValueError(f"metadata value {key!r} contains control characters")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES}")
         return value
 
     @model_validator(mode="after")

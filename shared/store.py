@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -121,6 +123,16 @@ _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
     "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings",
 )  # fmt: skip
+
+
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""A list cursor as `next_cursor` gives it: base64url of a creation time, unpadded."""
+_CURSOR = re.compile(CURSOR_PATTERN.removesuffix("$") + r"\Z")
+_CURSOR_TIME = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,20})?(?:e[+-]?[0-9]{1,3})?\Z")
+
+
+class InvalidCursor(ValueError):
+    """A cursor that `next_cursor` never gave: refused before it reaches Redis."""
 
 
 class IdempotencyConflict(Exception):
@@ -482,8 +494,14 @@ def _encode_cursor(score: float) -> str:
 
 
 def _decode_cursor(cursor: str) -> float:
+    """The creation time a cursor holds; strict, since Redis answers an error, not an empty page, to a
+    score such as `nan`."""
+    if not _CURSOR.match(cursor):
+        raise InvalidCursor(cursor)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return float(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("invalid cursor") from exc
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise InvalidCursor(cursor) from exc
+    if not _CURSOR_TIME.match(text) or not math.isfinite(score := float(text)):
+        raise InvalidCursor(cursor)
+    return score

@@ -13,12 +13,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from shared.jobs import to_datetime, utcnow
+from shared.jobs import has_control_characters, to_datetime, utcnow
 
 VOICE_ID_PREFIX = "voice_"
 MIN_SPEECH_SECONDS = 3.0
@@ -94,19 +95,38 @@ class VoiceList(BaseModel):
     languages: list[str]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # a default of null beside type string would contradict itself
+
+
 class VoicePatch(BaseModel):
     """Body of `PATCH /v1/voices/{id}`."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=1000)
+    # `null` is accepted here only to be refused with its own message (a voice keeps a name): the
+    # document says string.
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | SkipJsonSchema[None] = Field(
+        None, description="Not blank; one line, no control characters.", json_schema_extra=_no_default
+    )
+    description: str | None = Field(
+        None, max_length=1000, description="null removes it; no control characters but tab and line breaks."
+    )
 
     @field_validator("name")
     @classmethod
     def _name_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("name is empty")
+        if value is not None and has_control_characters(value, line_breaks_allowed=False):
+            raise ValueError("name contains control characters or line breaks")
         return value.strip() if value is not None else None
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, value: str | None) -> str | None:
+        if value is not None and has_control_characters(value, line_breaks_allowed=True):
+            raise ValueError("description contains control characters")
+        return value
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from api import params
 from api.context import services
 from api.errors import ApiError
 from api.submission import known_voices, parse_json_body, submit, validate_job
 from shared import metrics
 from shared.jobs import JobStatus, JobView
+from shared.store import InvalidCursor
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -25,9 +27,7 @@ def create_job() -> ResponseReturnValue:
     found = services()
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
     spec = validate_job(payload, found.settings, known_voices(found, g.tenant))
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 200):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 characters.")
+    key = params.idempotency_key()
     job_id, created = submit(found.jobs, found.enqueue_job, g.tenant, spec, key)
     if created:
         metrics.JOBS_SUBMITTED.inc()
@@ -49,6 +49,7 @@ def get_job(job_id: str) -> ResponseReturnValue:
 
 
 @bp.get("")
+@params.accepts("status", "limit", "cursor")
 def list_jobs() -> ResponseReturnValue:
     status_arg = request.args.get("status")
     try:
@@ -56,16 +57,16 @@ def list_jobs() -> ResponseReturnValue:
     except ValueError as exc:
         allowed = ", ".join(s.value for s in JobStatus)
         raise ApiError(422, "invalid_request", f"status must be one of {allowed}.", "status") from exc
-    try:
-        limit = int(request.args.get("limit", "20"))
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", "limit must be an integer.", "limit") from exc
+    limit_arg = request.args.get("limit", "20")
+    if not limit_arg.isascii() or not limit_arg.isdigit():  # int() would also take " 5", "+5" and "5_0"
+        raise ApiError(422, "invalid_request", "limit must be an integer.", "limit")
+    limit = int(limit_arg) if len(limit_arg) <= 3 else 0
     if not 1 <= limit <= 100:
         raise ApiError(422, "invalid_request", "limit must be between 1 and 100.", "limit")
     try:
         page = services().jobs.list(g.tenant, status=status, limit=limit, cursor=request.args.get("cursor"))
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", "cursor is not valid.", "cursor") from exc
+    except InvalidCursor as exc:
+        raise ApiError(400, "invalid_cursor", "cursor is not one that next_cursor gave.", "cursor") from exc
     return jsonify(page.model_dump(mode="json"))
 
 

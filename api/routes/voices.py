@@ -23,6 +23,7 @@ from api.context import services
 from api.errors import ApiError, validate_body
 from api.submission import parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
+from shared.jobs import has_control_characters
 from shared.services import Services
 from shared.storage_keys import preview_key, reference_key, voice_prefix
 from shared.voice_store import (
@@ -41,7 +42,10 @@ log = logging.getLogger(__name__)
 
 FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and the text fields on top of the clips' own bytes."""
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[a-z0-9]{2,8})*$")
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(?:_[a-z0-9]{2,8}){0,3}$"
+"""A language/accent tag such as en or en_us (after lower-casing and `-` to `_`)."""
+_LANGUAGE = re.compile(LANGUAGE_PATTERN.removesuffix("$") + r"\Z")
+MAX_CONSENT_AT_CHARS = 64
 _MAX_CONSENT_SKEW = timedelta(days=1)
 
 
@@ -101,7 +105,7 @@ def create_voice() -> ResponseReturnValue:
     files = [
         f for f in request.files.getlist("files") + request.files.getlist("file") if f.filename or f.content_length
     ]
-    name = _required_text_field(form, "name", max_length=100)
+    name = _required_text_field(form, "name", max_length=100, one_line=True)
     description = _text_field(form, "description", max_length=1000)
     language = _language(form.get("language"))
     consent = _consent(form)
@@ -144,13 +148,15 @@ def create_voice() -> ResponseReturnValue:
     return response
 
 
-def _required_text_field(form: Any, field: str, *, max_length: int) -> str:
-    value = _text_field(form, field, required=True, max_length=max_length)
+def _required_text_field(form: Any, field: str, *, max_length: int, one_line: bool = False) -> str:
+    value = _text_field(form, field, required=True, max_length=max_length, one_line=one_line)
     assert value is not None  # required: _text_field raised otherwise
     return value
 
 
-def _text_field(form: Any, field: str, *, required: bool = False, max_length: int) -> str | None:
+def _text_field(
+    form: Any, field: str, *, required: bool = False, max_length: int, one_line: bool = False
+) -> str | None:
     value = (form.get(field) or "").strip()
     if not value:
         if required:
@@ -158,6 +164,9 @@ def _text_field(form: Any, field: str, *, required: bool = False, max_length: in
         return None
     if len(value) > max_length:
         raise ApiError(422, "invalid_request", f"{field}: at most {max_length} characters", field)
+    if has_control_characters(value, line_breaks_allowed=not one_line):
+        what = "control characters or line breaks" if one_line else "control characters"
+        raise ApiError(422, "invalid_request", f"{field}: contains {what}", field)
     return value
 
 
@@ -172,7 +181,7 @@ def _language(value: str | None) -> str | None:
 
 def _consent(form: Any) -> dict[str, str]:
     """The uploader's attestation that the speaker consented; required, stored with the voice."""
-    by = _text_field(form, "consent_by", max_length=200)
+    by = _text_field(form, "consent_by", max_length=200, one_line=True)
     if by is None:
         raise ApiError(
             422, "consent_required",
@@ -181,6 +190,8 @@ def _consent(form: Any) -> dict[str, str]:
         )  # fmt: skip
     now = datetime.now(UTC)
     raw_at = (form.get("consent_at") or "").strip()
+    if len(raw_at) > MAX_CONSENT_AT_CHARS:
+        raise ApiError(422, "invalid_request", "consent_at: an ISO 8601 date or date-time", "consent_at")
     try:
         at = datetime.fromisoformat(raw_at) if raw_at else now
     except ValueError as exc:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from api import create_app
 from api.openapi import DOCUMENTED_MODELS, ErrorResponse, openapi_document
+from api.params import declared
 from shared.jobs import JobCreate, JobStatus
 from tests.conftest import AUTH, ServiceEnv
 
@@ -76,10 +77,24 @@ def test_paths_methods_and_path_parameters_are_the_url_maps(api_client: FlaskCli
         assert all(p["required"] for p in parameters if p["in"] == "path")
 
 
+def test_the_query_parameters_a_route_accepts_are_those_it_documents(api_client: FlaskClient) -> None:
+    """A route declares the query parameters it reads (`api.params.accepts`); any other is a 400, so the
+    document must name exactly those."""
+    app: Flask = api_client.application
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        if not path.startswith("/v1/"):
+            continue
+        accepted = declared(app.view_functions[rule.endpoint])
+        for method in (m.lower() for m in rule.methods or () if m not in ("HEAD", "OPTIONS")):
+            parameters = DOCUMENT["paths"][path][method].get("parameters", [])
+            assert {p["name"] for p in parameters if p["in"] == "query"} == accepted, f"{method.upper()} {path}"
+
+
 @pytest.mark.parametrize(("path", "method"), [op for op in OPERATIONS if op[0].startswith("/v1/")])
 def test_every_v1_operation_documents_key_rate_limit_and_store_errors(path: str, method: str) -> None:
     operation = DOCUMENT["paths"][path][method]
-    expected = {"401", "429", "503"}
+    expected = {"400", "401", "429", "503"}
     if "{" in path:
         expected.add("404")
     if "requestBody" in operation:
@@ -125,7 +140,7 @@ def test_list_query_parameters_behave_as_documented(api_client: FlaskClient) -> 
     low, high = parameters["limit"]["minimum"], parameters["limit"]["maximum"]
     assert answer(limit=low) == answer(limit=high) == (200, None)
     assert answer(limit=low - 1) == answer(limit=high + 1) == answer(limit="many") == (422, "limit")
-    assert answer(cursor="not-a-cursor") == (422, "cursor")
+    assert answer(cursor="not-a-cursor") == (400, "cursor")
 
 
 def _enum_values(annotation: Any) -> set[str] | None:
@@ -189,3 +204,16 @@ def test_the_served_document_is_this_one_and_names_the_output_formats(api_client
     assert served == DOCUMENT
     fmt = JobCreate.model_fields["format"].annotation
     assert _schema_enum(served["components"]["schemas"]["JobCreate"]["properties"]["format"]) == _enum_values(fmt)
+
+
+def test_every_undocumented_method_is_a_405_with_allow_in_the_error_shape(api_client: FlaskClient) -> None:
+    for path, item in DOCUMENT["paths"].items():
+        url = re.sub(r"\{[^}]+\}", "x1", path)
+        documented = {method.upper() for method in METHODS if method in item}
+        for method in (m.upper() for m in METHODS if m not in item):
+            response = api_client.open(url, method=method, headers=AUTH)
+            assert response.status_code == 405, f"{method} {path}"
+            ErrorResponse.model_validate(response.get_json())
+            assert response.get_json()["error"]["code"] == "method_not_allowed"
+            allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+            assert allowed - {"HEAD", "OPTIONS"} == documented, f"{method} {path}"
