@@ -94,6 +94,7 @@ def test_fuzzing_the_documented_api_finds_no_5xx_and_no_schema_violation(service
     limit = "100000 per minute"  # the fuzzer's pace is not what the rate limits are for
     service_env.extra.update(
         {"NARRATE_RATE_LIMIT": limit, "NARRATE_READ_RATE_LIMIT": limit, "NARRATE_VOICE_RATE_LIMIT": limit,
+             "NARRATE_AUTH_FAILURE_LIMIT": limit,  # its negative cases send bad keys on purpose
          # An engine that clones, so that uploads reach the form and audio checks instead of a 409.
          "NARRATE_ENGINE": "kanitts2"}
     )  # fmt: skip
