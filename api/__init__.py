@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from flask_limiter import Limiter
 
 from api import auth, context, errors
-from api.routes import health, jobs, voices
+from api.routes import health, jobs, usage, voices, webhooks
 from shared.services import Services
 from shared.settings import Settings, get_settings
 
@@ -43,5 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     limiter.exempt(health.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(usage.bp)
     voices.register(app, limiter=limiter, rate_limit=settings.voice_rate_limit)
     return app
