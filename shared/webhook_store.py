@@ -21,8 +21,9 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.jobs import to_datetime, utcnow
+from shared.jobs import JobView, to_datetime, utcnow
 from shared.url_guard import UrlRefused, check_syntax
+from shared.voice_store import VoiceView
 
 DEFAULT_ENDPOINT = "default"
 """The pseudo-endpoint of jobs' own `webhook_url`s: signed with the tenant's default secret."""
@@ -116,6 +117,14 @@ class DeliveryList(BaseModel):
     """Attempts, newest first."""
 
     data: list[DeliveryAttempt]
+
+
+class WebhookPayload(BaseModel):
+    """The body of every delivery: `data` is the job (job.*) or the voice (voice.*) as the API shows it."""
+
+    type: WebhookEvent
+    timestamp: datetime = Field(..., description="When the event happened (the same on every retry).")
+    data: JobView | VoiceView
 
 
 @dataclass(frozen=True)
