@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from celery import Task
+from celery import Task, signals
 
 from shared.queue import DELIVER_WEBHOOK_TASK, make_celery
 from shared.services import Services
@@ -18,6 +18,17 @@ from shared.settings import get_settings
 settings = get_settings()
 app = make_celery(settings, "narrate-webhooks")
 app.conf.task_default_queue = settings.webhook_queue_name
+
+
+@signals.worker_init.connect
+def _start_metrics_server(**_: object) -> None:
+    """One process (a thread pool), so its own registry is the whole story: no multiprocess directory."""
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        from shared import metrics
+
+        start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=metrics.scrape_registry())
 
 
 @cache

@@ -158,7 +158,7 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
     assert jobs["narrate-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert jobs["narrate-api"]["metrics_path"] == "/metrics"
     [dns] = jobs["narrate-worker"]["dns_sd_configs"]
-    assert dns["names"] == ["worker", "voices"]
+    assert dns["names"] == ["worker", "voices", "webhooks"]
     assert dns["port"] == settings_of("worker").worker_metrics_port
 
 
@@ -184,6 +184,7 @@ def test_a_webhooks_worker_delivers_from_its_own_queue_without_a_gpu() -> None:
     for name in ("redis_url", "key_prefix", "storage_url", "s3_endpoint_url"):
         assert getattr(settings, name) == getattr(settings_of("api"), name), name
     assert SERVICES["webhooks"]["build"] == SERVICES["worker"]["build"]
+    assert str(settings.worker_metrics_port) in [str(p) for p in SERVICES["webhooks"]["expose"]]
 
 
 def copied_paths(path: Path) -> list[str]:
