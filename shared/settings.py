@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     retry would be delivered twice)."""
     webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0.0)
     """No attempt is made later than this after the event; the last failure is final."""
+    webhook_ca_bundle: str | None = None
+    """PEM file of the certificate authorities trusted for https webhook receivers (unset: the system's)."""
     webhook_endpoints_per_tenant: int = Field(default=20, ge=1)
     """Most webhook endpoints one tenant may register."""
 

@@ -277,5 +277,6 @@ class WebhookStore:
 
 def message_body(event: WebhookEvent, data: dict[str, Any]) -> str:
     """The JSON body of an event (Standard Webhooks' recommended `type`, `timestamp`, `data`)."""
-    payload = {"type": event.value, "timestamp": to_datetime(utcnow()).isoformat(), "data": data}
+    stamp = to_datetime(utcnow()).isoformat().replace("+00:00", "Z")  # as the API writes times
+    payload = {"type": event.value, "timestamp": stamp, "data": data}
     return json.dumps(payload, separators=(",", ":"))

@@ -57,8 +57,9 @@ def signed_headers(secret: str, message_id: str, body: str, at: datetime) -> dic
     }
 
 
-def post(target: Target, headers: dict[str, str], body: bytes, timeout: float) -> Sent:
-    """POST to the checked address; 2xx succeeded, anything else (redirects too) failed."""
+def post(target: Target, headers: dict[str, str], body: bytes, timeout: float, ca_certs: str | None = None) -> Sent:
+    """POST to the checked address; 2xx succeeded, anything else (redirects too) failed. https verifies
+    the certificate against `target.host` (system CAs, or the PEM file `ca_certs`)."""
     pool_timeout = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
@@ -68,7 +69,7 @@ def post(target: Target, headers: dict[str, str], body: bytes, timeout: float) -
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             target.address, target.port, timeout=pool_timeout, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED",
+            server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED", ca_certs=ca_certs,
         )  # fmt: skip
     else:
         pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=pool_timeout, retries=False, maxsize=1)
@@ -91,14 +92,14 @@ def post(target: Target, headers: dict[str, str], body: bytes, timeout: float) -
     return Sent(DeliveryOutcome.FAILED, status, f"the receiver answered HTTP {status}")
 
 
-def attempt_delivery(services: Services, message: Message, secret: str, attempt: int) -> Sent:
+def attempt_delivery(services: Services, message: Message, secret: str) -> Sent:
     settings = services.settings
     try:
         target = check_url(message.url, AllowList.parse(settings.webhook_allow_hosts))
     except UrlRefused as exc:
         return Sent(DeliveryOutcome.REFUSED, error=str(exc))
     headers = signed_headers(secret, message.id, message.body, datetime.now(UTC))
-    return post(target, headers, message.body.encode(), settings.webhook_timeout_seconds)
+    return post(target, headers, message.body.encode(), settings.webhook_timeout_seconds, settings.webhook_ca_bundle)
 
 
 def deliver(services: Services, message_id: str) -> float | None:
@@ -115,7 +116,7 @@ def deliver(services: Services, message_id: str) -> float | None:
         return None
     attempt = store.next_attempt(message_id)
     started = time.perf_counter()
-    sent = attempt_delivery(services, message, secret, attempt)
+    sent = attempt_delivery(services, message, secret)
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     now = utcnow()
     retry_in: float | None = None

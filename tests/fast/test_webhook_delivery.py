@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import redis
+import trustme
 
 from shared.services import Services
-from shared.webhook_store import WebhookCreate, WebhookEvent
+from shared.url_guard import Target
+from shared.webhook_store import DeliveryOutcome, WebhookCreate, WebhookEvent
 from tests.conftest import ServiceEnv
 from tests.support.fake_engine import FakeEngine
 from tests.support.webhooks import Receiver, verify_standard_webhook
 from worker.cloning import run_clone
-from worker.webhooks import backoff_seconds, deliver
+from worker.webhooks import backoff_seconds, deliver, post
 
 pytestmark = pytest.mark.fast
 
@@ -105,3 +110,43 @@ def test_a_deleted_endpoint_gets_nothing_more(services, receiver):
     assert services.webhooks.delete(endpoint.id, tenant="dev")
     assert deliver(services, message_id) is None
     assert receiver.requests == []
+
+
+def test_https_goes_to_the_checked_address_with_the_host_name_for_tls_and_host(tmp_path):
+    """The connection is pinned to the approved address; the certificate is still checked for the name."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("hooks.example.test")
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    certificate.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    port = server.server_address[1]
+    try:
+        # "hooks.example.test" does not resolve: only the pinned address can have reached the server.
+        named = Target("https", "hooks.example.test", port, "/in", "127.0.0.1")
+        assert post(named, {}, b"{}", 5, str(ca_file)).outcome == DeliveryOutcome.SUCCEEDED
+        assert seen == [f"hooks.example.test:{port}"]
+        wrong_name = Target("https", "other.example.test", port, "/in", "127.0.0.1")
+        refused = post(wrong_name, {}, b"{}", 5, str(ca_file))
+        assert refused.outcome == DeliveryOutcome.FAILED and "SSLError" in (refused.error or "")
+        untrusted = post(named, {}, b"{}", 5)  # the system's CAs do not know this one
+        assert untrusted.outcome == DeliveryOutcome.FAILED and "certificate verify failed" in (untrusted.error or "")
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
