@@ -10,7 +10,7 @@ from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, context, errors, params
-from api.routes import health, jobs, voices
+from api.routes import health, jobs, usage, voices, webhooks
 from shared.services import Services
 from shared.settings import Settings, get_settings
 
@@ -53,5 +53,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     limiter.exempt(health.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(usage.bp)
     voices.register(app, limiter=limiter, rate_limit=settings.voice_rate_limit)
     return app

@@ -17,7 +17,18 @@ from api.params import IDEMPOTENCY_KEY_PATTERN
 from api.routes.voices import LANGUAGE_PATTERN, MAX_CONSENT_AT_CHARS
 from shared.jobs import JobCreate, JobPage, JobStatus, JobView
 from shared.store import CURSOR_PATTERN
+from shared.usage import UsageReport
 from shared.voice_store import VoiceList, VoicePatch, VoiceView
+from shared.webhook_store import (
+    DeliveryList,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookEvent,
+    WebhookList,
+    WebhookPayload,
+    WebhookSecret,
+    WebhookView,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -44,6 +55,14 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (VoiceView, "serialization"),
     (VoiceList, "serialization"),
     (VoicePatch, "validation"),
+    (WebhookCreate, "validation"),
+    (WebhookCreated, "serialization"),
+    (WebhookView, "serialization"),
+    (WebhookList, "serialization"),
+    (WebhookSecret, "serialization"),
+    (DeliveryList, "serialization"),
+    (WebhookPayload, "serialization"),
+    (UsageReport, "serialization"),
 ]
 """The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
 
@@ -55,15 +74,16 @@ _DESCRIPTIONS = {
     400: "Malformed request: a query parameter repeated, empty or unknown (`invalid_query`), a bad cursor, "
     f"invalid JSON or encoding, JSON nested deeper than {MAX_DEPTH} levels, an integer of more than "
     f"{MAX_INT_DIGITS} digits, NaN/Infinity or a lone surrogate (`invalid_json`, `field` names it), "
-    "a bad Idempotency-Key",
+    "a bad Idempotency-Key, a webhook URL that is not public (`webhook_url_refused`), a bad date",
     401: "Missing or unknown API key",
     404: "No such job or voice for this key's tenant",
     409: "Conflicts with the current state",
     413: "Body or text larger than the configured maximum",
     415: "Unsupported content type",
     422: "A field is invalid (`field` names it)",
-    429: "Rate limit of this key exceeded (`rate_limited`), or too many failed authentications from this "
-    "address (`too_many_auth_failures`, with Retry-After)",
+    429: "Rate limit of this key exceeded (`rate_limited`), too many failed authentications from this "
+    "address (`too_many_auth_failures`, with Retry-After), or the job would pass the tenant's monthly "
+    "character quota (`quota_exceeded`)",
     503: "The job store (Redis) or the queue is unreachable; nothing was changed",
 }
 
@@ -142,6 +162,24 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         **_voice_paths(),
+        **_webhook_paths(),
+        "/v1/usage": {
+            "get": {
+                "summary": "Characters, audio seconds and engine seconds used per UTC day, totals and the quota",
+                "operationId": "getUsage",
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "query",
+                        "schema": {"type": "string", "format": "date"},
+                        "description": f"First / last UTC day (inclusive, YYYY-MM-DD); default: {default}. "
+                        "At most 366 days.",
+                    }
+                    for name, default in (("from", "the first of this month"), ("to", "today"))
+                ],
+                "responses": {"200": {"description": "Usage", **_json("UsageReport")}, **_errors(400)},
+            }
+        },
         "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {
@@ -165,6 +203,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "narrate", "version": "0.1.0", "description": "Long-form text-to-speech jobs."},
         "paths": paths,
+        "webhooks": _webhook_events(),
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -243,4 +282,90 @@ def _voice_paths() -> dict[str, Any]:
                 "responses": {"204": {"description": "Deleted"}, **_errors(404)},
             },
         },
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    endpoint_id = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/v1/webhooks": {
+            "post": {
+                "summary": "Register a webhook endpoint (its signing secret is in this answer only)",
+                "operationId": "createWebhook",
+                "requestBody": {"required": True, **_json("WebhookCreate")},
+                "responses": {
+                    "201": {"description": "Registered", **_json("WebhookCreated")},
+                    **_errors(400, 409, 413, 415, 422),
+                },
+            },
+            "get": {
+                "summary": "Your webhook endpoints",
+                "operationId": "listWebhooks",
+                "responses": {"200": {"description": "Endpoints", **_json("WebhookList")}, **_errors()},
+            },
+        },
+        "/v1/webhooks/default/secret": {
+            "get": {
+                "summary": "The default signing secret, which signs deliveries to jobs' own webhook_url",
+                "operationId": "getDefaultWebhookSecret",
+                "responses": {"200": {"description": "The secret", **_json("WebhookSecret")}, **_errors()},
+            }
+        },
+        "/v1/webhooks/{endpoint_id}": {
+            "get": {
+                "summary": "A webhook endpoint",
+                "operationId": "getWebhook",
+                "parameters": [endpoint_id],
+                "responses": {"200": {"description": "The endpoint", **_json("WebhookView")}, **_errors(404)},
+            },
+            "delete": {
+                "summary": "Delete a webhook endpoint (its pending retries stop)",
+                "operationId": "deleteWebhook",
+                "parameters": [endpoint_id],
+                "responses": {"204": {"description": "Deleted"}, **_errors(404)},
+            },
+        },
+        "/v1/webhooks/{endpoint_id}/deliveries": {
+            "get": {
+                "summary": "Delivery attempts of an endpoint, newest first (`default`: jobs' own webhook_url)",
+                "operationId": "listWebhookDeliveries",
+                "parameters": [
+                    endpoint_id,
+                    {
+                        "name": "subject",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Only the attempts about this job or voice id.",
+                    },
+                ],
+                "responses": {"200": {"description": "Attempts", **_json("DeliveryList")}, **_errors(404)},
+            }
+        },
+    }
+
+
+def _webhook_events() -> dict[str, Any]:
+    """OpenAPI 3.1 `webhooks`: what we POST to an endpoint, with the Standard Webhooks headers."""
+    headers = [
+        ("webhook-id", "The message id: the same on every retry of one event to one endpoint (deduplicate on it)."),
+        ("webhook-timestamp", "Unix seconds of this attempt."),
+        ("webhook-signature", "`v1,` + base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` under the "
+         "secret (the base64 after `whsec_`); space-separated when there are several."),
+    ]  # fmt: skip
+    parameters = [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
+        for name, text in headers
+    ]
+    return {
+        event.value: {
+            "post": {
+                "summary": f"{event.value}: sent to endpoints subscribed to it"
+                + (" and to the job's own webhook_url" if event.value.startswith("job.") else ""),
+                "operationId": f"event_{event.value.replace('.', '_')}",
+                "parameters": parameters,
+                "requestBody": {"required": True, **_json("WebhookPayload")},
+                "responses": {"2XX": {"description": "Received; any other answer, a redirect or a timeout is retried"}},
+            }
+        }
+        for event in WebhookEvent
     }

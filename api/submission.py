@@ -11,6 +11,8 @@ from shared.jobs import JobCreate
 from shared.services import Enqueue, Services
 from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
+from shared.url_guard import AllowList, UrlRefused, check_url
+from shared.usage import UsageStore
 from shared.voices import builtin_voice_ids
 
 
@@ -39,7 +41,17 @@ def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> Jo
             raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}.", f"inputs.{index}.voice")
     if spec.voice is not None and spec.voice not in known_voices:
         raise ApiError(422, "unknown_voice", f"Unknown voice {spec.voice!r}; see GET /v1/voices.", "voice")
+    if spec.webhook_url is not None:
+        check_webhook_url(spec.webhook_url, settings, "webhook_url")
     return spec
+
+
+def check_webhook_url(url: str, settings: Settings, field: str) -> None:
+    """The SSRF guard at submission: 400 `webhook_url_refused` for a host that is not public."""
+    try:
+        check_url(url, AllowList.parse(settings.webhook_allow_hosts))
+    except UrlRefused as exc:
+        raise ApiError(400, "webhook_url_refused", f"{field}: {exc}.", field) from exc
 
 
 def body_hash(spec: JobCreate) -> str:
@@ -53,21 +65,53 @@ def known_voices(services: Services, tenant: str) -> set[str]:
 
 
 def submit(
-    store: JobStore, enqueue: Enqueue, tenant: str, spec: JobCreate, idempotency_key: str | None
+    store: JobStore,
+    enqueue: Enqueue,
+    tenant: str,
+    spec: JobCreate,
+    idempotency_key: str | None,
+    *,
+    usage: UsageStore,
+    quota: int | None,
 ) -> tuple[str, bool]:
-    """Store and enqueue; if enqueueing fails the record is removed again, so nothing is half-done."""
+    """Reserve the characters against the tenant's monthly quota, store and enqueue; if any step fails,
+    what was done is undone (record removed, characters given back), so nothing is half-done. An
+    idempotent replay returns the earlier job without counting anything."""
     digest = body_hash(spec)
+    try:
+        if idempotency_key and (earlier := store.find_idempotent(tenant, idempotency_key, digest)):
+            return earlier, False
+    except IdempotencyConflict as exc:
+        raise _conflict() from exc
+    chars = spec.total_chars()
+    reservation = usage.reserve(tenant, chars, quota)
+    if not reservation.accepted:
+        raise ApiError(
+            429, "quota_exceeded",
+            f"This job has {chars} characters; {reservation.used} of the monthly quota of {quota} characters "
+            f"are used in {reservation.month} (UTC), so {max(0, (quota or 0) - reservation.used)} remain.",
+            "inputs",
+        )  # fmt: skip
     try:
         job_id, created = store.create(tenant, spec, body_hash=digest, idempotency_key=idempotency_key)
     except IdempotencyConflict as exc:
-        raise ApiError(
-            409, "idempotency_conflict", "This Idempotency-Key was used with a different request body.",
-        ) from exc  # fmt: skip
-    if not created:
+        usage.release(reservation)
+        raise _conflict() from exc
+    except Exception:
+        usage.release(reservation)
+        raise
+    if not created:  # an identical request won the race meanwhile
+        usage.release(reservation)
         return job_id, False
     try:
         enqueue(job_id)
     except Exception as exc:
         store.delete(job_id, idempotency=(tenant, idempotency_key) if idempotency_key else None)
+        usage.release(reservation)
         raise ApiError(503, "queue_unavailable", "The job queue is unreachable; nothing was stored.") from exc
+    usage.record_submission(tenant, chars)
     return job_id, True
+
+
+def _conflict() -> ApiError:
+    return ApiError(409, "idempotency_conflict", "This Idempotency-Key was used with a different request body.")

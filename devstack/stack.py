@@ -1,9 +1,9 @@
 """`narrate-stack`: the whole service on one machine, in the foreground, for development and demos.
 
-Starts Redis (unless one answers at `NARRATE_REDIS_URL`), the API under gunicorn and one Celery worker,
-waits until /readyz says ready, and stops every process it started on Ctrl-C, SIGTERM, or when any of
-them dies. Each child runs in its own process group so that its own children (gunicorn workers, the
-Celery pool) go with it.
+Starts Redis (unless one answers at `NARRATE_REDIS_URL`), the API under gunicorn, one Celery worker and
+the webhooks worker, waits until /readyz says ready, and stops every process it started on Ctrl-C,
+SIGTERM, or when any of them dies. Each child runs in its own process group so that its own children
+(gunicorn workers, the Celery pool) go with it.
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ class LocalStack:
         self.env = {**os.environ, **(env or {})}
         self.env.setdefault("NARRATE_STORAGE_URL", f"file://{REPO / 'var' / 'storage'}")
         self.env["NARRATE_DEV_MODE"] = "1"
+        # Development: webhooks may go to a receiver on this machine (production allows public hosts only).
+        self.env.setdefault("NARRATE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1,::1,localhost")
         self.env["PYTHONUNBUFFERED"] = "1"
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         # The children's settings, validated here so a bad value fails before anything starts.
@@ -197,6 +199,7 @@ class LocalStack:
             self._start_api()
             if self.with_worker:
                 self._start_worker()
+                self._start_webhooks()
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -276,6 +279,16 @@ class LocalStack:
         child = self._spawn("worker", argv, env)
         self.say(f"started a Celery worker on queues {worker_queues(self.settings)} (pid {child.pid})")
 
+    def _start_webhooks(self) -> None:
+        """The webhooks worker (its own Celery app and queue, a thread pool, no engine), as compose runs it."""
+        env = {**self.env, "NARRATE_WORKER_METRICS_PORT": "0"}
+        queue = self.settings.webhook_queue_name
+        argv = [sys.executable, "-m", "celery", "-A", "worker.webhook_app:app", "worker", "-Q", queue]
+        argv += ["--pool", "threads", "--concurrency", "4", "-l", "INFO"]
+        argv += ["-n", f"narrate-stack-webhooks-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
+        child = self._spawn("webhooks", argv, env)
+        self.say(f"started the webhooks worker on queue {queue} (pid {child.pid})")
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
@@ -312,7 +325,7 @@ class LocalStack:
         A second Ctrl-C while stopping is ignored: the grace period ends in SIGKILL anyway, and an
         interrupted stop would leave processes behind.
         """
-        order = {"worker": 0, "api": 1, "redis": 2}
+        order = {"worker": 0, "webhooks": 0, "api": 1, "redis": 2}
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         ordered = sorted(self.children, key=lambda c: order.get(c.name, 0))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.text.normalize import is_speakable
+from shared.url_guard import UrlRefused, check_syntax
 
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
 # text, and some break tokenisers or subtitle files.
@@ -148,6 +149,22 @@ class JobCreate(_Strict):
         "integers of at most 2^53 - 1, finite numbers, booleans or null.",
     )
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    webhook_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Also POST this job's final event (job.succeeded, job.failed, job.canceled) here, signed "
+        "with the tenant's default webhook secret (GET /v1/webhooks/default/secret). Public http(s) only.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url_syntax(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_syntax(value)
+            except UrlRefused as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("format", mode="before")
     @classmethod
@@ -232,6 +249,14 @@ class JobError(BaseModel):
     message: str
 
 
+class Usage(BaseModel):
+    """What a job (or a tenant in a period) used."""
+
+    characters: int = Field(default=0, description="Characters of text submitted.")
+    audio_seconds: float = Field(default=0.0, description="Seconds of speech produced (kept chunks).")
+    engine_seconds: float = Field(default=0.0, description="Wall seconds the engine spent generating them.")
+
+
 class InputView(BaseModel):
     id: str
     chars: int
@@ -262,6 +287,8 @@ class JobView(BaseModel):
     result: FileResult | None = None
     inputs: list[InputView]
     error: JobError | None = None
+    webhook_url: str | None = None
+    usage: Usage = Field(default_factory=Usage)
 
 
 class JobPage(BaseModel):

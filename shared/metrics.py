@@ -47,6 +47,17 @@ SYNTHESIS_SECONDS = Counter(f"{NAMESPACE}_synthesis_seconds_total", "Wall second
 CHUNKS_REDRAWN = Counter(
     f"{NAMESPACE}_chunks_redrawn_total", "Chunks generated again because the first draw looked cut off or run on."
 )
+# Usage per tenant (the same numbers as GET /v1/usage; tenants are few and configured, so bounded labels).
+USAGE_CHARACTERS = Counter(
+    f"{NAMESPACE}_usage_characters_total", "Characters of the jobs a tenant submitted.", ["tenant"]
+)
+USAGE_AUDIO_SECONDS = Counter(
+    f"{NAMESPACE}_usage_audio_seconds_total", "Seconds of speech produced for a tenant.", ["tenant"]
+)
+USAGE_ENGINE_SECONDS = Counter(
+    f"{NAMESPACE}_usage_engine_seconds_total", "Wall seconds the engine spent on a tenant's chunks.", ["tenant"]
+)
+WEBHOOK_ATTEMPTS = Counter(f"{NAMESPACE}_webhook_attempts_total", "Webhook delivery attempts by outcome.", ["outcome"])
 # Labelled, so that a CPU worker, which never sets them, exports no GPU series at all.
 GPU_MEMORY_ALLOCATED = Gauge(
     f"{NAMESPACE}_gpu_memory_allocated_bytes", "GPU memory held by the engine of a worker.", ["device"],

@@ -11,6 +11,7 @@ from shared.settings import Settings
 
 SYNTHESIZE_TASK = "narrate.synthesize"
 CLONE_VOICE_TASK = "narrate.clone_voice"
+DELIVER_WEBHOOK_TASK = "narrate.deliver_webhook"
 
 
 def worker_queues(settings: Settings) -> str:
@@ -26,6 +27,7 @@ def make_celery(settings: Settings, name: str) -> Celery:
         task_routes={
             SYNTHESIZE_TASK: {"queue": settings.queue_name},
             CLONE_VOICE_TASK: {"queue": settings.voice_queue_name},
+            DELIVER_WEBHOOK_TASK: {"queue": settings.webhook_queue_name},
         },
         task_ignore_result=True,
         task_serializer="json",

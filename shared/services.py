@@ -15,11 +15,13 @@ from functools import cache
 import redis
 from celery import Celery
 
-from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery
+from shared.queue import CLONE_VOICE_TASK, DELIVER_WEBHOOK_TASK, SYNTHESIZE_TASK, make_celery
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
 from shared.store import JobStore
+from shared.usage import UsageStore
 from shared.voice_store import VoiceStore
+from shared.webhook_store import WebhookStore
 
 Enqueue = Callable[[str], None]
 """Sends one id (a job's or a voice's) to its task's queue by task name."""
@@ -36,6 +38,10 @@ class Services:
     """Queues a synthesis job (`narrate.synthesize`) on `queue_name`."""
     enqueue_clone: Enqueue
     """Queues a voice for cloning (`narrate.clone_voice`) on `voice_queue_name`."""
+    webhooks: WebhookStore
+    usage: UsageStore
+    enqueue_webhook: Enqueue
+    """Queues a webhook message for delivery (`narrate.deliver_webhook`) on `webhook_queue_name`."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client_name: str = "narrate") -> Services:
@@ -55,6 +61,18 @@ class Services:
             storage=storage_from_settings(settings),
             enqueue_job=_sender(celery, SYNTHESIZE_TASK, settings.queue_name),
             enqueue_clone=_sender(celery, CLONE_VOICE_TASK, settings.voice_queue_name),
+            webhooks=WebhookStore(
+                client,
+                prefix=settings.key_prefix,
+                message_ttl_seconds=int(settings.webhook_retry_window_seconds) + 86400,
+            ),
+            usage=UsageStore(
+                client,
+                prefix=settings.key_prefix,
+                retention_days=settings.usage_retention_days,
+                job_retention_seconds=settings.job_retention_seconds,
+            ),
+            enqueue_webhook=_sender(celery, DELIVER_WEBHOOK_TASK, settings.webhook_queue_name),
         )
 
 

@@ -155,12 +155,53 @@ class Settings(BaseSettings):
     """Idle seconds after which a worker releases its engine's GPU memory and reloads on the next job, for
     GPUs shared with other services (0 = keep it loaded)."""
 
+    # --- webhooks -----------------------------------------------------------------------------------
+    webhook_queue_name: str = "narrate-webhooks"
+    """Celery queue of webhook deliveries, consumed by the webhooks worker (`worker.webhook_app`), never by
+    the GPU workers: a retry waiting for its time would otherwise sit behind a book for hours."""
+    webhook_allow_hosts: str = ""
+    """Comma-separated host names, IP addresses or CIDR networks a webhook URL may name or resolve to
+    although they are not public (loopback, private, link-local, metadata): `127.0.0.1` in development and
+    tests. Empty: only public addresses."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0.0, le=60.0)
+    """How long one delivery attempt may take (connect and answer); longer counts as a failed attempt."""
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0.0)
+    """Wait before the first retry of a failed delivery; each further retry waits twice as long."""
+    webhook_retry_max_backoff_seconds: float = Field(default=3600.0, gt=0.0)
+    """Longest wait between two attempts (kept below half the broker's visibility timeout, or a waiting
+    retry would be delivered twice)."""
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0.0)
+    """No attempt is made later than this after the event; the last failure is final."""
+    webhook_ca_bundle: str | None = None
+    """PEM file of the certificate authorities trusted for https webhook receivers (unset: the system's)."""
+    webhook_endpoints_per_tenant: int = Field(default=20, ge=1)
+    """Most webhook endpoints one tenant may register."""
+
+    # --- usage and quotas -------------------------------------------------------------------------
+    monthly_character_quota: int | None = Field(default=None, ge=0)
+    """Characters a tenant may submit per UTC calendar month (unset: no quota); a job that would exceed
+    it is refused with 429 `quota_exceeded` before anything is stored."""
+    tenant_quotas: str = ""
+    """Per-tenant overrides of the monthly character quota: `tenant=characters,...`."""
+    usage_retention_days: int = Field(default=400, ge=31)
+    """How long the per-tenant daily usage counters are kept."""
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, value: str) -> str:
         if not value.startswith(("s3://", "file://")):
             raise ValueError("storage_url must start with s3:// or file://")
         return value
+
+    @field_validator("tenant_quotas")
+    @classmethod
+    def _quotas_parse(cls, value: str) -> str:
+        _parse_quotas(value)
+        return value
+
+    def character_quota(self, tenant: str) -> int | None:
+        """The monthly character quota of `tenant`: its override, else the default (None: unlimited)."""
+        return _parse_quotas(self.tenant_quotas).get(tenant, self.monthly_character_quota)
 
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> Settings:
@@ -172,6 +213,16 @@ class Settings(BaseSettings):
                 "or a job still running would be delivered to a second worker"
             )
         return self
+
+
+def _parse_quotas(value: str) -> dict[str, int]:
+    quotas: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        tenant, _, amount = item.partition("=")
+        if not tenant.strip() or not amount.strip().isdigit():
+            raise ValueError(f"tenant_quotas entry {item!r} is not tenant=characters")
+        quotas[tenant.strip()] = int(amount)
+    return quotas
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,7 @@ from shared.jobs import (
     JobStatus,
     JobView,
     Progress,
+    Usage,
     to_datetime,
     utcnow,
 )
@@ -204,6 +205,7 @@ class JobStore:
             "sample_rate": spec.sample_rate,
             "concatenate": spec.concatenate,
             "metadata": spec.metadata,
+            "webhook_url": spec.webhook_url,
         }
         inputs = [
             {"id": input_id, "chars": len(item.text), "voice": item.voice}
@@ -254,6 +256,10 @@ class JobStore:
         if record["hash"] != body_hash:
             raise IdempotencyConflict(key)
         return record["job"]
+
+    def find_idempotent(self, tenant: str, key: str, body_hash: str) -> str | None:
+        """The job an earlier request with this key and body created (IdempotencyConflict: another body)."""
+        return self._idempotent_job(tenant, key, body_hash)
 
     def delete(self, job_id: str, *, idempotency: tuple[str, str] | None = None) -> None:
         """Remove every trace of a job (used when it could not be enqueued)."""
@@ -321,6 +327,10 @@ class JobStore:
                 for item in json.loads(raw["inputs"] or "[]")
             ],
             error=JobError(**json.loads(raw["error"])) if raw["error"] else None,
+            webhook_url=summary.get("webhook_url"),
+            usage=Usage(
+                characters=_characters(raw["inputs"]), audio_seconds=round(audio, 3), engine_seconds=round(synth, 3)
+            ),
         )
 
     def list(
@@ -477,6 +487,10 @@ class JobStore:
 
     def ping(self) -> None:
         self._redis.ping()
+
+
+def _characters(inputs: str | None) -> int:
+    return sum(int(item["chars"]) for item in json.loads(inputs or "[]"))
 
 
 def _encode(value: Any) -> str:

@@ -69,6 +69,7 @@ class ServiceEnv:
             "NARRATE_KEY_PREFIX": self.key_prefix,
             "NARRATE_QUEUE_NAME": self.queue,
             "NARRATE_VOICE_QUEUE_NAME": self.voice_queue,
+            "NARRATE_WEBHOOK_QUEUE_NAME": f"{self.queue}-webhooks",
             "NARRATE_STORAGE_URL": self.storage_url,
             "NARRATE_DEV_MODE": "1",
             "NARRATE_WORKER_METRICS_PORT": "0",

@@ -28,6 +28,7 @@ from shared.storage import Storage, StorageKeyMissing
 from shared.storage_keys import embedding_key, preview_key, reference_key, voice_prefix
 from shared.text.rate import DEFAULT_CHARS_PER_SECOND
 from shared.voice_store import MAX_SPEECH_SECONDS, MIN_SPEECH_SECONDS, VoiceRecord, VoiceStatus, VoiceStore
+from shared.webhooks import emit_voice_event
 from worker.engines.base import ChunkRequest, Engine, Sampling
 from worker.engines.registry import SpeakerEmbedder
 
@@ -220,6 +221,7 @@ def run_clone(voice_id: str, rt: Runtime) -> str | None:
                 voices, rt.storage, record, "cloning_unsupported",
                 f"Voice cloning needs the kanitts2 engine; this worker runs {engine.name!r}.",
             )  # fmt: skip
+            emit_voice_event(rt.services, voice_id)
             return VoiceStatus.FAILED.value
         return None
     status = clone_voice(
@@ -230,4 +232,6 @@ def run_clone(voice_id: str, rt: Runtime) -> str | None:
         engine=engine,
         max_attempts=rt.settings.max_attempts,
     )
+    if status:
+        emit_voice_event(rt.services, voice_id)
     return status.value if status else None

@@ -22,6 +22,8 @@ from shared.audio.trim import trim_silence
 from shared.jobs import FileResult, JobCreate, JobStatus
 from shared.storage_keys import manifest_key, result_prefix
 from shared.text.rate import SpeechRate
+from shared.usage import record_chunk_usage
+from shared.webhooks import emit_job_event
 from worker import assembly, checkpoints
 from worker.engines.base import ChunkRequest, ChunkResult, EngineError
 from worker.phases import Phases
@@ -46,6 +48,7 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
     if claim.outcome == "exhausted":
         checkpoints.discard(rt.storage, job_id)
         metrics.JOBS_FINISHED.labels(status="failed").inc()
+        emit_job_event(rt.services, job_id)
         return JobStatus.FAILED
     if claim.outcome != "claimed":
         log.info("job %s not runnable (%s)", job_id, claim.outcome)
@@ -78,6 +81,8 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
             rt.storage.delete_prefix(result_prefix(tenant, job_id))
             status = JobStatus.CANCELED
     metrics.JOBS_FINISHED.labels(status=status.value).inc()
+    if status != JobStatus.CANCELED:  # a cancel is the API's transition; it sent the event
+        emit_job_event(rt.services, job_id)
     metrics.JOB_DURATION.observe(time.time() - started)
     rt.report_gpu_memory()
     return status
@@ -196,6 +201,7 @@ def _checkpoint(job_id: str, rt: Runtime, result: ChunkResult, audio: np.ndarray
         job_id, result.key, seconds=seconds, synth_seconds=result.synth_seconds, carry=result.carry
     ):
         raise Canceled
+    record_chunk_usage(rt.services, job_id, result.key, audio_seconds=seconds, engine_seconds=result.synth_seconds)
     metrics.AUDIO_SECONDS.inc(seconds)
     metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
     if seconds > 0:

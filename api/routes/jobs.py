@@ -14,6 +14,7 @@ from api.submission import known_voices, parse_json_body, submit, validate_job
 from shared import metrics
 from shared.jobs import JobStatus, JobView
 from shared.store import InvalidCursor
+from shared.webhooks import emit_job_event
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -28,7 +29,10 @@ def create_job() -> ResponseReturnValue:
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
     spec = validate_job(payload, found.settings, known_voices(found, g.tenant))
     key = params.idempotency_key()
-    job_id, created = submit(found.jobs, found.enqueue_job, g.tenant, spec, key)
+    job_id, created = submit(
+        found.jobs, found.enqueue_job, g.tenant, spec, key,
+        usage=found.usage, quota=found.settings.character_quota(g.tenant),
+    )  # fmt: skip
     if created:
         metrics.JOBS_SUBMITTED.inc()
     view = found.jobs.view(job_id, tenant=g.tenant)
@@ -81,6 +85,8 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     if outcome == "ok" and current == JobStatus.QUEUED:
         # A running job is counted by its worker when it stops at the next chunk.
         metrics.JOBS_FINISHED.labels(status="canceled").inc()
+    if outcome == "ok":  # this request made the transition, so it sends the event
+        emit_job_event(services(), job_id)
     view = store.view(job_id, tenant=g.tenant)
     if outcome == "missing" or view is None:  # expired between the two reads
         raise ApiError(404, "not_found", f"No job {job_id!r}.")

@@ -66,10 +66,10 @@ def dockerfile(service: str) -> Path:
 
 
 def test_services() -> None:
-    assert set(SERVICES) == {"redis", "minio", "minio-init", "api", "worker", "voices", "prometheus"}
+    assert set(SERVICES) == {"redis", "minio", "minio-init", "api", "worker", "voices", "webhooks", "prometheus"}
 
 
-@pytest.mark.parametrize("service", ["api", "worker", "voices"])
+@pytest.mark.parametrize("service", ["api", "worker", "voices", "webhooks"])
 def test_every_narrate_variable_is_a_setting_with_a_valid_value(service: str) -> None:
     names = [k for k in environment(service) if k.startswith("NARRATE_")]
     unknown = [k for k in names if k.removeprefix("NARRATE_").lower() not in Settings.model_fields]
@@ -83,6 +83,7 @@ def test_api_and_worker_agree_on_redis_queue_and_storage() -> None:
         "redis_url",
         "queue_name",
         "voice_queue_name",
+        "webhook_queue_name",
         "key_prefix",
         "storage_url",
         "s3_endpoint_url",
@@ -157,7 +158,7 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
     assert jobs["narrate-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert jobs["narrate-api"]["metrics_path"] == "/metrics"
     [dns] = jobs["narrate-worker"]["dns_sd_configs"]
-    assert dns["names"] == ["worker", "voices"]
+    assert dns["names"] == ["worker", "voices", "webhooks"]
     assert dns["port"] == settings_of("worker").worker_metrics_port
 
 
@@ -168,6 +169,22 @@ def test_a_voices_worker_clones_on_its_own_queue_beside_the_gpu_workers() -> Non
     assert settings_of("voices").voice_queue_name in option(command("worker"), "-Q").split(",")
     assert settings_of("voices") == settings_of("worker")
     assert SERVICES["voices"]["deploy"] == SERVICES["worker"]["deploy"]  # the same GPU reservation
+
+
+def test_a_webhooks_worker_delivers_from_its_own_queue_without_a_gpu() -> None:
+    argv = command("webhooks")
+    assert argv[:4] == ["celery", "-A", "worker.webhook_app:app", "worker"]
+    settings = settings_of("webhooks")
+    assert option(argv, "-Q") == settings.webhook_queue_name == settings_of("api").webhook_queue_name
+    assert option(argv, "--pool") == "threads"
+    # The GPU workers never take deliveries: a retry counting down would wait behind a whole book.
+    for service in ("worker", "voices"):
+        assert settings.webhook_queue_name not in option(command(service), "-Q").split(",")
+    assert "deploy" not in SERVICES["webhooks"]  # no GPU reservation
+    for name in ("redis_url", "key_prefix", "storage_url", "s3_endpoint_url"):
+        assert getattr(settings, name) == getattr(settings_of("api"), name), name
+    assert SERVICES["webhooks"]["build"] == SERVICES["worker"]["build"]
+    assert str(settings.worker_metrics_port) in [str(p) for p in SERVICES["webhooks"]["expose"]]
 
 
 def copied_paths(path: Path) -> list[str]:

@@ -50,7 +50,7 @@ def test_local_stack_starts_redis_runs_a_job_and_stops_every_process(tmp_path: P
     with stack:
         assert stack.redis_source is not None
         assert redis_answers(redis_url)
-        assert set(stack.pids()) == {"redis", "api", "worker"}
+        assert set(stack.pids()) == {"redis", "api", "worker", "webhooks"}
         assert requests.get(f"{stack.url}/readyz", timeout=5).json()["checks"] == {
             "redis": "ok",
             "storage": "ok",
@@ -198,6 +198,6 @@ def test_demo_reuses_redis_narrates_and_cleans_up(tmp_path: Path, redis_url: str
     assert soundfile.info(out).duration == pytest.approx(duration, abs=0.1)
     assert duration > 5
     pids = started_pids(run.stderr)
-    assert len(pids) == 2  # the API and the worker; Redis was already there
+    assert len(pids) == 3  # the API, the worker and the webhooks worker; Redis was already there
     assert [pid for pid in pids if alive(pid)] == []
     assert redis_answers(redis_url)  # the Redis it did not start is left alone
