@@ -36,6 +36,7 @@ from api import create_app
 from api.context import services_of
 from api.openapi import openapi_document
 from shared.settings import DEV_TENANT
+from shared.webhook_store import WebhookCreate
 from tests.conftest import AUTH, ServiceEnv
 
 EXAMPLES = {GenerationMode.POSITIVE: 80, GenerationMode.NEGATIVE: 40}
@@ -87,7 +88,10 @@ def _existing_records(app: Any) -> dict[str, str]:
     consent = {"by": "Jane Doe", "at": "2026-01-15T10:00:00+00:00", "recorded_at": "2026-01-15T10:00:00+00:00"}
     voices.create(voice_id, DEV_TENANT, name="Jane", description=None, language="en_us", consent=consent,
                   clips=[{"filename": "a.wav", "bytes": 1000, "duration_seconds": 5.0}], limit=10)  # fmt: skip
-    return {"job_id": job.get_json()["id"], "voice_id": voice_id}
+    endpoint = services_of(app).webhooks.create(
+        DEV_TENANT, WebhookCreate(url="https://hooks.example.com/narrate"), limit=10
+    )
+    return {"job_id": job.get_json()["id"], "voice_id": voice_id, "endpoint_id": endpoint.id}
 
 
 def test_fuzzing_the_documented_api_finds_no_5xx_and_no_schema_violation(service_env: ServiceEnv) -> None:
