@@ -9,7 +9,8 @@ from flask import Flask, g, request
 from flask_limiter import Limiter
 
 from api import auth, context, errors
-from api.routes import health, jobs, voices
+from api.routes import files, health, jobs, voices
+from shared.downloads import FILES_ROUTE
 from shared.services import Services
 from shared.settings import Settings, get_settings
 
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @app.before_request
     def _authenticate() -> None:
-        if request.path.startswith("/v1/"):
+        # Download links carry their own signed token (api/routes/files.py) instead of a key.
+        if request.path.startswith("/v1/") and not request.path.startswith(FILES_ROUTE):
             auth.authenticate(keys)
 
     limiter = Limiter(
@@ -41,7 +43,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         strategy="moving-window",
     )
     limiter.exempt(health.bp)
+    limiter.exempt(files.bp)  # a signed link, often fetched in many ranges by a player; no key to count against
     app.register_blueprint(health.bp)
+    app.register_blueprint(files.bp)
     app.register_blueprint(jobs.bp)
     voices.register(app, limiter=limiter, rate_limit=settings.voice_rate_limit)
     return app
