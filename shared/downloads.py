@@ -20,7 +20,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from shared.audio.formats import AudioFormat
 from shared.jobs import FileLink, FileResult, JobView, StoredFile, StoredObject, to_datetime, utcnow
-from shared.storage import LocalStorage, Storage
+from shared.storage import LocalStorage, S3Storage, Storage
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -84,7 +84,7 @@ class Links:
             expires = int(utcnow()) + self.expiry_seconds
             token = self._signer().dumps({"k": key, "f": filename, "e": expires})
             return f"{base_url.rstrip('/')}{FILES_ROUTE}{token}", to_datetime(float(expires))
-        seconds = getattr(self.storage, "presign_expiry_seconds", self.expiry_seconds)
+        seconds = self.storage.presign_expiry_seconds if isinstance(self.storage, S3Storage) else self.expiry_seconds
         expires_at = to_datetime(utcnow() + seconds)  # taken before signing: never later than the signature's
         return self.storage.url_for(key, filename=filename), expires_at
 
