@@ -10,7 +10,8 @@ from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, context, errors, params
-from api.routes import health, jobs, usage, voices, webhooks
+from api.routes import files, health, jobs, usage, voices, webhooks
+from shared.downloads import FILES_ROUTE
 from shared.services import Services
 from shared.settings import Settings, get_settings
 
@@ -31,7 +32,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @app.before_request
     def _authenticate() -> Response | None:
-        if request.path.startswith("/v1/"):
+        # Download links carry their own signed token (api/routes/files.py) instead of a key.
+        if request.path.startswith("/v1/") and not request.path.startswith(FILES_ROUTE):
             refused = failures.refusal(request.remote_addr or "unknown")
             if refused is not None:
                 return refused
@@ -51,7 +53,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     params.register(app)  # after the key and the rate limit: a stranger learns nothing from the parameters
     limiter.exempt(health.bp)
+    limiter.exempt(files.bp)  # a signed link, often fetched in many ranges by a player; no key to count against
     app.register_blueprint(health.bp)
+    app.register_blueprint(files.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(usage.bp)

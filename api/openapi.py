@@ -155,12 +155,25 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "The job", **_json("JobView")}, **_errors(404)},
             },
             "delete": {
-                "summary": "Cancel a job (a running job stops at its next chunk)",
+                "summary": "Delete a finished job with its results (204); cancel a queued or running one (200)",
+                "operationId": "deleteJob",
+                "parameters": [job_id],
+                "responses": {
+                    "200": {"description": "It was queued or running: now canceled", **_json("JobView")},
+                    "204": {"description": "It was finished: its record, results, checkpoints and key are gone"},
+                    **_errors(404, 409),
+                },
+            },
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "summary": "Cancel a queued or running job (a running job stops at its next chunk)",
                 "operationId": "cancelJob",
                 "parameters": [job_id],
                 "responses": {"200": {"description": "Canceled", **_json("JobView")}, **_errors(404, 409)},
             },
         },
+        **_file_paths(),
         **_voice_paths(),
         **_webhook_paths(),
         "/v1/usage": {
@@ -209,6 +222,45 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
+    }
+
+
+def _file_paths() -> dict[str, Any]:
+    """The file backend's download route: the signed token is the permission, so no bearer key."""
+    token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "From a `url` of a job (or voice preview); expires at its `url_expires_at`.",
+    }
+    range_header = {
+        "name": "Range",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "`bytes=START-END`: a part of the file (206), as players ask when seeking.",
+    }
+    binary = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    error = {"description": "", **_json("ErrorResponse")}
+    return {
+        "/v1/files/{token}": {
+            "get": {
+                "summary": "Download a result of the file backend through a signed, expiring link",
+                "operationId": "downloadFile",
+                "security": [],
+                "parameters": [token, range_header],
+                "responses": {
+                    "200": {"description": "The file (Content-Disposition names it; Accept-Ranges: bytes)", **binary},
+                    "206": {"description": "The requested range (Content-Range)", **binary},
+                    "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+                    "403": {**error, "description": "The link has expired: read the job again for a fresh one"},
+                    "404": {**error, "description": "Not a link of ours, or the file is gone"},
+                    "416": {**error, "description": "The range lies outside the file"},
+                    "503": {**error, "description": _DESCRIPTIONS[503]},
+                },
+            }
+        }
     }
 
 

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, overload
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.text.normalize import is_speakable
@@ -224,8 +233,55 @@ class JobCreate(_Strict):
         }
 
 
+class StoredFile(BaseModel):
+    """A result file as the job record keeps it: storage keys only. URLs expire, so they are never stored;
+    every read mints fresh ones (`shared.downloads`)."""
+
+    key: str
+    filename: str
+    format: AudioFormat
+    duration_seconds: float
+    bytes: int
+    sha256: str
+    subtitles: dict[str, str] = Field(default_factory=dict, description="Keys of `srt`, `vtt` and `timing`.")
+
+    @field_validator("subtitles")
+    @classmethod
+    def _keys_not_urls(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # Records written before links were minted at read time held URLs here; the files lie beside
+        # the audio under the same stem, so their keys follow from its key.
+        stem = str(info.data.get("key", "")).rsplit(".", 1)[0]
+        legacy = {kind: f"{stem}.{'json' if kind == 'timing' else kind}" for kind in value}
+        return {kind: legacy[kind] if "://" in ref else ref for kind, ref in value.items()}
+
+
+class StoredObject(BaseModel):
+    """Any other object of a job's result (the batch manifest), as the record keeps it."""
+
+    key: str
+    bytes: int
+    sha256: str
+
+
+class StoredResult(BaseModel):
+    """The `result` field of a job record: what the worker uploaded, by storage key."""
+
+    file: StoredFile | None = None
+    inputs: dict[str, StoredFile] = Field(default_factory=dict)
+    manifest: StoredObject | None = None
+
+
+class FileLink(BaseModel):
+    url: str = Field(..., description="Minted at every read; valid until `url_expires_at`.")
+    url_expires_at: datetime
+    key: str = Field(..., description="Storage key of the object (for operators).")
+    bytes: int
+    sha256: str
+
+
 class FileResult(BaseModel):
-    url: str
+    url: str = Field(..., description="Minted at every read; valid until `url_expires_at`.")
+    url_expires_at: datetime
     key: str = Field(..., description="Storage key of the object (for operators).")
     filename: str
     format: AudioFormat
@@ -233,7 +289,8 @@ class FileResult(BaseModel):
     bytes: int
     sha256: str
     subtitles: dict[str, str] = Field(
-        default_factory=dict, description="URLs of `srt`, `vtt` and `timing` (JSON) files."
+        default_factory=dict,
+        description="URLs of `srt`, `vtt` and `timing` (JSON) files, minted with `url` and valid as long.",
     )
 
 
@@ -286,9 +343,23 @@ class JobView(BaseModel):
     )
     result: FileResult | None = None
     inputs: list[InputView]
+    manifest: FileLink | None = Field(
+        default=None, description="The batch manifest (`manifest.json`) of a job of separate files (concatenate=false)."
+    )
     error: JobError | None = None
     webhook_url: str | None = None
     usage: Usage = Field(default_factory=Usage)
+
+    _stored: StoredResult = PrivateAttr(default_factory=StoredResult)
+
+    @property
+    def stored_result(self) -> StoredResult:
+        """What the record holds by key; `shared.downloads.mint_view` turns it into the link fields."""
+        return self._stored
+
+    def with_stored_result(self, stored: StoredResult) -> JobView:
+        self._stored = stored
+        return self
 
 
 class JobPage(BaseModel):

@@ -9,12 +9,13 @@ Redis keys.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import redis
 from celery import Celery
 
+from shared.downloads import Links, links_for
 from shared.queue import CLONE_VOICE_TASK, DELIVER_WEBHOOK_TASK, SYNTHESIZE_TASK, make_celery
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
@@ -42,6 +43,11 @@ class Services:
     usage: UsageStore
     enqueue_webhook: Enqueue
     """Queues a webhook message for delivery (`narrate.deliver_webhook`) on `webhook_queue_name`."""
+    links: Links = field(init=False)
+    """Mints download links to `storage` (`shared.downloads.mint_view`)."""
+
+    def __post_init__(self) -> None:
+        self.links = links_for(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client_name: str = "narrate") -> Services:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.text.rate import DEFAULT_CHARS_PER_SECOND
@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     """S3 region (AWS needs it for presigned URLs outside us-east-1)."""
     s3_presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
-    """How long a presigned result URL stays valid."""
+    """How long a result URL stays valid: S3 presigned GETs and the file backend's `/v1/files/` links alike.
+    Links are minted afresh on every read of a job, so a job read later always has live ones."""
     s3_multipart_threshold_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     """Uploads above this size use S3 multipart upload."""
 
@@ -78,7 +79,14 @@ class Settings(BaseSettings):
     """Longest time a client may take to send a request body; slower ones get 408 and are disconnected, so
     slow clients cannot hold the API (enforced by the gunicorn worker, deploy/gunicorn_worker.py)."""
     job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    """How long job records, idempotency keys and results are kept."""
+    """How long job records, idempotency keys, results and checkpoints are kept (voices are kept until deleted)."""
+    public_url: str | None = None
+    """Base URL clients reach the API at (`https://tts.example.com`), for the file backend's download
+    links; unset: the host of each request. Set it behind a proxy, and for links minted outside a request
+    (webhooks)."""
+    download_signing_key: SecretStr | None = None
+    """Secret that signs the file backend's download links. Unset: a random key created once in Redis and
+    shared by every API process."""
 
     # --- worker -----------------------------------------------------------------------------------
     engine: EngineName = "piper"
@@ -151,6 +159,10 @@ class Settings(BaseSettings):
     """Most voices one tenant may keep."""
     voice_rate_limit: str = "10 per minute"
     """Per-tenant rate of cloning requests."""
+    storage_sweep_interval_seconds: int = Field(default=3600, ge=0)
+    """How often each worker process deletes result and checkpoint objects older than
+    `job_retention_seconds` (plus an hour's grace); voices are never swept. It is what expires the file
+    backend; on S3 the bucket's lifecycle rule does the same (0 = no sweep)."""
     gpu_idle_release_seconds: float = Field(default=0.0, ge=0.0)
     """Idle seconds after which a worker releases its engine's GPU memory and reloads on the next job, for
     GPUs shared with other services (0 = keep it loaded)."""

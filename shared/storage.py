@@ -95,12 +95,18 @@ class Storage(ABC):
         """Sorted keys starting with `prefix` (a plain string prefix, as in S3)."""
 
     @abstractmethod
+    def list_modified(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, last-modified epoch seconds) of every key starting with `prefix` (the retention sweep)."""
+
+    @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key starting with `prefix` (must not be empty); returns how many went."""
 
     @abstractmethod
     def url_for(self, key: str, *, filename: str | None = None) -> str:
-        """A URL a client can fetch the object from (presigned GET on S3, `file://` locally)."""
+        """A URL to fetch the object from: a presigned GET on S3 (clients get these through
+        `shared.downloads`), a `file://` URL locally (for processes on this machine; clients get the API's
+        `/v1/files/` route instead)."""
 
     @abstractmethod
     def check(self) -> None:
@@ -177,6 +183,15 @@ class LocalStorage(Storage):
 
     def list_keys(self, prefix: str = "") -> list[str]:
         return sorted(key for key, _ in self._walk(_check_prefix(prefix)))
+
+    def list_modified(self, prefix: str) -> list[tuple[str, float]]:
+        found: list[tuple[str, float]] = []
+        for key, path in self._walk(_check_prefix(prefix)):
+            try:
+                found.append((key, path.stat().st_mtime))
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+        return sorted(found)
 
     def delete_prefix(self, prefix: str) -> int:
         if not _check_prefix(prefix):
@@ -343,12 +358,20 @@ class S3Storage(Storage):
         with self._errors(key):
             self._client().delete_object(Bucket=self.bucket, Key=self.full_key(key))
 
-    def _iter_full_keys(self, prefix: str) -> Iterator[str]:
+    def _iter_objects(self, prefix: str) -> Iterator[dict[str, Any]]:
         paginator = self._client().get_paginator("list_objects_v2")
         with self._errors(prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                for obj in page.get("Contents", []):
-                    yield obj["Key"]
+                yield from page.get("Contents", [])
+
+    def _iter_full_keys(self, prefix: str) -> Iterator[str]:
+        for obj in self._iter_objects(prefix):
+            yield obj["Key"]
+
+    def list_modified(self, prefix: str) -> list[tuple[str, float]]:
+        _check_prefix(prefix)
+        cut = len(self.prefix)
+        return sorted((obj["Key"][cut:], obj["LastModified"].timestamp()) for obj in self._iter_objects(prefix))
 
     def list_keys(self, prefix: str = "") -> list[str]:
         _check_prefix(prefix)

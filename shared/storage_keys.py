@@ -6,11 +6,21 @@ and previews; both sides and the tests name the same keys through these function
 
 from __future__ import annotations
 
+RESULTS_ROOT = "results/"
+"""Every job's result files. Expires (bucket lifecycle rule on S3, the worker's sweep on either backend)."""
+CHECKPOINTS_ROOT = "checkpoints/"
+"""Running jobs' finished chunks. Expires like results."""
+VOICES_ROOT = "voices/"
+"""Cloned voices: reference clips, embedding, preview. Never expires: a voice lives until it is deleted."""
+EXPIRING_ROOTS = (RESULTS_ROOT, CHECKPOINTS_ROOT)
+"""The only prefixes a retention rule or sweep may touch (voices are outside both, by construction)."""
+
 
 # --- jobs -------------------------------------------------------------------------------------------
 def result_prefix(tenant: str, job_id: str) -> str:
-    """Every result file of a job (audio, subtitles, manifest), deleted together when it is canceled."""
-    return f"results/{tenant}/{job_id}/"
+    """Every result file of a job (audio, subtitles, manifest), deleted together when it is canceled or
+    deleted; the parent of everything a job writes under `RESULTS_ROOT`."""
+    return f"{RESULTS_ROOT}{tenant}/{job_id}/"
 
 
 def manifest_key(tenant: str, job_id: str) -> str:
@@ -20,7 +30,7 @@ def manifest_key(tenant: str, job_id: str) -> str:
 
 def checkpoint_prefix(job_id: str) -> str:
     """Finished chunk audio of a running job, kept until the job ends."""
-    return f"checkpoints/{job_id}/"
+    return f"{CHECKPOINTS_ROOT}{job_id}/"
 
 
 def checkpoint_key(job_id: str, chunk_key: str) -> str:
@@ -29,7 +39,7 @@ def checkpoint_key(job_id: str, chunk_key: str) -> str:
 
 # --- voices: everything of a voice under one tenant-scoped prefix -----------------------------------
 def voice_prefix(tenant: str, voice_id: str) -> str:
-    return f"voices/{tenant}/{voice_id}/"
+    return f"{VOICES_ROOT}{tenant}/{voice_id}/"
 
 
 def reference_key(tenant: str, voice_id: str, index: int) -> str:

@@ -20,7 +20,6 @@ from typing import Any
 import redis
 
 from shared.jobs import (
-    FileResult,
     InputView,
     JobCreate,
     JobError,
@@ -28,6 +27,7 @@ from shared.jobs import (
     JobStatus,
     JobView,
     Progress,
+    StoredResult,
     Usage,
     to_datetime,
     utcnow,
@@ -226,6 +226,7 @@ class JobStore:
                 "audio_seconds": 0,
                 "synth_seconds": 0,
                 "attempts": 0,
+                **({"idempotency_key": idempotency_key} if idempotency_key else {}),
             },
         )
         pipe.expire(self._job(job_id), self.retention)
@@ -262,17 +263,26 @@ class JobStore:
         return self._idempotent_job(tenant, key, body_hash)
 
     def delete(self, job_id: str, *, idempotency: tuple[str, str] | None = None) -> None:
-        """Remove every trace of a job (used when it could not be enqueued)."""
-        tenant = self._redis.hget(self._job(job_id), "tenant")
+        """Remove every Redis trace of a job: its record, chunk list, index entries and its idempotency key
+        (when that key still names this job). Used when a job could not be enqueued and by
+        `DELETE /v1/jobs/{id}` of a finished job; its storage objects are the caller's
+        (`shared.retention.remove_job`)."""
+        tenant_raw, key_raw = self._redis.hmget(self._job(job_id), ["tenant", "idempotency_key"])
+        tenant = tenant_raw.decode() if tenant_raw else None
+        idem_keys = [self._idem(*idempotency)] if idempotency else []
+        if tenant and key_raw:
+            raw = self._redis.get(self._idem(tenant, key_raw.decode()))
+            if raw is not None and json.loads(raw).get("job") == job_id:  # not a racing twin's key
+                idem_keys.append(self._idem(tenant, key_raw.decode()))
         pipe = self._redis.pipeline()
         pipe.delete(self._job(job_id), self._chunks(job_id))
         pipe.zrem(self._queued(), job_id)
         if tenant:
-            pipe.zrem(self._tenant_index(tenant.decode()), job_id)
+            pipe.zrem(self._tenant_index(tenant), job_id)
             for status in JobStatus:
-                pipe.zrem(self._status_index(tenant.decode(), status), job_id)
-        if idempotency:
-            pipe.delete(self._idem(*idempotency))
+                pipe.zrem(self._status_index(tenant, status), job_id)
+        if idem_keys:
+            pipe.delete(*idem_keys)
         pipe.execute()
 
     # --- reading ----------------------------------------------------------------------------------
@@ -305,7 +315,7 @@ class JobStore:
         audio, synth = float(raw["audio_seconds"] or 0), float(raw["synth_seconds"] or 0)
         status = JobStatus(raw["status"])
         percent = 100.0 if status == JobStatus.SUCCEEDED else (round(100.0 * done / total, 1) if total else 0.0)
-        inputs_result = json.loads(raw["result"] or "{}")
+        stored = StoredResult.model_validate_json(raw["result"]) if raw["result"] else StoredResult()
         return JobView(
             id=job_id,
             status=status,
@@ -321,17 +331,14 @@ class JobStore:
             rtf=round(synth / audio, 4) if audio > 0 else None,
             attempts=int(raw["attempts"] or 0),
             timings=json.loads(raw["timings"] or "{}"),
-            result=FileResult(**inputs_result["file"]) if inputs_result.get("file") else None,
-            inputs=[
-                InputView(**item, result=inputs_result.get("inputs", {}).get(item["id"]))
-                for item in json.loads(raw["inputs"] or "[]")
-            ],
+            # Result links are minted at read time from `stored` (shared.downloads.mint_view).
+            inputs=[InputView(**item) for item in json.loads(raw["inputs"] or "[]")],
             error=JobError(**json.loads(raw["error"])) if raw["error"] else None,
             webhook_url=summary.get("webhook_url"),
             usage=Usage(
                 characters=_characters(raw["inputs"]), audio_seconds=round(audio, 3), engine_seconds=round(synth, 3)
             ),
-        )
+        ).with_stored_result(stored)
 
     def list(
         self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
@@ -484,6 +491,14 @@ class JobStore:
 
     def save_speech_rate(self, engine: str, language: str, state: dict[str, Any]) -> None:
         self._redis.set(f"{self._prefix}:rate:{engine}:{language}", json.dumps(state))
+
+    # --- secrets shared by every process of a deployment ----------------------------------------
+    def shared_secret(self, name: str) -> bytes:
+        """A random secret created once (SET NX) and then read by every process: all gunicorn workers and
+        every restart sign and check with the same key."""
+        key = f"{self._prefix}:secret:{name}"
+        self._redis.set(key, secrets.token_urlsafe(32), nx=True)
+        return self._redis.get(key)
 
     def ping(self) -> None:
         self._redis.ping()

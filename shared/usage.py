@@ -141,6 +141,10 @@ class UsageStore:
             metrics.USAGE_ENGINE_SECONDS.labels(tenant=tenant).inc(engine_seconds)
         return bool(added)
 
+    def forget_job(self, job_id: str) -> None:
+        """Drop a deleted job's list of counted chunks; the tenant's day totals stay (they are the bill)."""
+        self._redis.delete(self._chunks(job_id))
+
     # --- reading ----------------------------------------------------------------------------------
     def report(self, tenant: str, first: date, last: date, quota: int | None) -> UsageReport:
         days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]

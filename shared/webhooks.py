@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shared.downloads import mint_view
 from shared.jobs import JobStatus
 from shared.storage_keys import preview_key
 from shared.voice_store import VoiceStatus
@@ -39,7 +40,8 @@ def job_event_payload(services: Services, job_id: str) -> tuple[str, WebhookEven
     tenant = services.jobs.tenant_of(job_id)
     if view is None or tenant is None or view.status not in JOB_EVENTS:
         return None
-    return tenant, JOB_EVENTS[view.status], view.model_dump(mode="json")
+    linked = mint_view(services, view, base_url=services.settings.public_url or "")
+    return tenant, JOB_EVENTS[view.status], linked.model_dump(mode="json")
 
 
 def voice_event_payload(services: Services, voice_id: str) -> tuple[str, WebhookEvent, dict[str, Any]] | None:
@@ -49,7 +51,8 @@ def voice_event_payload(services: Services, voice_id: str) -> tuple[str, Webhook
         return None
     url = None
     if record.preview and record.status == VoiceStatus.READY:
-        url = services.storage.url_for(preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3")
+        key, filename = preview_key(record.tenant, record.id), f"{record.id}-preview.mp3"
+        url, _ = services.links.link(key, filename, base_url=services.settings.public_url or "")
     return record.tenant, VOICE_EVENTS[record.status], record.view(url).model_dump(mode="json")
 
 

@@ -15,7 +15,7 @@ from shared.audio.loudness import normalize_loudness
 from shared.audio.resample import resample
 from shared.audio.stitch import stitch
 from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
-from shared.jobs import FileResult, JobCreate
+from shared.jobs import JobCreate, StoredFile, StoredObject
 from shared.settings import Settings
 from shared.storage import Storage
 from worker.phases import Phases
@@ -142,8 +142,9 @@ def upload_file(
     fmt: AudioFormat,
     tags: dict[str, str],
     phases: Phases,
-) -> FileResult:
-    """Encode and upload one file (with `tags`) and its subtitles under `prefix`."""
+) -> StoredFile:
+    """Encode and upload one file (with `tags`) and its subtitles under `prefix`; what the job record keeps
+    of it (keys: links are minted when the job is read)."""
     with phases.timed("encoding"):
         chapters = rendered.chapters if len(rendered.chapters) > 1 else None
         data = encode(rendered.audio, rendered.sample_rate, fmt, chapters=chapters, metadata=tags)
@@ -161,9 +162,8 @@ def upload_file(
         for suffix, (text, mime) in documents.items():
             sub_name = f"{output.name}.{suffix}"
             storage.put_bytes(prefix + sub_name, text.encode(), mime)
-            subtitles["timing" if suffix == "json" else suffix] = storage.url_for(prefix + sub_name, filename=sub_name)
-    return FileResult(
-        url=storage.url_for(key, filename=filename),
+            subtitles["timing" if suffix == "json" else suffix] = prefix + sub_name
+    return StoredFile(
         key=key,
         filename=filename,
         format=fmt,
@@ -174,9 +174,28 @@ def upload_file(
     )
 
 
-def upload_manifest(storage: Storage, key: str, results: dict[str, FileResult]) -> None:
-    """A batch of separate files also gets a manifest listing them (what a game studio imports)."""
-    manifest = [
-        {"id": input_id, **result.model_dump(mode="json", exclude={"url"})} for input_id, result in results.items()
+def upload_manifest(
+    storage: Storage, key: str, job_id: str, spec: JobCreate, results: dict[str, StoredFile], default_voice: str
+) -> StoredObject:
+    """A batch of separate files also gets a manifest listing them (what a game studio imports): per line
+    its file, checksum, voice and a digest of its text, so a client can check a download and tell which
+    lines changed since an earlier batch."""
+    texts = dict(zip(spec.input_ids(), spec.inputs, strict=True))
+    files = [
+        {
+            "id": input_id,
+            "file": result.filename,
+            "key": result.key,
+            "format": result.format.value,
+            "duration_seconds": result.duration_seconds,
+            "bytes": result.bytes,
+            "sha256": result.sha256,
+            "voice": texts[input_id].voice or spec.voice or default_voice,
+            "text_sha256": hashlib.sha256(texts[input_id].text.encode()).hexdigest(),
+            "status": "succeeded",
+        }
+        for input_id, result in results.items()
     ]
-    storage.put_bytes(key, json.dumps({"files": manifest}, indent=2).encode(), "application/json")
+    data = json.dumps({"job_id": job_id, "files": files}, indent=2).encode()
+    storage.put_bytes(key, data, "application/json")
+    return StoredObject(key=key, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())

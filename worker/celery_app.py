@@ -57,8 +57,11 @@ def _remove_metrics_dir(**_: object) -> None:
 @signals.worker_process_init.connect
 def _load_engine(**_: object) -> None:
     from worker.runtime import get_runtime
+    from worker.sweeper import start_sweeper
 
-    get_runtime().engine.warm_up()
+    runtime = get_runtime()
+    runtime.engine.warm_up()
+    start_sweeper(runtime.services)
 
 
 @signals.worker_process_shutdown.connect

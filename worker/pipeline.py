@@ -19,7 +19,7 @@ from shared import metrics
 from shared.audio.formats import file_rate
 from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
-from shared.jobs import FileResult, JobCreate, JobStatus
+from shared.jobs import JobCreate, JobStatus, StoredFile, StoredResult
 from shared.storage_keys import manifest_key, result_prefix
 from shared.text.rate import SpeechRate
 from shared.usage import record_chunk_usage
@@ -219,8 +219,8 @@ def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime
     def load(planned: PlannedChunk) -> np.ndarray:
         return checkpoints.load_chunk(storage, job_id, planned.key)
 
-    results: dict[str, FileResult] = {}
-    file_result: FileResult | None = None
+    results: dict[str, StoredFile] = {}
+    file_result: StoredFile | None = None
     for output in assembly.outputs_for(job_id, spec):
         if rt.jobs.status(job_id) != JobStatus.RUNNING:
             raise Canceled
@@ -239,12 +239,12 @@ def _assemble(job_id: str, tenant: str, spec: JobCreate, plan: Plan, rt: Runtime
             results[input_ids[output.inputs[0]]] = uploaded
         else:
             file_result = uploaded
+    manifest = None
     if results:
-        assembly.upload_manifest(storage, manifest_key(tenant, job_id), results)
-    result = {
-        "file": file_result.model_dump(mode="json") if file_result else None,
-        "inputs": {input_id: item.model_dump(mode="json") for input_id, item in results.items()},
-    }
+        manifest = assembly.upload_manifest(
+            storage, manifest_key(tenant, job_id), job_id, spec, results, rt.engine.default_voice()
+        )
+    result = StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
     if not rt.jobs.finish(job_id, JobStatus.SUCCEEDED, result=result, timings=phases.rounded()):
         raise Canceled
     checkpoints.discard(storage, job_id)

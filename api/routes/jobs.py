@@ -1,4 +1,4 @@
-"""`/v1/jobs`: submit, read, list, cancel."""
+"""`/v1/jobs`: submit, read, list, cancel, delete. Every job answered carries freshly minted links."""
 
 from __future__ import annotations
 
@@ -8,19 +8,25 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from api import params
-from api.context import services
+from api.context import link_base_url, services
 from api.errors import ApiError
 from api.submission import known_voices, parse_json_body, submit, validate_job
 from shared import metrics
+from shared.downloads import mint_view
 from shared.jobs import JobStatus, JobView
+from shared.retention import remove_job
 from shared.store import InvalidCursor
 from shared.webhooks import emit_job_event
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 
+def _linked(view: JobView) -> JobView:
+    return mint_view(services(), view, base_url=link_base_url())
+
+
 def _job_json(view: JobView) -> dict[str, Any]:
-    return view.model_dump(mode="json")
+    return _linked(view).model_dump(mode="json")
 
 
 @bp.post("")
@@ -71,16 +77,34 @@ def list_jobs() -> ResponseReturnValue:
         page = services().jobs.list(g.tenant, status=status, limit=limit, cursor=request.args.get("cursor"))
     except InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", "cursor is not one that next_cursor gave.", "cursor") from exc
-    return jsonify(page.model_dump(mode="json"))
+    linked = page.model_copy(update={"data": [_linked(view) for view in page.data]})
+    return jsonify(linked.model_dump(mode="json"))
 
 
 @bp.delete("/<job_id>")
-def cancel_job(job_id: str) -> ResponseReturnValue:
-    store = services().jobs
-    if store.view(job_id, tenant=g.tenant) is None:
+def delete_job(job_id: str) -> ResponseReturnValue:
+    """A finished job is removed with everything it stored (204); a queued or running one is canceled."""
+    found = services()
+    view = found.jobs.view(job_id, tenant=g.tenant)
+    if view is None:
         raise ApiError(404, "not_found", f"No job {job_id!r}.")
+    if view.status.finished:
+        remove_job(found, job_id, g.tenant)
+        return "", 204
+    return _cancel(job_id)
+
+
+@bp.post("/<job_id>/cancel")
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    if services().jobs.view(job_id, tenant=g.tenant) is None:
+        raise ApiError(404, "not_found", f"No job {job_id!r}.")
+    return _cancel(job_id)
+
+
+def _cancel(job_id: str) -> ResponseReturnValue:
+    store = services().jobs
     outcome, current = store.cancel(job_id)
-    if outcome == "refused":
+    if outcome == "refused":  # also a job that ended between the caller's read and this cancel
         raise ApiError(409, "already_finished", f"The job already ended with status {current!r}.")
     if outcome == "ok" and current == JobStatus.QUEUED:
         # A running job is counted by its worker when it stops at the next chunk.

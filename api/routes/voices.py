@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from werkzeug.datastructures import FileStorage
 
-from api.context import services
+from api.context import link_base_url, services
 from api.errors import ApiError, validate_body
 from api.submission import parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
@@ -69,7 +69,8 @@ def engine_summary(found: Services) -> EngineSummary:
 def _view_json(record: VoiceRecord) -> dict[str, Any]:
     url = None
     if record.preview and record.status == VoiceStatus.READY:
-        url = services().storage.url_for(preview_key(record.tenant, record.id), filename=f"{record.id}-preview.mp3")
+        key, filename = preview_key(record.tenant, record.id), f"{record.id}-preview.mp3"
+        url, _ = services().links.link(key, filename, base_url=link_base_url())
     return record.view(url).model_dump(mode="json")
 
 

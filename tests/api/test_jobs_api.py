@@ -189,10 +189,32 @@ def test_list_is_newest_first_with_cursor_pagination_and_status_filter(api_clien
 
 def test_cancel_of_finished_job_is_409_and_unknown_job_is_404(api_client):
     job_id = api_client.post("/v1/jobs", json=_job(), headers=AUTH).get_json()["id"]
-    assert api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 200
-    again = api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
+    canceled = api_client.post(f"/v1/jobs/{job_id}/cancel", headers=AUTH)
+    assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
+    again = api_client.post(f"/v1/jobs/{job_id}/cancel", headers=AUTH)
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_finished"
     assert api_client.get("/v1/jobs/job_nope", headers=AUTH).status_code == 404
+    assert api_client.post("/v1/jobs/job_nope/cancel", headers=AUTH).status_code == 404
+    assert api_client.delete("/v1/jobs/job_nope", headers=AUTH).status_code == 404
+
+
+def test_delete_cancels_a_queued_job_and_removes_a_finished_one_with_its_idempotency_key(api_client, service_env):
+    headers = {**AUTH, "Idempotency-Key": "chapter-1"}
+    job_id = api_client.post("/v1/jobs", json=_job(), headers=headers).get_json()["id"]
+    canceled = api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH)  # queued: DELETE keeps meaning cancel
+    assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
+    removed = api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH)  # finished: DELETE removes it
+    assert removed.status_code == 204 and removed.get_data() == b""
+    assert api_client.get(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 404
+    assert api_client.delete(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 404
+    assert job_id not in [job["id"] for job in api_client.get("/v1/jobs", headers=AUTH).get_json()["data"]]
+    client = redis.Redis.from_url(service_env.redis_url)
+    keys = [key.decode() for key in client.scan_iter(match=f"{service_env.key_prefix}:*")]
+    assert [key for key in keys if job_id in key or ":idem:" in key] == []  # record, chunks, idempotency key
+    indexes = [key for key in keys if client.type(key) == b"zset"]
+    assert [key for key in indexes if client.zscore(key, job_id) is not None] == []
+    fresh = api_client.post("/v1/jobs", json=_job(), headers=headers)  # the key names no job any more
+    assert fresh.status_code == 202 and fresh.get_json()["id"] != job_id
 
 
 def test_job_records_expire_after_the_retention(api_client, service_env):

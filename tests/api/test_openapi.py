@@ -91,7 +91,18 @@ def test_the_query_parameters_a_route_accepts_are_those_it_documents(api_client:
             assert {p["name"] for p in parameters if p["in"] == "query"} == accepted, f"{method.upper()} {path}"
 
 
-@pytest.mark.parametrize(("path", "method"), [op for op in OPERATIONS if op[0].startswith("/v1/")])
+FILES = "/v1/files/{token}"
+"""Downloads carry a signed token instead of a key, and no per-key rate limit applies to them."""
+
+
+def test_the_download_route_needs_no_key_and_documents_its_own_answers() -> None:
+    operation = DOCUMENT["paths"][FILES]["get"]
+    assert operation["security"] == []
+    assert {"200", "206", "403", "404", "416", "503"} <= set(operation["responses"])
+    assert "Range" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+
+
+@pytest.mark.parametrize(("path", "method"), [op for op in OPERATIONS if op[0].startswith("/v1/") and op[0] != FILES])
 def test_every_v1_operation_documents_key_rate_limit_and_store_errors(path: str, method: str) -> None:
     operation = DOCUMENT["paths"][path][method]
     expected = {"400", "401", "429", "503"}
@@ -119,7 +130,7 @@ def test_with_the_rate_limit_spent_every_answer_is_documented(service_env: Servi
     for path, method in OPERATIONS:
         response = _call(client, path, method)
         _assert_documented(response, path, method)
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/") and path != FILES:
             assert response.status_code == 429, f"{method.upper()} {path}"
             assert response.get_json()["error"]["code"] == "rate_limited"
 

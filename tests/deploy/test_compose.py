@@ -21,6 +21,15 @@ import yaml
 
 from shared.queue import worker_queues
 from shared.settings import Settings
+from shared.storage import S3Storage, storage_from_settings
+from shared.storage_keys import (
+    EXPIRING_ROOTS,
+    checkpoint_key,
+    embedding_key,
+    preview_key,
+    reference_key,
+    result_prefix,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -113,14 +122,32 @@ def test_storage_is_the_bucket_minio_init_creates() -> None:
     script = "\n".join(SERVICES["minio-init"]["entrypoint"])
     assert f"mc mb --ignore-existing local/{url.netloc}" in script
     assert "http://minio:9000" in script
-    expire = int(re.search(r"--expire-days (\d+)", script).group(1))
-    assert expire * 86400 == Settings.model_fields["job_retention_seconds"].default
     assert environment("api")["AWS_ACCESS_KEY_ID"] == environment("minio-init")["MINIO_ROOT_USER"]
     assert environment("api")["AWS_SECRET_ACCESS_KEY"] == environment("minio-init")["MINIO_ROOT_PASSWORD"]
     assert environment("minio")["MINIO_ROOT_PASSWORD"] == environment("minio-init")["MINIO_ROOT_PASSWORD"]
     for service in ("api", "worker"):
         assert SERVICES[service]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
         assert SERVICES[service]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_minio_expires_results_and_checkpoints_after_the_retention_and_never_voices() -> None:
+    storage = storage_from_settings(settings_of("api"))
+    assert isinstance(storage, S3Storage)
+    script = "\n".join(SERVICES["minio-init"]["entrypoint"])
+    adds = [line.strip() for line in script.splitlines() if line.strip().startswith("mc ilm rule add")]
+    rules = [re.fullmatch(r"mc ilm rule add --prefix (\S+) --expire-days (\d+) local/(\S+)", line) for line in adds]
+    assert all(rules), adds  # every rule is scoped to a prefix: none covers the whole bucket
+    found = {(m.group(3), m.group(1)): int(m.group(2)) for m in rules if m}
+    assert set(found) == {(storage.bucket, storage.prefix + root) for root in EXPIRING_ROOTS}
+    assert {days * 86400 for days in found.values()} == {Settings.model_fields["job_retention_seconds"].default}
+    # The keys the service writes: results and checkpoints fall under a rule, a voice's objects under none.
+    rule_prefixes = [prefix for _, prefix in found]
+    for key in (result_prefix("t", "job_1") + "job_1.mp3", checkpoint_key("job_1", "c0")):
+        assert any(storage.full_key(key).startswith(p) for p in rule_prefixes), key
+    for key in (embedding_key("t", "voice_1"), reference_key("t", "voice_1", 0), preview_key("t", "voice_1")):
+        assert not any(storage.full_key(key).startswith(p) for p in rule_prefixes), key
+    # Rules of earlier versions (one bucket-wide expiry) are removed before these are added.
+    assert script.index("mc ilm rule rm --all --force local/narrate") < script.index(adds[0])
 
 
 def test_api_runs_gunicorn_with_multiprocess_metrics() -> None:

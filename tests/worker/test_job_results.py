@@ -15,7 +15,6 @@ import pytest
 import requests
 import soundfile as sf
 
-from shared.storage import storage_from_settings
 from tests.conftest import ServiceEnv, wait_status
 from tests.worker.test_synthesis_jobs import _read, _submit
 from worker.engines.base import Engine
@@ -56,11 +55,19 @@ def test_batch_of_lines_gives_one_file_per_input_and_a_manifest(api_client, serv
     for line in lines:
         result = by_id[line["id"]]
         assert result["filename"] == f"{line['id']}.wav"
-        audio, rate = sf.read(io.BytesIO(_read(result["url"])))
+        audio, rate = sf.read(io.BytesIO(_read(api_client, result["url"])))
         assert rate == 16000 and 0.5 < len(audio) / rate < 12
-    storage = storage_from_settings(service_env.settings())
-    manifest = json.loads(storage.get_bytes(f"results/dev/{job_id}/manifest.json"))
+    link = job["manifest"]  # the manifest has its own link in the job
+    assert link["key"] == f"results/dev/{job_id}/manifest.json"
+    data = _read(api_client, link["url"])
+    assert len(data) == link["bytes"] and hashlib.sha256(data).hexdigest() == link["sha256"]
+    manifest = json.loads(data)
+    assert manifest["job_id"] == job_id
     assert [entry["id"] for entry in manifest["files"]] == [line["id"] for line in lines]
+    for entry, line in zip(manifest["files"], lines, strict=True):
+        assert (entry["file"], entry["sha256"]) == (by_id[line["id"]]["filename"], by_id[line["id"]]["sha256"])
+        assert entry["voice"] == "joe" and entry["status"] == "succeeded"
+        assert entry["text_sha256"] == hashlib.sha256(line["text"].encode()).hexdigest()
 
 
 def test_the_worker_learns_the_speech_rate_and_plans_later_jobs_with_it(api_client, service_env, run_queued):

@@ -7,7 +7,6 @@ import io
 import json
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import redis
@@ -25,9 +24,13 @@ SMALL_CHUNKS = {"NARRATE_CHUNK_BUDGET_SECONDS": "3"}
 LONG_TEXT = "\n\n".join(CHAPTER.split("\n\n")[1:14])
 
 
-def _read(url: str) -> bytes:
-    if url.startswith("file://"):
-        return Path(url.removeprefix("file://")).read_bytes()
+def _read(client, url: str) -> bytes:
+    """A result link's bytes: the file backend's links are the API's own `/v1/files/` route (served here
+    by the in-process app `client`, with no key), S3's are presigned GETs."""
+    if url.startswith("http://localhost/"):  # the Flask test client's host
+        response = client.get(url.removeprefix("http://localhost"))
+        assert response.status_code == 200, response.get_data()[:200]
+        return response.get_data()
     return requests.get(url, timeout=30).content
 
 
@@ -55,15 +58,15 @@ def test_narration_job_produces_a_playable_file_whose_duration_fits_the_text(api
     assert progress["chunks_done"] == progress["chunks_total"] > 1 and progress["percent"] == 100.0
     assert 0 < job["rtf"] < 1.0 and job["started_at"] and job["finished_at"]
     result = job["result"]
-    data = _read(result["url"])
+    data = _read(api_client, result["url"])
     assert len(data) == result["bytes"] and hashlib.sha256(data).hexdigest() == result["sha256"]
     audio, rate = sf.read(io.BytesIO(data))
     duration = len(audio) / rate
     assert abs(duration - result["duration_seconds"]) < 0.2
     assert len(CHAPTER) / 25 < duration < len(CHAPTER) / 8  # speech at a human rate: nothing skipped or looped
-    srt = _read(result["subtitles"]["srt"]).decode()
+    srt = _read(api_client, result["subtitles"]["srt"]).decode()
     assert "Netherfield" in srt and "-->" in srt
-    timing = json.loads(_read(result["subtitles"]["timing"]))
+    timing = json.loads(_read(api_client, result["subtitles"]["timing"]))
     assert timing["inputs"][0]["id"] == "chapter-1"
     assert _checkpoints(service_env, job_id) == []  # scratch audio is removed on success
 

@@ -67,8 +67,10 @@ def test_a_job_generates_every_chunk_once_in_stream_order_and_ends_with_one_file
     view = services.jobs.view(job_id)
     assert view.status == JobStatus.SUCCEEDED and view.progress.percent == 100.0
     assert set(view.timings) >= {"chunking", "generation", "stitching", "loudness", "encoding", "upload"}
-    audio, rate = sf.read(io.BytesIO(services.storage.get_bytes(view.result.key)))
-    assert rate == engine.sample_rate and view.result.duration_seconds == pytest.approx(len(audio) / rate, abs=1e-3)
+    stored = view.stored_result.file  # the record keeps keys; links are minted when the job is read
+    assert stored is not None and view.result is None
+    audio, rate = sf.read(io.BytesIO(services.storage.get_bytes(stored.key)))
+    assert rate == engine.sample_rate and stored.duration_seconds == pytest.approx(len(audio) / rate, abs=1e-3)
     assert checkpoints(services, job_id) == []
     assert sorted(results(services, job_id)) == sorted(
         f"{result_prefix(TENANT, job_id)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json")
