@@ -91,7 +91,15 @@ def _existing_records(app: Any) -> dict[str, str]:
     endpoint = services_of(app).webhooks.create(
         DEV_TENANT, WebhookCreate(url="https://hooks.example.com/narrate"), limit=10
     )
-    return {"job_id": job.get_json()["id"], "voice_id": voice_id, "endpoint_id": endpoint.id}
+    # A download link of a real stored file, so the file route answers 200/206/416 as well as 404.
+    found = services_of(app)
+    key = f"results/{DEV_TENANT}/{job.get_json()['id']}/line.mp3"
+    found.storage.put_bytes(key, b"ID3" + bytes(2000), "audio/mpeg")
+    url, _ = found.links.link(key, "line.mp3", base_url="")
+    return {
+        "job_id": job.get_json()["id"], "voice_id": voice_id, "endpoint_id": endpoint.id,
+        "token": url.rsplit("/", 1)[-1],
+    }  # fmt: skip
 
 
 def test_fuzzing_the_documented_api_finds_no_5xx_and_no_schema_violation(service_env: ServiceEnv) -> None:
