@@ -13,9 +13,16 @@ def result_prefix(tenant: str, job_id: str) -> str:
     return f"results/{tenant}/{job_id}/"
 
 
-def manifest_key(tenant: str, job_id: str) -> str:
+def run_prefix(tenant: str, job_id: str, attempt: int) -> str:
+    """The result files written by one claimed run (attempt) of a job. Each run writes under its own
+    prefix, so a run that lost its claim and uploads late can never replace the files the job record
+    points to; the finished run deletes the others'."""
+    return f"{result_prefix(tenant, job_id)}run-{attempt}/"
+
+
+def manifest_key(tenant: str, job_id: str, attempt: int) -> str:
     """The list of files of a job whose inputs were rendered separately."""
-    return f"{result_prefix(tenant, job_id)}manifest.json"
+    return f"{run_prefix(tenant, job_id, attempt)}manifest.json"
 
 
 def checkpoint_prefix(job_id: str) -> str:
