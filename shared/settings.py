@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     """How long one S3 request waits for a connection."""
     s3_read_timeout_seconds: float = Field(default=60.0, gt=0)
     """How long one S3 request waits for the server to answer (a hung server counts as an outage)."""
+    s3_max_attempts: int = Field(default=3, ge=1)
+    """Tries boto3 makes of one S3 request by itself (its standard retry mode) inside each of our own
+    retries (`storage_retry_seconds`)."""
     storage_retry_seconds: float = Field(default=60.0, ge=0)
     """How long one storage operation keeps retrying transient failures (refused or dropped connections,
     timeouts, 5xx, throttling; exponential back-off with jitter) before it gives up; a job whose storage

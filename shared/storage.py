@@ -510,6 +510,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             region=settings.s3_region,
             presign_expiry_seconds=settings.s3_presign_expiry_seconds,
             multipart_threshold_bytes=settings.s3_multipart_threshold_bytes,
+            max_attempts=settings.s3_max_attempts,
             retry_seconds=settings.storage_retry_seconds,
             connect_timeout_seconds=settings.s3_connect_timeout_seconds,
             read_timeout_seconds=settings.s3_read_timeout_seconds,
