@@ -30,8 +30,19 @@ def checkpoint_prefix(job_id: str) -> str:
     return f"checkpoints/{job_id}/"
 
 
-def checkpoint_key(job_id: str, chunk_key: str) -> str:
-    return f"{checkpoint_prefix(job_id)}{chunk_key}.flac"
+def run_checkpoint_prefix(job_id: str, run: int) -> str:
+    """The chunks checkpointed by one claimed run (attempt) of a job: a run that lost its claim and
+    writes late can neither replace a chunk another run recorded nor leave files behind (it deletes its
+    own prefix when it learns it was fenced out)."""
+    return f"{checkpoint_prefix(job_id)}run-{run}/"
+
+
+def checkpoint_key(job_id: str, chunk_key: str, run: int) -> str:
+    """Where run `run` stored a chunk (the chunk's record names its run; 0: a record written before
+    runs had prefixes)."""
+    if run == 0:
+        return f"{checkpoint_prefix(job_id)}{chunk_key}.flac"
+    return f"{run_checkpoint_prefix(job_id, run)}{chunk_key}.flac"
 
 
 # --- voices: everything of a voice under one tenant-scoped prefix -----------------------------------

@@ -129,6 +129,8 @@ class Claim:
 class DoneChunk:
     seconds: float
     carry: bytes | None
+    run: int = 0
+    """The attempt whose run stored the chunk's audio (0: recorded before runs were numbered)."""
 
 
 class JobStore:
@@ -427,11 +429,21 @@ class JobStore:
 
     # --- chunk checkpoints ------------------------------------------------------------------------
     def record_chunk(
-        self, job_id: str, token: str, key: str, *, seconds: float, synth_seconds: float, carry: bytes | None
+        self,
+        job_id: str,
+        token: str,
+        key: str,
+        *,
+        run: int,
+        seconds: float,
+        synth_seconds: float,
+        carry: bytes | None,
     ) -> bool:
-        """Remember a finished chunk (its audio is already in storage); False if the job stopped running,
-        `LeaseLost` if another run took it over."""
-        record = json.dumps({"seconds": seconds, "carry": base64.b64encode(carry).decode() if carry else None})
+        """Remember a finished chunk whose audio run `run` already stored; False if the job stopped
+        running, `LeaseLost` if another run took it over."""
+        record = json.dumps(
+            {"seconds": seconds, "carry": base64.b64encode(carry).decode() if carry else None, "run": run}
+        )
         return _checked(
             self._record_chunk(
                 keys=[self._job(job_id), self._chunks(job_id), self._lease(job_id)],
@@ -444,7 +456,7 @@ class JobStore:
         for key, raw in self._redis.hgetall(self._chunks(job_id)).items():
             record = json.loads(raw)
             carry = base64.b64decode(record["carry"]) if record["carry"] else None
-            out[key.decode()] = DoneChunk(seconds=float(record["seconds"]), carry=carry)
+            out[key.decode()] = DoneChunk(float(record["seconds"]), carry, int(record.get("run", 0)))
         return out
 
     def counters(self, job_id: str) -> dict[str, float]:

@@ -28,7 +28,14 @@ from shared.audio.trim import trim_silence
 from shared.jobs import FileResult, JobCreate, JobStatus
 from shared.lease import LeaseKeeper, LeaseLost
 from shared.storage import StorageError, StorageUnavailable
-from shared.storage_keys import checkpoint_prefix, manifest_key, result_prefix, run_prefix
+from shared.storage_keys import (
+    checkpoint_key,
+    checkpoint_prefix,
+    manifest_key,
+    result_prefix,
+    run_checkpoint_prefix,
+    run_prefix,
+)
 from shared.store import Claim
 from shared.text.rate import SpeechRate
 from worker import assembly, checkpoints
@@ -114,7 +121,9 @@ def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> JobStatus | None:
         status = _attempt(run, spec, rt)
     except LeaseLost:
         log.warning("job %s: another worker took over its claim; run %d stops", job_id, run.attempt)
-        _clean_up(rt, run.files)  # only this run's own files: the job belongs to the new holder
+        # Only this run's own files that no record points to: the job belongs to the new holder.
+        _drop_unrecorded_checkpoints(rt, run)
+        _clean_up(rt, run.files)
         return None
     # Counted once, here: only the run that made the final transition (or saw the cancel) gets here.
     metrics.JOBS_FINISHED.labels(status=status.value).inc()
@@ -167,6 +176,19 @@ def _fail(rt: Runtime, run: Run, code: str, message: str) -> JobStatus:
     if rt.jobs.finish(run.job_id, run.token, JobStatus.FAILED, error={"code": code, "message": message}):
         return JobStatus.FAILED
     return JobStatus.CANCELED  # it stopped running under our claim: only a cancel does that
+
+
+def _drop_unrecorded_checkpoints(rt: Runtime, run: Run) -> None:
+    """A fenced-out run's checkpoints that it could not record (the new run resumes from those it did;
+    it deletes them all when it finishes, and this catches the ones written after that)."""
+    done = rt.jobs.done_chunks(run.job_id)
+    kept = {checkpoint_key(run.job_id, key, run.attempt) for key, chunk in done.items() if chunk.run == run.attempt}
+    try:
+        for key in rt.storage.list_keys(run_checkpoint_prefix(run.job_id, run.attempt)):
+            if key not in kept:
+                rt.storage.delete(key)
+    except StorageError as exc:
+        log.warning("job %s: could not delete run %d's unrecorded checkpoints (%s)", run.job_id, run.attempt, exc)
 
 
 def _release(rt: Runtime, job_id: str, token: str) -> None:
@@ -309,10 +331,16 @@ def _generate_missing(run: Run, plan: Plan, rt: Runtime) -> None:
 
 def _checkpoint(run: Run, rt: Runtime, result: ChunkResult, audio: np.ndarray) -> None:
     rate = rt.engine.sample_rate
-    checkpoints.save_chunk(rt.storage, run.job_id, result.key, audio, rate)
+    checkpoints.save_chunk(rt.storage, run.job_id, run.attempt, result.key, audio, rate)
     seconds = len(audio) / rate
     if not rt.jobs.record_chunk(
-        run.job_id, run.token, result.key, seconds=seconds, synth_seconds=result.synth_seconds, carry=result.carry
+        run.job_id,
+        run.token,
+        result.key,
+        run=run.attempt,
+        seconds=seconds,
+        synth_seconds=result.synth_seconds,
+        carry=result.carry,
     ):
         raise Canceled
     metrics.AUDIO_SECONDS.inc(seconds)
@@ -329,8 +357,10 @@ def _assemble(run: Run, spec: JobCreate, plan: Plan, rt: Runtime, phases: Phases
     rate = file_rate(spec.format, spec.sample_rate or rt.engine.sample_rate)
     tags = spec.file_tags()
 
+    done = rt.jobs.done_chunks(job_id)
+
     def load(planned: PlannedChunk) -> np.ndarray:
-        return checkpoints.load_chunk(storage, job_id, planned.key)
+        return checkpoints.load_chunk(storage, job_id, done[planned.key].run, planned.key)
 
     results: dict[str, FileResult] = {}
     file_result: FileResult | None = None

@@ -69,10 +69,10 @@ def test_a_worker_learns_of_a_cancel_because_its_writes_are_refused(store):
     job_id = queued(store)
     token = store.claim(job_id, max_attempts=3).token
     assert store.update_running(job_id, token, chunks_total=4)
-    assert store.record_chunk(job_id, token, "00000-00000", seconds=1.5, synth_seconds=0.5, carry=b"frames")
+    assert store.record_chunk(job_id, token, "00000-00000", run=1, seconds=1.5, synth_seconds=0.5, carry=b"frames")
     store.cancel(job_id)
     assert not store.update_running(job_id, token, chunks_total=5)
-    assert not store.record_chunk(job_id, token, "00000-00001", seconds=1.0, synth_seconds=0.5, carry=None)
+    assert not store.record_chunk(job_id, token, "00000-00001", run=1, seconds=1.0, synth_seconds=0.5, carry=None)
     assert not store.finish(job_id, token, JobStatus.SUCCEEDED)  # a late worker cannot flip it back
     counters = store.counters(job_id)
     assert (counters["chunks_total"], counters["chunks_done"]) == (4, 1)
@@ -83,8 +83,10 @@ def test_a_chunk_is_counted_once_and_kept_with_its_carry_until_the_job_ends(stor
     job_id = queued(store)
     token = store.claim(job_id, max_attempts=3).token
     for _ in range(2):  # a second write of the same chunk is not counted again
-        assert store.record_chunk(job_id, token, "00000-00000", seconds=1.5, synth_seconds=0.5, carry=b"\x00frames")
-    assert store.record_chunk(job_id, token, "00000-00001", seconds=2.0, synth_seconds=0.25, carry=None)
+        assert store.record_chunk(
+            job_id, token, "00000-00000", run=1, seconds=1.5, synth_seconds=0.5, carry=b"\x00frames"
+        )
+    assert store.record_chunk(job_id, token, "00000-00001", run=1, seconds=2.0, synth_seconds=0.25, carry=None)
     done = store.done_chunks(job_id)
     assert {key: (chunk.seconds, chunk.carry) for key, chunk in done.items()} == {
         "00000-00000": (1.5, b"\x00frames"),
@@ -137,7 +139,7 @@ def test_a_run_whose_claim_was_taken_over_can_write_nothing(store):
     with pytest.raises(LeaseLost):
         store.update_running(job_id, stale, chunks_total=9)
     with pytest.raises(LeaseLost):
-        store.record_chunk(job_id, stale, "00000-00000", seconds=1.0, synth_seconds=0.5, carry=None)
+        store.record_chunk(job_id, stale, "00000-00000", run=1, seconds=1.0, synth_seconds=0.5, carry=None)
     with pytest.raises(LeaseLost):
         store.finish(job_id, stale, JobStatus.FAILED, error={"code": "x", "message": "late"})
     assert store.status(job_id) == JobStatus.RUNNING and store.counters(job_id)["chunks_done"] == 0

@@ -114,7 +114,7 @@ def test_a_job_canceled_between_chunks_stops_and_leaves_nothing_behind(services,
             assert services.jobs.cancel(job_id)[0] == "ok"
             canceled_after.append(int(services.jobs.counters(job_id)["chunks_done"]))
         if index == 4:  # give the checkpoint writer time to hear of it (it runs beside the engine)
-            fourth = checkpoint_key(job_id, engine.calls[0].produced[3])
+            fourth = checkpoint_key(job_id, engine.calls[0].produced[3], 1)
             wait_for(lambda: fourth in services.storage.list_keys(checkpoint_prefix(job_id)), timeout=10)
             time.sleep(0.2)
 
