@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     """How long one storage operation keeps retrying transient failures (refused or dropped connections,
     timeouts, 5xx, throttling; exponential back-off with jitter) before it gives up; a job whose storage
     stays unreachable that long is put back on the queue (see `storage_requeue_seconds`)."""
+    api_storage_retry_seconds: float = Field(default=5.0, ge=0)
+    """The same budget inside an API request (a voice upload), kept well below gunicorn's timeout: the
+    client gets a 503 and retries instead."""
 
     # --- API --------------------------------------------------------------------------------------
     api_keys: str = ""

@@ -492,8 +492,9 @@ def local_path_from_url(url: str, *, cwd: str | os.PathLike[str] | None = None) 
     return path.resolve()
 
 
-def storage_from_settings(settings: Settings) -> Storage:
-    """The backend `settings.storage_url` names (`s3://bucket/prefix` or `file://dir`)."""
+def storage_from_settings(settings: Settings, *, retry_seconds: float | None = None) -> Storage:
+    """The backend `settings.storage_url` names (`s3://bucket/prefix` or `file://dir`); `retry_seconds`
+    overrides `settings.storage_retry_seconds` (the API's requests use a shorter budget)."""
     url = settings.storage_url
     if url.startswith("file://"):
         return LocalStorage(local_path_from_url(url))
@@ -511,7 +512,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             presign_expiry_seconds=settings.s3_presign_expiry_seconds,
             multipart_threshold_bytes=settings.s3_multipart_threshold_bytes,
             max_attempts=settings.s3_max_attempts,
-            retry_seconds=settings.storage_retry_seconds,
+            retry_seconds=settings.storage_retry_seconds if retry_seconds is None else retry_seconds,
             connect_timeout_seconds=settings.s3_connect_timeout_seconds,
             read_timeout_seconds=settings.s3_read_timeout_seconds,
         )

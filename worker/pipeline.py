@@ -89,7 +89,10 @@ def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
         # that run's worker vanished, this one takes over once its lease runs out).
         raise RetryLater(claim.retry_in + 1.0, "the job is running under another worker's claim")
     if claim.outcome == "exhausted":
+        tenant = rt.jobs.tenant_of(job_id)
         _clean_up(rt, checkpoint_prefix(job_id))
+        if tenant:
+            _clean_up(rt, result_prefix(tenant, job_id))
         metrics.JOBS_FINISHED.labels(status="failed").inc()
         return JobStatus.FAILED
     if claim.outcome != "claimed":
@@ -165,9 +168,10 @@ def _attempt(run: Run, spec: JobCreate, rt: Runtime) -> JobStatus:
     except Exception as exc:
         log.exception("job %s failed", job_id)
         status = _fail(rt, run, "internal_error", f"{type(exc).__name__}: {exc}")
+    # A job that did not succeed keeps no files: neither checkpoints nor any run's partial results.
     _clean_up(rt, checkpoint_prefix(job_id))
+    _clean_up(rt, result_prefix(run.tenant, job_id))
     if rt.jobs.status(job_id) == JobStatus.CANCELED:
-        _clean_up(rt, result_prefix(run.tenant, job_id))
         status = JobStatus.CANCELED
     return status
 
