@@ -109,7 +109,7 @@ class LeaseKeeper:
         while not self._stop.wait(self._period):
             try:
                 if not self._renew():
-                    log.warning("lease lost: another holder took over")
+                    log.info("lease no longer held (taken over, or the work ended)")
                     self.lost.set()
                     return
             except Exception:

@@ -16,6 +16,7 @@ import requests
 import soundfile as sf
 
 from shared.storage import storage_from_settings
+from shared.storage_keys import manifest_key
 from tests.conftest import ServiceEnv, wait_status
 from tests.worker.test_synthesis_jobs import _read, _submit
 from worker.engines.base import Engine
@@ -59,7 +60,7 @@ def test_batch_of_lines_gives_one_file_per_input_and_a_manifest(api_client, serv
         audio, rate = sf.read(io.BytesIO(_read(result["url"])))
         assert rate == 16000 and 0.5 < len(audio) / rate < 12
     storage = storage_from_settings(service_env.settings())
-    manifest = json.loads(storage.get_bytes(f"results/dev/{job_id}/manifest.json"))
+    manifest = json.loads(storage.get_bytes(manifest_key("dev", job_id, 1)))
     assert [entry["id"] for entry in manifest["files"]] == [line["id"] for line in lines]
 
 
@@ -95,5 +96,5 @@ def test_results_go_to_s3_over_http_and_download_through_presigned_urls(api_clie
     data = requests.get(url, timeout=30).content
     assert hashlib.sha256(data).hexdigest() == job["result"]["sha256"]
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert f"narrate/results/dev/{job_id}/{job_id}.flac" in keys
+    assert f"narrate/results/dev/{job_id}/run-1/{job_id}.flac" in keys
     assert not [k for k in keys if "/checkpoints/" in k]
