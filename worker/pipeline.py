@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -327,10 +327,20 @@ def _generate_missing(run: Run, plan: Plan, rt: Runtime) -> None:
                     pending.remove(future)
                     future.result()  # re-raises Canceled or a storage error here
                 rt.report_gpu_memory()
-        finally:
-            results.close()
+        except Exception:
+            # A write failed (storage down, canceled, fenced out): the queued ones would only fail the same
+            # way, each after its own retries. The one in progress ends before the run cleans up.
             for future in pending:
-                future.result()
+                future.cancel()
+            results.close()
+            wait(pending)
+            raise
+        except BaseException:
+            results.close()  # the process is going down; the executor still runs the queued writes
+            raise
+        results.close()
+        for future in pending:
+            future.result()
 
 
 def _checkpoint(run: Run, rt: Runtime, result: ChunkResult, audio: np.ndarray) -> None:

@@ -153,3 +153,17 @@ def test_a_30_second_outage_with_the_production_budgets_ends_in_succeeded(api_cl
     job_id = _submit(api_client, {"inputs": [{"text": TEXT[:600]}], "format": "mp3"})
     assert_succeeded_once_leaving_only_its_result(s3, api_client, job_id, trigger)
     assert s3.proxy.refused > 0
+
+
+def test_storage_down_through_every_attempt_fails_the_job_with_storage_unavailable_counted_once(
+    api_client, service_env, start_worker, s3
+):
+    service_env.extra.update(SHORT_RETRIES, NARRATE_MAX_ATTEMPTS="2")
+    trigger = s3.proxy.on_request(CHECKPOINT_PUT, Fault.REFUSE, seconds=25)
+    start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": TEXT}], "format": "mp3"})
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=90)
+    assert trigger.fired.is_set()
+    assert job["status"] == "failed" and job["error"]["code"] == "storage_unavailable", job["error"]
+    assert job["attempts"] == 2 and "2 attempts" in job["error"]["message"]
+    wait_for(lambda: s3.finished() == {"failed": 1.0}, timeout=10, message="the failure counted once")
