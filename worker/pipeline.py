@@ -80,8 +80,9 @@ class Run:
 
 
 def run_job(job_id: str, rt: Runtime) -> JobStatus | None:
-    """Run or resume a job; returns its final status, or None when there was nothing to do (or this run
-    lost its claim). Raises `RetryLater` when the job must be delivered again later."""
+    """Run or resume a job; returns its final status, or None when there was nothing to do. Raises
+    `RetryLater` when the job must be delivered again later (another run holds it, this run lost its
+    claim, or storage stayed unreachable)."""
     settings = rt.settings
     claim = rt.jobs.claim(job_id, max_attempts=settings.max_attempts, lease_seconds=settings.lease_seconds)
     if claim.outcome == "busy":
@@ -127,7 +128,9 @@ def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> JobStatus | None:
         # Only this run's own files that no record points to: the job belongs to the new holder.
         _drop_unrecorded_checkpoints(rt, run)
         _clean_up(rt, run.files)
-        return None
+        # Sent again rather than dropped: the lease may have run out while Redis was unreachable with
+        # nobody taking over. The new delivery waits while another run holds the job, else resumes it.
+        raise RetryLater(1.0, "this run lost its claim") from None
     # Counted once, here: only the run that made the final transition (or saw the cancel) gets here.
     metrics.JOBS_FINISHED.labels(status=status.value).inc()
     metrics.JOB_DURATION.observe(time.time() - started)
