@@ -22,7 +22,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # pyright: ignore[reportAttributeAccessIssue] - the default provider has it
-    context.attach(app, services or Services.from_settings(settings, client_name="narrate-api"))
+    if services is None:
+        # A request waits for storage briefly: a 503 the client retries beats a gunicorn timeout.
+        retry = settings.api_storage_retry_seconds
+        services = Services.from_settings(settings, client_name="narrate-api", storage_retry_seconds=retry)
+    context.attach(app, services)
     keys = auth.parse_keys(settings)
     failures = auth.FailureLimit(settings)
     if settings.trusted_proxies:

@@ -50,7 +50,9 @@ class Services:
         self.links = links_for(self)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, client_name: str = "narrate") -> Services:
+    def from_settings(
+        cls, settings: Settings, *, client_name: str = "narrate", storage_retry_seconds: float | None = None
+    ) -> Services:
         """Nothing connects yet: Redis, the broker and S3 are reached on first use. The Celery client is
         built on the first send, so a worker process (which never sends) holds no second Celery app."""
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
@@ -64,7 +66,7 @@ class Services:
             redis=client,
             jobs=JobStore(client, prefix=settings.key_prefix, retention_seconds=settings.job_retention_seconds),
             voices=VoiceStore(client, prefix=settings.key_prefix),
-            storage=storage_from_settings(settings),
+            storage=storage_from_settings(settings, retry_seconds=storage_retry_seconds),
             enqueue_job=_sender(celery, SYNTHESIZE_TASK, settings.queue_name),
             enqueue_clone=_sender(celery, CLONE_VOICE_TASK, settings.voice_queue_name),
             webhooks=WebhookStore(

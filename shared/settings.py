@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     Links are minted afresh on every read of a job, so a job read later always has live ones."""
     s3_multipart_threshold_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     """Uploads above this size use S3 multipart upload."""
+    s3_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long one S3 request waits for a connection."""
+    s3_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    """How long one S3 request waits for the server to answer (a hung server counts as an outage)."""
+    s3_max_attempts: int = Field(default=3, ge=1)
+    """Tries boto3 makes of one S3 request by itself (its standard retry mode) inside each of our own
+    retries (`storage_retry_seconds`)."""
+    storage_retry_seconds: float = Field(default=60.0, ge=0)
+    """How long one storage operation keeps retrying transient failures (refused or dropped connections,
+    timeouts, 5xx, throttling; exponential back-off with jitter) before it gives up; a job whose storage
+    stays unreachable that long is put back on the queue (see `storage_requeue_seconds`)."""
+    api_storage_retry_seconds: float = Field(default=5.0, ge=0)
+    """The same budget inside an API request (a voice upload), kept well below gunicorn's timeout: the
+    client gets a 503 and retries instead."""
 
     # --- API --------------------------------------------------------------------------------------
     api_keys: str = ""
@@ -98,7 +112,16 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(default=4 * 3600, ge=3)
     """Redis broker redelivery timeout for unacknowledged jobs; must exceed the hard limit."""
     max_attempts: int = Field(default=3, ge=1)
-    """A job whose worker died this many times ends `failed` instead of looping."""
+    """A job whose worker died (or whose storage stayed unreachable) this many times ends `failed`
+    instead of looping."""
+    storage_requeue_seconds: float = Field(default=30.0, ge=0)
+    """Delay before a job whose storage stayed unreachable past `storage_retry_seconds` is delivered again
+    (doubled at each further attempt); each such delivery counts against `max_attempts`."""
+    lease_seconds: float = Field(default=30.0, ge=1)
+    """A running job's claim lasts this long unless its worker renews it (it does, every third of it); a
+    second delivery of a job with a live claim waits instead of running it twice, and a worker that lost
+    its claim stops. Also how long a job whose worker machine vanished waits before another takes it
+    over (a dead worker process on the same host is taken over at once)."""
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint (0 = off)."""
     batch_size: int = Field(default=16, ge=1)

@@ -7,21 +7,27 @@ The local backend serves development and single-box installs; S3 is the producti
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.utils import encode_rfc2231
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 if TYPE_CHECKING:
     from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TMP_PREFIX = ".narrate-tmp-"
 """Name prefix of the local backend's half-written files; they never show up as keys."""
@@ -39,7 +45,19 @@ class StorageKeyMissing(StorageError, KeyError):
 
 
 class StorageUnavailable(StorageError):
-    """The backend cannot be reached or used (raised by `check`, reported by /readyz)."""
+    """The backend cannot be reached or used right now: raised by `check` (reported by /readyz), and by
+    any operation whose transient failures (refused or dropped connections, timeouts, 5xx, throttling)
+    outlasted the retry budget. Worth trying again later, unlike a plain `StorageError`."""
+
+
+class _Transient(StorageError):
+    """One try failed in a way that may pass (retried inside the backend, never seen outside)."""
+
+
+_THROTTLING_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded",
+     "InternalError", "ServiceUnavailable", "TooManyRequests"}
+)  # fmt: skip
 
 
 def check_key(key: str) -> str:
@@ -229,6 +247,12 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """Objects under `prefix` in one bucket, through boto3 with standard retries.
 
+    boto3 gives up on an unreachable endpoint within seconds; an S3 outage of half a minute must not fail
+    a job, so every operation is also retried as a whole (exponential back-off with full jitter) for up to
+    `retry_seconds` before it raises `StorageUnavailable`. Every operation is idempotent (a put replaces
+    the object), so repeating one is safe. Errors that will not pass (access denied, no such bucket) are
+    raised at once.
+
     The boto3 client is created lazily and again after a fork, because Celery's prefork workers must
     not share the parent's connection pool. `public_endpoint_url` is the address clients use when it
     differs from the services' (MinIO is `http://minio:9000` inside Docker, `localhost:9000` outside):
@@ -246,6 +270,9 @@ class S3Storage(Storage):
         presign_expiry_seconds: int = 3600,
         multipart_threshold_bytes: int = 16 * 1024 * 1024,
         max_attempts: int = 5,
+        retry_seconds: float = 60.0,
+        connect_timeout_seconds: float = 10.0,
+        read_timeout_seconds: float = 60.0,
     ) -> None:
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
@@ -255,6 +282,9 @@ class S3Storage(Storage):
         self.presign_expiry_seconds = presign_expiry_seconds
         self.multipart_threshold_bytes = multipart_threshold_bytes
         self.max_attempts = max_attempts
+        self.retry_seconds = retry_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self.read_timeout_seconds = read_timeout_seconds
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._pid = os.getpid()
@@ -288,7 +318,11 @@ class S3Storage(Storage):
                 if kind == "probe":  # readiness: answer quickly rather than retry for a minute
                     options = {"attempts": 1, "connect_timeout": 2, "read_timeout": 5}
                 else:
-                    options = {"attempts": self.max_attempts, "connect_timeout": 10, "read_timeout": 120}
+                    options = {
+                        "attempts": self.max_attempts,
+                        "connect_timeout": self.connect_timeout_seconds,
+                        "read_timeout": self.read_timeout_seconds,
+                    }
                 endpoint = self.public_endpoint_url if kind == "public" else self.endpoint_url
                 self._clients[kind] = self._make_client(endpoint_url=endpoint, **options)
             return self._clients[kind]
@@ -310,86 +344,118 @@ class S3Storage(Storage):
 
         try:
             yield
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise StorageKeyMissing(key) from exc
-            raise StorageError(f"S3 {code or 'error'} for {key!r}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 request for {key!r} failed: {exc}") from exc
+        except StorageError:
+            raise
+        except Exception as exc:
+            if _is_transient(exc):
+                raise _Transient(f"S3 request for {key!r} failed: {exc}") from exc
+            if isinstance(exc, ClientError):
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in ("NoSuchKey", "404", "NotFound"):
+                    raise StorageKeyMissing(key) from exc
+                raise StorageError(f"S3 {code or 'error'} for {key!r}: {exc}") from exc
+            if isinstance(exc, BotoCoreError) or _cause_of_type(exc, (BotoCoreError, ClientError)):
+                raise StorageError(f"S3 request for {key!r} failed: {exc}") from exc
+            raise
+
+    def _retrying(self, key: str, operation: Callable[[], T]) -> T:
+        """Run `operation` (one whole, idempotent S3 operation) until it succeeds, fails for good, or
+        transient failures have lasted `retry_seconds`."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            wait=wait_random_exponential(multiplier=0.25, max=5.0),
+            stop=stop_after_delay(self.retry_seconds),
+            before_sleep=lambda state: log.warning(
+                "storage: %s (try %d), retrying", state.outcome and state.outcome.exception(), state.attempt_number
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt, self._errors(key):
+                    return operation()
+        except _Transient as exc:
+            raise StorageUnavailable(f"{exc} (still failing after {self.retry_seconds:g} s of retries)") from exc
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         full = self.full_key(key)
-        with self._errors(key):
-            self._client().upload_fileobj(
+        self._retrying(
+            key,
+            lambda: self._client().upload_fileobj(
                 BytesIO(data),
                 self.bucket,
                 full,
                 ExtraArgs={"ContentType": content_type},
                 Config=self._transfer_config(),
-            )
+            ),
+        )
 
     def put_file(self, key: str, path: str | os.PathLike[str], content_type: str) -> None:
         full = self.full_key(key)
-        with self._errors(key):
-            self._client().upload_file(
+        self._retrying(
+            key,
+            lambda: self._client().upload_file(
                 os.fspath(path),
                 self.bucket,
                 full,
                 ExtraArgs={"ContentType": content_type},
                 Config=self._transfer_config(),
-            )
+            ),
+        )
 
     def get_bytes(self, key: str) -> bytes:
         full = self.full_key(key)
-        with self._errors(key):
-            response = self._client().get_object(Bucket=self.bucket, Key=full)
-            return response["Body"].read()
+        return self._retrying(key, lambda: self._client().get_object(Bucket=self.bucket, Key=full)["Body"].read())
 
     def exists(self, key: str) -> bool:
         try:
-            with self._errors(key):
-                self._client().head_object(Bucket=self.bucket, Key=self.full_key(key))
+            self._retrying(key, lambda: self._client().head_object(Bucket=self.bucket, Key=self.full_key(key)))
         except StorageKeyMissing:
             return False
         return True
 
     def delete(self, key: str) -> None:
-        with self._errors(key):
-            self._client().delete_object(Bucket=self.bucket, Key=self.full_key(key))
+        self._retrying(key, lambda: self._client().delete_object(Bucket=self.bucket, Key=self.full_key(key)))
 
-    def _iter_objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+    def _objects(self, prefix: str) -> list[dict[str, Any]]:
         paginator = self._client().get_paginator("list_objects_v2")
-        with self._errors(prefix):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                yield from page.get("Contents", [])
+        return [
+            obj for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for obj in page.get("Contents", [])
+        ]  # fmt: skip
 
-    def _iter_full_keys(self, prefix: str) -> Iterator[str]:
-        for obj in self._iter_objects(prefix):
-            yield obj["Key"]
+    def _full_keys(self, prefix: str) -> list[str]:
+        return [obj["Key"] for obj in self._objects(prefix)]
 
     def list_modified(self, prefix: str) -> list[tuple[str, float]]:
         _check_prefix(prefix)
         cut = len(self.prefix)
-        return sorted((obj["Key"][cut:], obj["LastModified"].timestamp()) for obj in self._iter_objects(prefix))
+        objects = self._retrying(prefix, lambda: self._objects(prefix))
+        return sorted((obj["Key"][cut:], obj["LastModified"].timestamp()) for obj in objects)
 
     def list_keys(self, prefix: str = "") -> list[str]:
         _check_prefix(prefix)
         cut = len(self.prefix)
-        return sorted(full[cut:] for full in self._iter_full_keys(prefix))
+        return sorted(full[cut:] for full in self._retrying(prefix, lambda: self._full_keys(prefix)))
 
     def delete_prefix(self, prefix: str) -> int:
         if not _check_prefix(prefix):
             raise ValueError("delete_prefix needs a non-empty prefix")
-        keys = list(self._iter_full_keys(prefix))
+        return self._retrying(prefix, lambda: self._delete_listed(prefix))
+
+    def _delete_listed(self, prefix: str) -> int:
+        keys = self._full_keys(prefix)
         client = self._client()
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            with self._errors(prefix):
-                response = client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            response = client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             if response.get("Errors"):
                 first = response["Errors"][0]
-                raise StorageError(f"S3 could not delete {first.get('Key')!r}: {first.get('Message')}")
+                message = f"S3 could not delete {first.get('Key')!r}: {first.get('Message')}"
+                if first.get("Code") in _THROTTLING_CODES:
+                    raise _Transient(message)
+                raise StorageError(message)
         return len(keys)
 
     def url_for(self, key: str, *, filename: str | None = None) -> str:
@@ -408,6 +474,34 @@ class S3Storage(Storage):
             raise StorageUnavailable(f"bucket {self.bucket!r} is not reachable: {exc}") from exc
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _cause_of_type(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(link, types) for link in _chain(exc))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A failure that may pass: no connection, a dropped one, a timeout, a 5xx or throttling answer (also
+    when boto3's transfer manager wrapped it in its own exception)."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    for link in _chain(exc):
+        if isinstance(link, ConnectionError | HTTPClientError):
+            return True
+        if isinstance(link, ClientError):
+            error = link.response.get("Error", {})
+            status = int(link.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            return status >= 500 or status == 429 or str(error.get("Code", "")) in _THROTTLING_CODES
+    return False
+
+
 def local_path_from_url(url: str, *, cwd: str | os.PathLike[str] | None = None) -> Path:
     """Directory of a `file:///abs` or `file://./relative` URL (relative to `cwd`)."""
     if not url.startswith("file://"):
@@ -421,8 +515,9 @@ def local_path_from_url(url: str, *, cwd: str | os.PathLike[str] | None = None) 
     return path.resolve()
 
 
-def storage_from_settings(settings: Settings) -> Storage:
-    """The backend `settings.storage_url` names (`s3://bucket/prefix` or `file://dir`)."""
+def storage_from_settings(settings: Settings, *, retry_seconds: float | None = None) -> Storage:
+    """The backend `settings.storage_url` names (`s3://bucket/prefix` or `file://dir`); `retry_seconds`
+    overrides `settings.storage_retry_seconds` (the API's requests use a shorter budget)."""
     url = settings.storage_url
     if url.startswith("file://"):
         return LocalStorage(local_path_from_url(url))
@@ -439,5 +534,9 @@ def storage_from_settings(settings: Settings) -> Storage:
             region=settings.s3_region,
             presign_expiry_seconds=settings.s3_presign_expiry_seconds,
             multipart_threshold_bytes=settings.s3_multipart_threshold_bytes,
+            max_attempts=settings.s3_max_attempts,
+            retry_seconds=settings.storage_retry_seconds if retry_seconds is None else retry_seconds,
+            connect_timeout_seconds=settings.s3_connect_timeout_seconds,
+            read_timeout_seconds=settings.s3_read_timeout_seconds,
         )
     raise ValueError(f"unsupported storage URL {url!r}: use s3://bucket/prefix or file:///dir")

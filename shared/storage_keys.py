@@ -23,9 +23,16 @@ def result_prefix(tenant: str, job_id: str) -> str:
     return f"{RESULTS_ROOT}{tenant}/{job_id}/"
 
 
-def manifest_key(tenant: str, job_id: str) -> str:
+def run_prefix(tenant: str, job_id: str, attempt: int) -> str:
+    """The result files written by one claimed run (attempt) of a job. Each run writes under its own
+    prefix, so a run that lost its claim and uploads late can never replace the files the job record
+    points to; the finished run deletes the others'."""
+    return f"{result_prefix(tenant, job_id)}run-{attempt}/"
+
+
+def manifest_key(tenant: str, job_id: str, attempt: int) -> str:
     """The list of files of a job whose inputs were rendered separately."""
-    return f"{result_prefix(tenant, job_id)}manifest.json"
+    return f"{run_prefix(tenant, job_id, attempt)}manifest.json"
 
 
 def checkpoint_prefix(job_id: str) -> str:
@@ -33,8 +40,19 @@ def checkpoint_prefix(job_id: str) -> str:
     return f"{CHECKPOINTS_ROOT}{job_id}/"
 
 
-def checkpoint_key(job_id: str, chunk_key: str) -> str:
-    return f"{checkpoint_prefix(job_id)}{chunk_key}.flac"
+def run_checkpoint_prefix(job_id: str, run: int) -> str:
+    """The chunks checkpointed by one claimed run (attempt) of a job: a run that lost its claim and
+    writes late can neither replace a chunk another run recorded nor leave files behind (it deletes its
+    own prefix when it learns it was fenced out)."""
+    return f"{checkpoint_prefix(job_id)}run-{run}/"
+
+
+def checkpoint_key(job_id: str, chunk_key: str, run: int) -> str:
+    """Where run `run` stored a chunk (the chunk's record names its run; 0: a record written before
+    runs had prefixes)."""
+    if run == 0:
+        return f"{checkpoint_prefix(job_id)}{chunk_key}.flac"
+    return f"{run_checkpoint_prefix(job_id, run)}{chunk_key}.flac"
 
 
 # --- voices: everything of a voice under one tenant-scoped prefix -----------------------------------

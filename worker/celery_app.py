@@ -14,8 +14,8 @@ import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
-from celery import signals
-from celery.exceptions import Reject
+from celery import Task, signals
+from celery.exceptions import Reject, Retry
 
 # Must be decided before prometheus_client is imported anywhere in this process or its children.
 _OWN_METRICS_DIR: str | None = None
@@ -78,18 +78,29 @@ def _requeue_on_error(work: Callable[[], T]) -> T:
     attempt cap still ends a job that fails this way every time."""
     try:
         return work()
+    except Retry:
+        raise
     except Exception as exc:
         log.exception("task failed before it could record an outcome; requeueing")
         raise Reject(exc, requeue=True) from exc
 
 
-@app.task(name=SYNTHESIZE_TASK)
-def synthesize(job_id: str) -> str | None:
-    from worker.pipeline import run_job
+@app.task(name=SYNTHESIZE_TASK, bind=True, max_retries=None)
+def synthesize(self: Task, job_id: str) -> str | None:
+    from worker.pipeline import RetryLater, run_job
     from worker.runtime import get_runtime
 
-    status = _requeue_on_error(lambda: run_job(job_id, get_runtime()))
-    return status.value if status else None
+    def work() -> str | None:
+        try:
+            status = run_job(job_id, get_runtime())
+        except RetryLater as later:
+            # Celery re-sends the message with a countdown, then acknowledges this one (a failed send
+            # raises something else, and the message is handed back by _requeue_on_error).
+            log.info("job %s: %s; delivering it again in %.1f s", job_id, later, later.seconds)
+            raise self.retry(countdown=later.seconds, max_retries=None) from None
+        return status.value if status else None
+
+    return _requeue_on_error(work)
 
 
 @app.task(name=CLONE_VOICE_TASK)

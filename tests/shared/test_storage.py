@@ -21,6 +21,7 @@ from shared.storage import (
     LocalStorage,
     S3Storage,
     Storage,
+    StorageError,
     StorageKeyMissing,
     StorageUnavailable,
     storage_from_settings,
@@ -270,3 +271,46 @@ def test_local_writer_killed_mid_write_leaves_old_object(local: LocalStorage, tm
             writer.kill()
     assert local.get_bytes("jobs/j/result.wav") == b"old complete result"
     assert local.list_keys() == ["jobs/j/result.wav"]
+
+
+def test_s3_rides_out_an_outage_shorter_than_its_retry_budget(s3_server: S3Server, s3_storage_url: str) -> None:  # noqa: F811
+    from tests.support.fault_proxy import Fault, FaultProxy
+
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        settings = Settings(
+            storage_url=s3_storage_url, s3_endpoint_url=proxy.url, s3_region="us-east-1",
+            s3_max_attempts=1, storage_retry_seconds=20,
+        )  # fmt: skip
+        storage = storage_from_settings(settings)
+        storage.put_bytes("a/before", b"1")
+        proxy.outage(Fault.REFUSE, 2.0)
+        started = time.monotonic()
+        storage.put_bytes("a/during", b"2")  # refused for 2 s, then through
+        assert 1.5 < time.monotonic() - started < 15 and proxy.refused > 0
+        assert storage.get_bytes("a/during") == b"2"
+
+
+def test_s3_gives_up_after_its_budget_with_unavailable_and_at_once_on_a_refusal(
+    s3_server: S3Server,  # noqa: F811
+    s3_storage_url: str,  # noqa: F811
+) -> None:
+    from tests.support.fault_proxy import Fault, FaultProxy
+
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        settings = Settings(
+            storage_url=s3_storage_url, s3_endpoint_url=proxy.url, s3_region="us-east-1", s3_max_attempts=1,
+            storage_retry_seconds=1.5, s3_read_timeout_seconds=0.5, s3_connect_timeout_seconds=0.5,
+        )  # fmt: skip
+        storage = storage_from_settings(settings)
+        for fault in (Fault.REFUSE, Fault.HOLD):
+            proxy.set(fault)
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable, match=r"after 1\.5 s of retries"):
+                storage.put_bytes("b/key", b"x")
+            assert 1.5 <= time.monotonic() - started < 8
+        proxy.set(Fault.PASS)
+        missing = storage_from_settings(settings.model_copy(update={"storage_url": "s3://no-such-bucket-here/x"}))
+        started = time.monotonic()
+        with pytest.raises(StorageError) as refused:
+            missing.put_bytes("c/key", b"x")
+        assert not isinstance(refused.value, StorageUnavailable) and time.monotonic() - started < 1.0

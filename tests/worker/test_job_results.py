@@ -15,6 +15,7 @@ import pytest
 import requests
 import soundfile as sf
 
+from shared.storage_keys import manifest_key
 from tests.conftest import ServiceEnv, wait_status
 from tests.worker.test_synthesis_jobs import _read, _submit
 from worker.engines.base import Engine
@@ -58,7 +59,7 @@ def test_batch_of_lines_gives_one_file_per_input_and_a_manifest(api_client, serv
         audio, rate = sf.read(io.BytesIO(_read(api_client, result["url"])))
         assert rate == 16000 and 0.5 < len(audio) / rate < 12
     link = job["manifest"]  # the manifest has its own link in the job
-    assert link["key"] == f"results/dev/{job_id}/manifest.json"
+    assert link["key"] == manifest_key("dev", job_id, 1)
     data = _read(api_client, link["url"])
     assert len(data) == link["bytes"] and hashlib.sha256(data).hexdigest() == link["sha256"]
     manifest = json.loads(data)
@@ -102,5 +103,5 @@ def test_results_go_to_s3_over_http_and_download_through_presigned_urls(api_clie
     data = requests.get(url, timeout=30).content
     assert hashlib.sha256(data).hexdigest() == job["result"]["sha256"]
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert f"narrate/results/dev/{job_id}/{job_id}.flac" in keys
+    assert f"narrate/results/dev/{job_id}/run-1/{job_id}.flac" in keys
     assert not [k for k in keys if "/checkpoints/" in k]

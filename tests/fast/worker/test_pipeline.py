@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from shared.jobs import JobStatus
 from shared.services import Services
-from shared.storage_keys import checkpoint_key, checkpoint_prefix, result_prefix
+from shared.storage_keys import checkpoint_key, checkpoint_prefix, result_prefix, run_prefix
 from tests.conftest import ServiceEnv, wait_for
 from tests.fast.conftest import TENANT
 from tests.support.fake_engine import FakeEngine, carry_of, pitch
@@ -73,7 +73,7 @@ def test_a_job_generates_every_chunk_once_in_stream_order_and_ends_with_one_file
     assert rate == engine.sample_rate and stored.duration_seconds == pytest.approx(len(audio) / rate, abs=1e-3)
     assert checkpoints(services, job_id) == []
     assert sorted(results(services, job_id)) == sorted(
-        f"{result_prefix(TENANT, job_id)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json")
+        f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json")
     )
 
 
@@ -116,7 +116,7 @@ def test_a_job_canceled_between_chunks_stops_and_leaves_nothing_behind(services,
             assert services.jobs.cancel(job_id)[0] == "ok"
             canceled_after.append(int(services.jobs.counters(job_id)["chunks_done"]))
         if index == 4:  # give the checkpoint writer time to hear of it (it runs beside the engine)
-            fourth = checkpoint_key(job_id, engine.calls[0].produced[3])
+            fourth = checkpoint_key(job_id, engine.calls[0].produced[3], 1)
             wait_for(lambda: fourth in services.storage.list_keys(checkpoint_prefix(job_id)), timeout=10)
             time.sleep(0.2)
 
