@@ -142,7 +142,7 @@ def test_minio_expires_results_and_checkpoints_after_the_retention_and_never_voi
     assert {days * 86400 for days in found.values()} == {Settings.model_fields["job_retention_seconds"].default}
     # The keys the service writes: results and checkpoints fall under a rule, a voice's objects under none.
     rule_prefixes = [prefix for _, prefix in found]
-    for key in (result_prefix("t", "job_1") + "job_1.mp3", checkpoint_key("job_1", "c0")):
+    for key in (result_prefix("t", "job_1") + "job_1.mp3", checkpoint_key("job_1", "c0", 1)):
         assert any(storage.full_key(key).startswith(p) for p in rule_prefixes), key
     for key in (embedding_key("t", "voice_1"), reference_key("t", "voice_1", 0), preview_key("t", "voice_1")):
         assert not any(storage.full_key(key).startswith(p) for p in rule_prefixes), key

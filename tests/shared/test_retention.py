@@ -16,7 +16,7 @@ from tests.support.s3 import S3Server, s3_storage_url  # noqa: F401 - fixture
 RETENTION = 7 * 24 * 3600
 OLD_RESULT = result_prefix("t", "job_old") + "job_old.mp3"
 NEW_RESULT = result_prefix("t", "job_new") + "job_new.mp3"
-OLD_CHECKPOINT = checkpoint_key("job_old", "c0")
+OLD_CHECKPOINT = checkpoint_key("job_old", "c0", 1)
 VOICE = [embedding_key("t", "voice_1"), reference_key("t", "voice_1", 0)]
 
 

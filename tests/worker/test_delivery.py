@@ -137,10 +137,10 @@ def test_voices_survive_the_retention_sweep_that_deletes_an_old_jobs_results(ser
     storage.put_bytes(embedding_key("dev", voice_id), embedding_to_bytes(embedding))
     storage.put_bytes(reference_key("dev", voice_id, 0), b"RIFF-reference")
     storage.put_bytes(preview_key("dev", voice_id), b"ID3-preview")
-    storage.put_bytes(checkpoint_key("job_gone", "c0"), b"fLaC")
+    storage.put_bytes(checkpoint_key("job_gone", "c0", 1), b"fLaC")
     voice_keys = storage.list_keys(voice_prefix("dev", voice_id))
     eight_days_ago = time.time() - 8 * 24 * 3600
-    for key in [*storage.list_keys(result_prefix("dev", old)), *voice_keys, checkpoint_key("job_gone", "c0")]:
+    for key in [*storage.list_keys(result_prefix("dev", old)), *voice_keys, checkpoint_key("job_gone", "c0", 1)]:
         os.utime(storage.path_for(key), (eight_days_ago, eight_days_ago))
 
     wait_for(

@@ -40,7 +40,7 @@ def test_each_read_mints_links_to_the_stored_keys_that_expire(services):
     job_id = _succeeded(services, {})
     stored = StoredResult(
         inputs={"a": _stored(job_id, "a"), "b": _stored(job_id, "b")},
-        manifest=StoredObject(key=manifest_key("dev", job_id), bytes=10, sha256="1" * 64),
+        manifest=StoredObject(key=manifest_key("dev", job_id, 1), bytes=10, sha256="1" * 64),
     )
     services.jobs.transition(job_id, (JobStatus.SUCCEEDED,), JobStatus.SUCCEEDED, result=stored.model_dump(mode="json"))
     raw = services.jobs.view(job_id)

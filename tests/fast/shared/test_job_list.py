@@ -61,9 +61,10 @@ def create(store: JobStore) -> str:
 
 
 def run_to(store: JobStore, job_id: str, status: JobStatus) -> None:
-    assert store.claim(job_id, max_attempts=3).outcome == "claimed"
+    claim = store.claim(job_id, max_attempts=3)
+    assert claim.outcome == "claimed"
     if status != JobStatus.RUNNING:
-        assert store.finish(job_id, status)
+        assert store.finish(job_id, claim.token, status)
 
 
 def ids(store: JobStore, status: JobStatus | None = None, limit: int = 20) -> list[str]:
@@ -111,8 +112,10 @@ def test_the_index_follows_every_status_change(store):
     run_to(store, jobs[1], JobStatus.RUNNING)
     run_to(store, jobs[2], JobStatus.SUCCEEDED)
     run_to(store, jobs[3], JobStatus.FAILED)
-    for _ in range(3):  # the worker keeps dying: the fourth delivery fails the job
-        store.claim(jobs[4], max_attempts=2)
+    for _ in range(3):  # the worker keeps dying (its lease goes with it): the third delivery fails the job
+        claim = store.claim(jobs[4], max_attempts=2)
+        if claim.outcome == "claimed":
+            store.release(jobs[4], claim.token)
     assert ids(store, JobStatus.QUEUED) == [jobs[5]]
     assert ids(store, JobStatus.CANCELED) == [jobs[0]]
     assert ids(store, JobStatus.RUNNING) == [jobs[1]]
