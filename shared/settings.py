@@ -184,8 +184,9 @@ class Settings(BaseSettings):
     """Per-tenant rate of cloning requests."""
     storage_sweep_interval_seconds: int = Field(default=3600, ge=0)
     """How often each worker process deletes result and checkpoint objects older than
-    `job_retention_seconds` (plus an hour's grace); voices are never swept. It is what expires the file
-    backend; on S3 the bucket's lifecycle rule does the same (0 = no sweep)."""
+    `job_retention_seconds` (plus an hour's grace) of the file backend; voices are never swept (0 = no
+    sweep). On S3 the bucket's lifecycle rule on `results/` and `checkpoints/` does it instead (compose
+    sets it; set it on your own bucket)."""
     gpu_idle_release_seconds: float = Field(default=0.0, ge=0.0)
     """Idle seconds after which a worker releases its engine's GPU memory and reloads on the next job, for
     GPUs shared with other services (0 = keep it loaded)."""

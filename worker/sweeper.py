@@ -10,14 +10,16 @@ import time
 
 from shared.retention import sweep_expired
 from shared.services import Services
+from shared.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
 
 def start_sweeper(services: Services) -> threading.Thread | None:
-    """A daemon thread sweeping now and then every interval; None when the interval is 0."""
+    """A daemon thread sweeping now and then every interval; None when the interval is 0 or storage is
+    S3, whose lifecycle rule expires the same prefixes without every worker listing the bucket."""
     interval = services.settings.storage_sweep_interval_seconds
-    if interval <= 0:
+    if interval <= 0 or not isinstance(services.storage, LocalStorage):
         return None
 
     def loop() -> None:

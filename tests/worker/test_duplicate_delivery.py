@@ -71,7 +71,8 @@ def test_a_worker_frozen_past_its_claim_is_fenced_out_when_it_wakes(api_client, 
     job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT}], "format": "mp3"})
     store = service_env.store()
     wait_for(lambda: store.counters(job_id)["chunks_done"] >= 2, message="the job to be running")
-    owner = next(worker for worker, _ in workers if "narrate.synthesize" in worker.log_path.read_text())
+    # The worker that received the task (both name it in their start-up banner's task list).
+    owner = next(worker for worker, _ in workers if "Task narrate.synthesize[" in worker.log_path.read_text())
     child = owner.child_pids()[0]
     os.kill(child, signal.SIGSTOP)  # a stalled worker: its claim is no longer renewed
     try:
