@@ -279,15 +279,10 @@ class FileLink(BaseModel):
     sha256: str
 
 
-class FileResult(BaseModel):
-    url: str = Field(..., description="Minted at every read; valid until `url_expires_at`.")
-    url_expires_at: datetime
-    key: str = Field(..., description="Storage key of the object (for operators).")
+class FileResult(FileLink):
     filename: str
     format: AudioFormat
     duration_seconds: float
-    bytes: int
-    sha256: str
     subtitles: dict[str, str] = Field(
         default_factory=dict,
         description="URLs of `srt`, `vtt` and `timing` (JSON) files, minted with `url` and valid as long.",
