@@ -361,9 +361,12 @@ class S3Storage(Storage):
     def _retrying(self, key: str, operation: Callable[[], T]) -> T:
         """Run `operation` (one whole, idempotent S3 operation) until it succeeds, fails for good, or
         transient failures have lasted `retry_seconds`."""
+        backoff = wait_random_exponential(multiplier=0.25, max=5.0)
         retrying = Retrying(
             retry=retry_if_exception_type(_Transient),
-            wait=wait_random_exponential(multiplier=0.25, max=5.0),
+            # Back-off, but never sleeping past the budget: the last attempt starts when it is spent, so
+            # the whole operation lasts the budget plus one attempt.
+            wait=lambda state: min(backoff(state), max(0.0, self.retry_seconds - (state.seconds_since_start or 0.0))),
             stop=stop_after_delay(self.retry_seconds),
             before_sleep=lambda state: log.warning(
                 "storage: %s (try %d), retrying", state.outcome and state.outcome.exception(), state.attempt_number
