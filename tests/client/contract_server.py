@@ -287,7 +287,7 @@ class ContractApi:
             if data is None:
                 return self.error(404, "not_found", f"no object {job_id}/{name}")
             if self.corrupt_downloads and name != "manifest.json":
-                data = data[:-1] + b"!"
+                data = data[:-1] + bytes([data[-1] ^ 0xFF])  # always another byte (a "!" could be the same)
             return Response(data, mimetype="audio/mpeg")
 
         return app
