@@ -21,6 +21,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from shared.audio.formats import AudioFormat
 from shared.jobs import FileLink, FileResult, JobView, StoredFile, StoredObject, to_datetime, utcnow
 from shared.storage import LocalStorage, S3Storage, Storage
+from shared.storage_keys import preview_key
+from shared.voice_store import VoiceRecord, VoiceStatus, VoiceView
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -146,3 +148,13 @@ def mint_view(services: Services, view: JobView, *, base_url: str) -> JobView:
     """A job view with fresh links, valid `NARRATE_S3_PRESIGN_EXPIRY_SECONDS`: what the API answers and
     what a webhook carries. `base_url`: the API's public address (`NARRATE_PUBLIC_URL` outside a request)."""
     return services.links.view(view, base_url=base_url)
+
+
+def mint_voice_view(services: Services, record: VoiceRecord, *, base_url: str) -> VoiceView:
+    """A voice as clients see it, its preview linked afresh (once the voice is ready): what the API
+    answers and what a webhook carries."""
+    url = None
+    if record.preview and record.status == VoiceStatus.READY:
+        key, filename = preview_key(record.tenant, record.id), f"{record.id}-preview.mp3"
+        url, _ = services.links.link(key, filename, base_url=base_url)
+    return record.view(url)

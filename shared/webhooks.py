@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shared.downloads import mint_view
+from shared.downloads import mint_view, mint_voice_view
 from shared.jobs import JobStatus
-from shared.storage_keys import preview_key
 from shared.voice_store import VoiceStatus
 from shared.webhook_store import DEFAULT_ENDPOINT, WebhookEvent, message_body
 
@@ -49,11 +48,8 @@ def voice_event_payload(services: Services, voice_id: str) -> tuple[str, Webhook
     record = services.voices.get(voice_id, tenant=None)
     if record is None or record.status not in VOICE_EVENTS:
         return None
-    url = None
-    if record.preview and record.status == VoiceStatus.READY:
-        key, filename = preview_key(record.tenant, record.id), f"{record.id}-preview.mp3"
-        url, _ = services.links.link(key, filename, base_url=services.settings.public_url or "")
-    return record.tenant, VOICE_EVENTS[record.status], record.view(url).model_dump(mode="json")
+    view = mint_voice_view(services, record, base_url=services.settings.public_url or "")
+    return record.tenant, VOICE_EVENTS[record.status], view.model_dump(mode="json")
 
 
 def emit_job_event(services: Services, job_id: str) -> list[str]:

@@ -23,9 +23,10 @@ from api.context import link_base_url, services
 from api.errors import ApiError, validate_body
 from api.submission import parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
+from shared.downloads import mint_voice_view
 from shared.jobs import has_control_characters
 from shared.services import Services
-from shared.storage_keys import preview_key, reference_key, voice_prefix
+from shared.storage_keys import reference_key, voice_prefix
 from shared.voice_store import (
     CLONING_ENGINES,
     MIN_SPEECH_SECONDS,
@@ -34,7 +35,6 @@ from shared.voice_store import (
     VoiceList,
     VoicePatch,
     VoiceRecord,
-    VoiceStatus,
 )
 from shared.voices import BUILTIN_VOICES
 
@@ -67,11 +67,7 @@ def engine_summary(found: Services) -> EngineSummary:
 
 
 def _view_json(record: VoiceRecord) -> dict[str, Any]:
-    url = None
-    if record.preview and record.status == VoiceStatus.READY:
-        key, filename = preview_key(record.tenant, record.id), f"{record.id}-preview.mp3"
-        url, _ = services().links.link(key, filename, base_url=link_base_url())
-    return record.view(url).model_dump(mode="json")
+    return mint_voice_view(services(), record, base_url=link_base_url()).model_dump(mode="json")
 
 
 def _own_voice(voice_id: str) -> VoiceRecord:
