@@ -335,6 +335,9 @@ def _generate_missing(run: Run, plan: Plan, rt: Runtime) -> None:
                     pending.remove(future)
                     future.result()  # re-raises Canceled or a storage error here
                 rt.report_gpu_memory()
+            results.close()
+            while pending:  # generation is done: the writes still queued, in order
+                pending.pop(0).result()
         except Exception:
             # A write failed (storage down, canceled, fenced out): the queued ones would only fail the same
             # way, each after its own retries. The one in progress ends before the run cleans up.
@@ -346,9 +349,6 @@ def _generate_missing(run: Run, plan: Plan, rt: Runtime) -> None:
         except BaseException:
             results.close()  # the process is going down; the executor still runs the queued writes
             raise
-        results.close()
-        for future in pending:
-            future.result()
 
 
 def _checkpoint(run: Run, rt: Runtime, result: ChunkResult, audio: np.ndarray) -> None:
