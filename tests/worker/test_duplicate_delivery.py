@@ -43,7 +43,8 @@ def assert_ran_once(env: ServiceEnv, api_client, job_id: str, ports: list[int]) 
     assert counters["chunks_synthesized"] == counters["chunks_total"] == job["progress"]["chunks_total"]
     stored = storage_from_settings(env.settings()).get_bytes(job["result"]["key"])
     assert hashlib.sha256(stored).hexdigest() == job["result"]["sha256"]  # the record matches the object
-    assert _audio_objects(env, job_id) == [job["result"]["key"]] and _checkpoints(env, job_id) == []
+    assert _audio_objects(env, job_id) == [job["result"]["key"]]
+    wait_for(lambda: not _checkpoints(env, job_id), message="checkpoints removed after the job succeeded")
     wait_for(lambda: sum(finished_total(port) for port in ports) >= 1, timeout=10, message="the job counted")
     time.sleep(0.5)
     assert sum(finished_total(port) for port in ports) == 1.0  # once, by one worker

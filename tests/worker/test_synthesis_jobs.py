@@ -68,7 +68,8 @@ def test_narration_job_produces_a_playable_file_whose_duration_fits_the_text(api
     assert "Netherfield" in srt and "-->" in srt
     timing = json.loads(_read(api_client, result["subtitles"]["timing"]))
     assert timing["inputs"][0]["id"] == "chapter-1"
-    assert _checkpoints(service_env, job_id) == []  # scratch audio is removed on success
+    # Scratch audio is removed just after the job's final transition (the status turns first).
+    wait_for(lambda: not _checkpoints(service_env, job_id), message="checkpoints to be discarded")
 
 
 def test_a_canceled_queued_job_never_runs(api_client, service_env, start_worker):
@@ -151,7 +152,7 @@ def test_a_job_that_keeps_killing_its_worker_ends_failed_with_a_reason(api_clien
     job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=120)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "worker_lost" and "2 times" in job["error"]["message"]
-    assert _checkpoints(service_env, job_id) == []
+    wait_for(lambda: not _checkpoints(service_env, job_id), message="checkpoints to be discarded")
 
 
 def test_worker_serves_its_own_metrics(api_client, service_env, start_worker, unused_tcp_port):
@@ -188,4 +189,5 @@ def test_a_job_past_its_soft_time_limit_fails_cleanly(api_client, service_env, s
     job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=60)
     assert job["status"] == "failed" and job["error"]["code"] == "time_limit"
     assert job["attempts"] == 1
-    assert _checkpoints(service_env, job_id) == [] and _audio_objects(service_env, job_id) == []
+    wait_for(lambda: not _checkpoints(service_env, job_id), message="checkpoints to be discarded")
+    assert _audio_objects(service_env, job_id) == []
