@@ -73,6 +73,10 @@ GPU_MEMORY_PEAK = Gauge(
     f"{NAMESPACE}_gpu_memory_peak_bytes", "Peak GPU memory of a worker since it started.", ["device"],
     multiprocess_mode="liveall",
 )  # fmt: skip
+GPU_MEMORY_TOTAL = Gauge(
+    f"{NAMESPACE}_gpu_memory_total_bytes", "Memory of the GPU a worker's engine runs on (the alerts' limit).",
+    ["device"], multiprocess_mode="liveall",
+)  # fmt: skip
 ENGINE_LOAD_SECONDS = Gauge(
     f"{NAMESPACE}_engine_load_seconds", "Seconds the worker took to load its engine.", ["engine"],
     multiprocess_mode="liveall",
