@@ -18,10 +18,8 @@ from tests.worker.test_cloning import wav
 
 pytestmark = pytest.mark.slow
 
-TEXT = (
-    "The storm passed before dawn. Morning light filled the valley, and the river ran high.\n\n"
-    "By noon the roads were dry again. Birds sang in the old oak beside the mill."
-)
+TEXT = "The storm passed before dawn.\n\nBirds sang in the old oak."
+"""Two paragraphs: two chunks, so the bar has a step between 0 and 100 %."""
 
 
 def wait_until(browser, script: str, *args, timeout: float = 120.0, message: str = ""):
@@ -104,6 +102,8 @@ def test_narrate_listen_download_delete_and_clone_a_voice(web_stack, browser, ar
         )
         if not seen or seen[-1] != value:
             seen.append(value)
+            if 0 < value < 100 and not (artifacts / "02-jobs-running.png").exists():
+                screenshot(browser, artifacts / "02-jobs-running.png")
         if status in ("succeeded", "failed", "canceled"):
             break
         time.sleep(0.1)
@@ -142,6 +142,18 @@ def test_narrate_listen_download_delete_and_clone_a_voice(web_stack, browser, ar
     gone = "return document.querySelector(`#job-list li[data-job-id='${arguments[0]}']`) === null"
     wait_until(browser, gone, job_id, message="the card to go")
     assert requests.get(f"{web_stack.url}/v1/jobs/{job_id}", headers=AUTH, timeout=10).status_code == 404
+
+    # Cancel: a long text, canceled from its card while it runs, ends canceled.
+    by_id(browser, "job-file").clear()
+    by_id(browser, "job-text").clear()
+    by_id(browser, "job-text").send_keys(" ".join([TEXT] * 60))
+    by_id(browser, "job-submit").click()
+    running = wait_until(browser, "return document.querySelector('#job-list li.job')", message="the long job's card")
+    long_id = running.get_attribute("data-job-id")
+    running.find_element(By.XPATH, ".//button[text()='Cancel']").click()
+    canceled = "return document.querySelector(`#job-list li[data-job-id='${arguments[0]}'] .status`).textContent"
+    wait_until(browser, canceled + " === 'canceled'", long_id, timeout=60, message="the job to be canceled")
+    assert requests.get(f"{web_stack.url}/v1/jobs/{long_id}", headers=AUTH, timeout=10).json()["status"] == "canceled"
 
     # Voices: upload a clip with the consent statement, wait for it to be cloned, play the preview.
     by_id(browser, "nav-voices").click()
