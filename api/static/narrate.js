@@ -102,7 +102,7 @@ function useKey(event) {
 
 // --- pages ---------------------------------------------------------------------------------------
 
-function showPage() {
+function showPage(event) {
   const page = location.hash === "#voices" ? "voices" : "jobs";
   $("jobs-page").hidden = page !== "jobs";
   $("voices-page").hidden = page !== "voices";
@@ -112,6 +112,8 @@ function showPage() {
     else link.removeAttribute("aria-current");
   }
   document.title = page === "voices" ? "Voices · narrate" : "Jobs · narrate";
+  // Moving between pages by keyboard or screen reader: start reading at the new page's heading.
+  if (event) $(page === "voices" ? "voices-heading" : "jobs-heading").focus();
 }
 
 // --- formats and voices for the job form ---------------------------------------------------------
@@ -402,7 +404,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("job-file").addEventListener("change", readTextFile);
   $("voice-form").addEventListener("submit", submitVoice);
   window.addEventListener("hashchange", showPage);
-  showPage();
+  showPage(null);
   showKeyState();
   loadFormats().catch(reportFailure);
   refreshAll();
