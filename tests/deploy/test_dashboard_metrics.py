@@ -74,11 +74,13 @@ def exported(redis_url: str, key_prefix: str, tmp_path_factory: pytest.TempPathF
         job = requests.post(f"{stack.url}/v1/jobs", json={"inputs": [{"text": "One line."}]}, headers=AUTH, timeout=10)
         assert job.status_code == 202, job.text
         job_url = f"{stack.url}/v1/jobs/{job.json()['id']}"
-        status = wait_for(
-            lambda: requests.get(job_url, headers=AUTH, timeout=10).json()["status"] in ("succeeded", "failed"),
-            timeout=120, message="the job to end",
-        )  # fmt: skip
-        assert status
+
+        def ended() -> dict | None:
+            body = requests.get(job_url, headers=AUTH, timeout=10).json()
+            return body if body["status"] in ("succeeded", "failed") else None
+
+        finished = wait_for(ended, timeout=120, message="the job to end")
+        assert finished["status"] == "succeeded", finished["error"]
         assert requests.get(f"{stack.url}/v1/jobs/job_missing", headers=AUTH, timeout=10).status_code == 404
         texts = [
             requests.get(url, timeout=10).text
