@@ -36,7 +36,7 @@ def page(dashboard: dict) -> str:
         )
         cells.append(
             f'<div class="panel" style="{area}"><h2>{html.escape(panel["title"])}'
-            f'<span>{html.escape(panel["type"])} · {html.escape(unit)}</span></h2><ul>{series}</ul></div>'
+            f"<span>{html.escape(panel['type'])} · {html.escape(unit)}</span></h2><ul>{series}</ul></div>"
         )
     rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in dashboard["panels"])
     return f"""<!doctype html><meta charset="utf-8"><style>
