@@ -9,8 +9,8 @@ from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, context, errors, params
-from api.routes import files, health, jobs, usage, voices, webhooks
+from api import auth, context, errors, http_metrics, params
+from api.routes import files, health, jobs, pages, usage, voices, webhooks
 from shared.downloads import FILES_ROUTE
 from shared.services import Services
 from shared.settings import Settings, get_settings
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # request.remote_addr: the address the trusted proxies saw, not theirs (and not a forged header).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)
     errors.register(app)
+    http_metrics.register(app)  # before the key check: refused requests are timed too
 
     @app.before_request
     def _authenticate() -> Response | None:
@@ -57,8 +58,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     params.register(app)  # after the key and the rate limit: a stranger learns nothing from the parameters
     limiter.exempt(health.bp)
+    limiter.exempt(pages.bp)  # the page and its files (/static: flask-limiter never counts it) need no key
     limiter.exempt(files.bp)  # a signed link, often fetched in many ranges by a player; no key to count against
     app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(webhooks.bp)

@@ -193,6 +193,13 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "Usage", **_json("UsageReport")}, **_errors(400)},
             }
         },
+        "/": {
+            "get": {
+                "summary": "The web page (HTML; its scripts and styles under /static/); it asks for the key",
+                "security": [],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
         "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {

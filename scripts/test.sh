@@ -5,6 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
 bash scripts/setup_reference_env.sh
+bash scripts/setup_test_tools.sh
 # The tests need a real Redis; start a throw-away one when none answers (stopped on exit).
 eval "$(.venv/bin/python -m devstack.redis_for_tests)"
 trap 'if [[ -n "${NARRATE_TEST_REDIS_PID:-}" ]]; then kill "$NARRATE_TEST_REDIS_PID" 2>/dev/null || true; fi' EXIT

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 NAMESPACE = "narrate"
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
 _RTF_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, float("inf"))
 
 JOBS_SUBMITTED = Counter(f"{NAMESPACE}_jobs_submitted_total", "Jobs accepted by the API.")
@@ -57,6 +58,11 @@ USAGE_AUDIO_SECONDS = Counter(
 USAGE_ENGINE_SECONDS = Counter(
     f"{NAMESPACE}_usage_engine_seconds_total", "Wall seconds the engine spent on a tenant's chunks.", ["tenant"]
 )
+# The API's requests, by route template (bounded: the url map's rules, or "unmatched") and status code.
+HTTP_REQUEST_DURATION = Histogram(
+    f"{NAMESPACE}_http_request_duration_seconds", "Time the API took to answer a request.",
+    ["method", "route", "status"], buckets=_HTTP_BUCKETS,
+)  # fmt: skip
 WEBHOOK_ATTEMPTS = Counter(f"{NAMESPACE}_webhook_attempts_total", "Webhook delivery attempts by outcome.", ["outcome"])
 # Labelled, so that a CPU worker, which never sets them, exports no GPU series at all.
 GPU_MEMORY_ALLOCATED = Gauge(
@@ -66,6 +72,10 @@ GPU_MEMORY_ALLOCATED = Gauge(
 GPU_MEMORY_PEAK = Gauge(
     f"{NAMESPACE}_gpu_memory_peak_bytes", "Peak GPU memory of a worker since it started.", ["device"],
     multiprocess_mode="liveall",
+)  # fmt: skip
+GPU_MEMORY_TOTAL = Gauge(
+    f"{NAMESPACE}_gpu_memory_total_bytes", "Memory of the GPU a worker's engine runs on (the alerts' limit).",
+    ["device"], multiprocess_mode="liveall",
 )  # fmt: skip
 ENGINE_LOAD_SECONDS = Gauge(
     f"{NAMESPACE}_engine_load_seconds", "Seconds the worker took to load its engine.", ["engine"],

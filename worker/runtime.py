@@ -78,6 +78,9 @@ class Runtime:
             allocated, peak = reading
             metrics.GPU_MEMORY_ALLOCATED.labels(device=self.engine.device).set(allocated)
             metrics.GPU_MEMORY_PEAK.labels(device=self.engine.device).set(peak)
+        total = self.engine.gpu_memory_total()
+        if total:
+            metrics.GPU_MEMORY_TOTAL.labels(device=self.engine.device).set(total)
 
 
 _runtime: Runtime | None = None

@@ -6,6 +6,7 @@ disagreeing about Redis or storage, Prometheus scraping the wrong port, torch sn
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -75,7 +76,9 @@ def dockerfile(service: str) -> Path:
 
 
 def test_services() -> None:
-    assert set(SERVICES) == {"redis", "minio", "minio-init", "api", "worker", "voices", "webhooks", "prometheus"}
+    assert set(SERVICES) == {
+        "redis", "minio", "minio-init", "api", "worker", "voices", "webhooks", "prometheus", "grafana",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("service", ["api", "worker", "voices", "webhooks"])
@@ -259,3 +262,45 @@ def test_worker_image_is_cuda_torch_with_the_kanitts2_extra() -> None:
     assert base.startswith("pytorch/pytorch:") and "cuda" in base
     assert re.search(r'pip install (--constraint \S+ )+"\.\[kanitts2\]"', text)
     assert "torch==" in text  # the base image's torch is pinned while installing
+
+
+def bind_mounts(service: str) -> dict[str, Path]:
+    """container path -> the repository path compose mounts there."""
+    mounts = {}
+    for volume in SERVICES[service]["volumes"]:
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            mounts[target] = (REPO / source).resolve()
+    return mounts
+
+
+def test_prometheus_loads_the_alert_rules_compose_mounts() -> None:
+    mounts = bind_mounts("prometheus")
+    config_dir = Path("/etc/prometheus")
+    for pattern in PROMETHEUS["rule_files"]:
+        inside = config_dir / pattern  # relative to the config file's directory, as Prometheus reads it
+        mounted = mounts[str(inside.parent)]
+        assert sorted(mounted.glob(inside.name)) == [REPO / "deploy" / "prometheus" / "alerts.yml"]
+
+
+def test_grafana_provisions_prometheus_and_the_dashboard() -> None:
+    mounts = bind_mounts("grafana")
+    provisioning = mounts["/etc/grafana/provisioning"]
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    url = urlsplit(source["url"])
+    assert (source["type"], url.hostname, url.port) == ("prometheus", "prometheus", published_ports("prometheus")[9090])
+    assert source["jsonData"]["timeInterval"] == PROMETHEUS["global"]["scrape_interval"]
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "narrate.yml").read_text())["providers"]
+    dashboards = mounts[provider["options"]["path"]]
+    assert dashboards == REPO / "deploy" / "grafana" / "dashboards"
+    home = environment("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (dashboards / Path(home).relative_to(provider["options"]["path"])).is_file()
+    # Every panel and query names the provisioned data source by its uid.
+    for path in dashboards.glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+            assert all(t["datasource"]["uid"] == source["uid"] for t in panel["targets"]), panel["title"]
+    assert "prometheus" in SERVICES["grafana"]["depends_on"]
+    assert environment("grafana")["GF_SECURITY_ADMIN_PASSWORD"] != "admin"  # Grafana's well-known default

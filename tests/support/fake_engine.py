@@ -60,15 +60,18 @@ class FakeEngine(Engine):
         runaway: Mapping[str, int] | None = None,
         before_chunk: Callable[[int], None] | None = None,
         gpu: tuple[int, int] | None = None,
+        gpu_total: int | None = None,
         device: str = "cpu",
     ) -> None:
         """`runaway`: chunk key -> how many of its draws run on far past the text (the pipeline refuses
         them); `before_chunk(i)` runs before the i-th result of a call is made (0-based: to cancel the
-        job or kill the "worker" at a chosen point); `gpu` is what `gpu_memory` reports."""
+        job or kill the "worker" at a chosen point); `gpu` is what `gpu_memory` reports, `gpu_total`
+        what `gpu_memory_total` does."""
         self.can_clone = can_clone
         self._runaway = dict(runaway or {})
         self._before_chunk = before_chunk
         self._gpu = gpu
+        self._gpu_total = gpu_total
         self._device = device
         self.calls: list[Call] = []
         self.draws: list[tuple[str, int]] = []
@@ -80,6 +83,9 @@ class FakeEngine(Engine):
 
     def gpu_memory(self) -> tuple[int, int] | None:
         return self._gpu
+
+    def gpu_memory_total(self) -> int | None:
+        return self._gpu_total
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo("fake", "A deterministic tone per chunk", "en")]

@@ -228,6 +228,10 @@ class Engine(ABC):
         """(allocated, peak) bytes on the engine's GPU; None for engines that hold no GPU memory."""
         return None
 
+    def gpu_memory_total(self) -> int | None:
+        """Bytes of memory of the engine's GPU (what allocation is measured against); None without one."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - an optional hook: engines that hold nothing keep it empty
         """Release what the engine holds (GPU memory, threads); the engine is not used afterwards."""
 

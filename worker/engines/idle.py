@@ -136,6 +136,12 @@ class IdleReleasingEngine(Engine):
                 return self._engine.gpu_memory()
         return _cuda_memory(self._device)
 
+    def gpu_memory_total(self) -> int | None:
+        with self._lock:
+            if self._engine is not None:
+                return self._engine.gpu_memory_total()
+        return _cuda_total(self._device)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -217,3 +223,11 @@ def _cuda_memory(device: str) -> tuple[int, int] | None:
     if not device.startswith("cuda") or torch is None or not torch.cuda.is_initialized():
         return None
     return torch.cuda.memory_allocated(device), torch.cuda.max_memory_allocated(device)
+
+
+def _cuda_total(device: str) -> int | None:
+    """Bytes of memory of `device`, if the process uses CUDA at all."""
+    torch = sys.modules.get("torch")
+    if not device.startswith("cuda") or torch is None or not torch.cuda.is_initialized():
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory)

@@ -181,6 +181,13 @@ class KaniTTS2Engine(Engine):
             return None
         return torch.cuda.memory_allocated(self.device), torch.cuda.max_memory_allocated(self.device)
 
+    def gpu_memory_total(self) -> int | None:
+        import torch
+
+        if not self.device.startswith("cuda"):
+            return None
+        return int(torch.cuda.get_device_properties(self.device).total_memory)
+
     def language_tag(self, request: ChunkRequest) -> str | None:
         """The `<tag>:` of the prompt: a tag named as voice, else one matching the language, else the first."""
         tags = self.spec.language_tags
