@@ -10,6 +10,8 @@ from celery import Celery
 from shared.settings import Settings
 
 SYNTHESIZE_TASK = "narrate.synthesize"
+WORK_TASK = "narrate.work"
+"""A token, no arguments: the worker thread that receives it takes one ready unit (`UnitStore.take`)."""
 CLONE_VOICE_TASK = "narrate.clone_voice"
 DELIVER_WEBHOOK_TASK = "narrate.deliver_webhook"
 
@@ -26,6 +28,7 @@ def make_celery(settings: Settings, name: str) -> Celery:
         task_default_queue=settings.queue_name,
         task_routes={
             SYNTHESIZE_TASK: {"queue": settings.queue_name},
+            WORK_TASK: {"queue": settings.queue_name},
             CLONE_VOICE_TASK: {"queue": settings.voice_queue_name},
             DELIVER_WEBHOOK_TASK: {"queue": settings.webhook_queue_name},
         },
