@@ -112,16 +112,15 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(default=4 * 3600, ge=3)
     """Redis broker redelivery timeout for unacknowledged jobs; must exceed the hard limit."""
     max_attempts: int = Field(default=3, ge=1)
-    """A job whose worker died (or whose storage stayed unreachable) this many times ends `failed`
-    instead of looping."""
+    """A unit (of a job's plan, speech or assembly) claimed this many times without finishing (its worker
+    died, it stalled, its storage stayed unreachable) fails its job with that reason instead of looping."""
     storage_requeue_seconds: float = Field(default=30.0, ge=0)
     """Delay before a job whose storage stayed unreachable past `storage_retry_seconds` is delivered again
     (doubled at each further attempt); each such delivery counts against `max_attempts`."""
     lease_seconds: float = Field(default=30.0, ge=1)
-    """A running job's claim lasts this long unless its worker renews it (it does, every third of it); a
-    second delivery of a job with a live claim waits instead of running it twice, and a worker that lost
-    its claim stops. Also how long a job whose worker machine vanished waits before another takes it
-    over (a dead worker process on the same host is taken over at once)."""
+    """A unit's lease lasts this long unless its worker renews it (it does, every third of it); a worker
+    that lost its lease stops without changing anything. Also about how long the units of a worker that
+    died (or whose whole machine vanished) wait before the sweeper gives them to another worker."""
     worker_units: int = Field(default=16, ge=1, le=1024)
     """Units one worker process runs at once (its Celery `--concurrency`, threads): the chunks of all of
     them go to the process's one engine, whose batch mixes their rows."""
