@@ -105,6 +105,10 @@ class UnitState:
     state: str
     """ready | leased | waiting (handed back with a delay) | done | stopped (its job ended)."""
     attempts: int
+    holder: str = ""
+    """`host:pid` of the process that holds it (leased) or last held it; empty before its first claim."""
+    live: int = 0
+    """Chunks its holder generated that are not checkpointed yet."""
 
 
 _LIB = """
@@ -823,7 +827,17 @@ class UnitStore:
         for unit in (PLAN_UNIT, *range(total), ASSEMBLE_UNIT):
             state = raw.get(f"{unit}:s")
             if state is not None:
-                out.append(UnitState(kind_of(unit), unit, state, int(raw.get(f"{unit}:a", 0))))
+                holder = lease.Holder.parse(raw.get(f"{unit}:t", ""))
+                out.append(
+                    UnitState(
+                        kind_of(unit),
+                        unit,
+                        state,
+                        int(raw.get(f"{unit}:a", 0)),
+                        holder=f"{holder.host}:{holder.pid}" if holder else "",
+                        live=int(raw.get(f"{unit}:n", 0)),
+                    )
+                )
         return out
 
 

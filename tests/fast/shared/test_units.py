@@ -3,6 +3,8 @@ recovery by the sweeper, attempt caps, and the job's status and progress as the 
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 
@@ -254,7 +256,10 @@ def test_chunks_done_counts_live_chunks_until_they_are_lost_and_durable_ones_for
     claim = take(units)
     for _ in range(3):
         assert units.progress(claim, seconds=2.0, synth_seconds=0.5)
+    assert units.units_of(job_id)[1].live == 3
     assert units.checkpoint(claim, "part-a", [chunk("k0"), chunk("k1")])
+    [_, speak] = units.units_of(job_id)
+    assert speak.live == 1 and speak.holder == f"{socket.gethostname()}:{os.getpid()}"
     counters = services.jobs.counters(job_id)
     assert (counters["chunks_done"], counters["chunks_synthesized"], counters["audio_seconds"]) == (3, 3, 6.0)
     assert units.sweep(stall_seconds=3600, now=later(60)) == 1  # its holder died: the third chunk is lost
