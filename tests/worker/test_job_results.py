@@ -19,7 +19,7 @@ from shared.storage_keys import manifest_key
 from tests.conftest import ServiceEnv, wait_status
 from tests.worker.test_synthesis_jobs import _read, _submit
 from worker.engines.base import Engine
-from worker.pipeline import run_job
+from tests.support.units import run_until_idle
 from worker.runtime import Runtime
 
 
@@ -35,7 +35,7 @@ def run_queued(piper: Engine) -> Callable[[ServiceEnv, str], None]:
     """run_queued(env, job_id): the job's delivery, handled in this process as a worker would."""
 
     def run(env: ServiceEnv, job_id: str) -> None:
-        run_job(job_id, Runtime(env.services(), piper))
+        run_until_idle(Runtime(env.services(), piper))
 
     return run
 
