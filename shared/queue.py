@@ -10,7 +10,7 @@ from celery import Celery
 from shared.settings import Settings
 
 WORK_TASK = "narrate.work"
-"""A token: whoever receives it takes the best ready unit of any job (shared/units.py) and runs it."""
+"""A token, no arguments: the worker thread that receives it takes one ready unit (`UnitStore.take`)."""
 CLONE_VOICE_TASK = "narrate.clone_voice"
 DELIVER_WEBHOOK_TASK = "narrate.deliver_webhook"
 

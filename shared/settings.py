@@ -124,6 +124,24 @@ class Settings(BaseSettings):
     second delivery of a job with a live claim waits instead of running it twice, and a worker that lost
     its claim stops. Also how long a job whose worker machine vanished waits before another takes it
     over (a dead worker process on the same host is taken over at once)."""
+    worker_units: int = Field(default=16, ge=1, le=1024)
+    """Units one worker process runs at once (its Celery `--concurrency`, threads): the chunks of all of
+    them go to the process's one engine, whose batch mixes their rows."""
+    unit_audio_seconds: float = Field(default=300.0, gt=0)
+    """Estimated audio seconds of one speak unit at most: a long input is cut into streams of about this
+    much (at paragraph boundaries; never fewer than its `streams`), short inputs are packed, in order,
+    into units of up to this much. Units of one job run side by side on any workers."""
+    unit_stall_seconds: float = Field(default=600.0, gt=0)
+    """A speak unit whose holder reports no finished chunk for this long is given back (`unit_stalled`) and
+    retried; after `max_attempts` claims its job fails. The only time bound on synthesis: a job of any
+    length runs as long as its units make progress."""
+    checkpoint_interval_seconds: float = Field(default=30.0, ge=0)
+    """Wall seconds between two checkpoint part objects of a running speak unit (also written at the
+    unit's end and when it stops): at most this much of a unit's work is done again after a crash (0: a
+    part per chunk)."""
+    sweep_seconds: float | None = Field(default=None, gt=0)
+    """How often a worker process's sweeper returns units of expired leases, stalled units and units whose
+    hand-back delay is over to the ready queue (unset: a third of `lease_seconds`)."""
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint (0 = off)."""
     batch_size: int = Field(default=16, ge=1)

@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -25,6 +25,7 @@ from shared.jobs import (
     JobCreate,
     JobError,
     JobPage,
+    JobPriority,
     JobStatus,
     JobView,
     Progress,
@@ -33,6 +34,9 @@ from shared.jobs import (
     to_datetime,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from shared.units import UnitStore
 
 # --- status index: a zset per tenant and status (score: creation time), so a filtered list reads only
 # the jobs it returns. Every script below that changes a status is registered with this helper prepended
@@ -148,7 +152,7 @@ return 1
 
 _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
-    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings",
+    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings", "priority",
 )  # fmt: skip
 
 
@@ -182,6 +186,13 @@ class DoneChunk:
     carry: bytes | None
     run: int = 0
     """The attempt whose run stored the chunk's audio (0: recorded before runs were numbered)."""
+    part: str = ""
+    """The storage key of the checkpoint part object holding the chunk (`UnitStore.checkpoint`; empty:
+    a chunk stored as its own object, `storage_keys.checkpoint_key`)."""
+    offset: int = 0
+    """The chunk's first sample in its part."""
+    samples: int = 0
+    """The chunk's length in samples (0: the whole object)."""
 
 
 class JobStore:
@@ -199,6 +210,13 @@ class JobStore:
         self._finish = self._redis.register_script(_STATUS_INDEX_LUA + _FINISH)
         self._renew = self._redis.register_script(lease.RENEW)
         self._release = self._redis.register_script(lease.RELEASE)
+        self._units: UnitStore | None = None
+
+    def attach_units(self, units: UnitStore) -> None:
+        """The scheduler of this deployment (`UnitStore` calls it): from now on `create` queues each new
+        job's plan unit in the same transaction, `cancel` stops the job's units with its status, and
+        `delete` forgets them."""
+        self._units = units
 
     # --- keys -------------------------------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -267,6 +285,7 @@ class JobStore:
                 "audio_seconds": 0,
                 "synth_seconds": 0,
                 "attempts": 0,
+                "priority": spec.priority.value,
                 **({"idempotency_key": idempotency_key} if idempotency_key else {}),
             },
         )
@@ -278,6 +297,8 @@ class JobStore:
         pipe.zadd(self._status_index(tenant, JobStatus.QUEUED), {job_id: now})
         pipe.expire(self._status_index(tenant, JobStatus.QUEUED), self.retention + 3600)
         pipe.zadd(self._queued(), {job_id: now})
+        if self._units is not None:
+            self._units.stage_plan(pipe, job_id)
         pipe.execute()
         if idempotency_key:
             record = json.dumps({"hash": body_hash, "job": job_id})
@@ -315,6 +336,8 @@ class JobStore:
             raw = self._redis.get(self._idem(tenant, key_raw.decode()))
             if raw is not None and json.loads(raw).get("job") == job_id:  # not a racing twin's key
                 idem_keys.append(self._idem(tenant, key_raw.decode()))
+        if self._units is not None:
+            self._units.forget_job(job_id)  # reads the record, so before it goes
         pipe = self._redis.pipeline()
         pipe.delete(self._job(job_id), self._chunks(job_id), self._lease(job_id))
         pipe.zrem(self._queued(), job_id)
@@ -368,6 +391,7 @@ class JobStore:
             sample_rate=summary.get("sample_rate"),
             concatenate=summary.get("concatenate", True),
             metadata=summary.get("metadata", {}),
+            priority=JobPriority(raw["priority"] or JobPriority.NORMAL),
             progress=Progress(chunks_done=done, chunks_total=total, percent=percent, audio_seconds=round(audio, 3)),
             rtf=round(synth / audio, 4) if audio > 0 else None,
             attempts=int(raw["attempts"] or 0),
@@ -454,12 +478,14 @@ class JobStore:
         return outcome.decode(), old.decode()
 
     def cancel(self, job_id: str) -> tuple[str, str]:
+        """queued | running -> canceled: ("ok", old) / ("refused", current) / ("missing", ""). With the
+        scheduler attached, its units stop in the same script (none stays ready; holders stop at their
+        next write)."""
+        error = {"code": "canceled", "message": "The job was canceled by the client."}
+        if self._units is not None:
+            return self._units.cancel(job_id, error=error)
         return self.transition(
-            job_id,
-            (JobStatus.QUEUED, JobStatus.RUNNING),
-            JobStatus.CANCELED,
-            finished_at=utcnow(),
-            error={"code": "canceled", "message": "The job was canceled by the client."},
+            job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELED, finished_at=utcnow(), error=error
         )
 
     def claim(self, job_id: str, *, max_attempts: int, lease_seconds: float = 30.0) -> Claim:
@@ -556,13 +582,20 @@ class JobStore:
         for key, raw in self._redis.hgetall(self._chunks(job_id)).items():
             record = json.loads(raw)
             carry = base64.b64decode(record["carry"]) if record["carry"] else None
-            out[key.decode()] = DoneChunk(float(record["seconds"]), carry, int(record.get("run", 0)))
+            out[key.decode()] = DoneChunk(
+                float(record["seconds"]),
+                carry,
+                int(record.get("run", 0)),
+                part=record.get("part", ""),
+                offset=int(record.get("offset", 0)),
+                samples=int(record.get("samples", 0)),
+            )
         return out
 
     def counters(self, job_id: str) -> dict[str, float]:
         names = (
             "chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts",
-            "plan_chars_per_second",
+            "plan_chars_per_second", "units_total",
         )  # fmt: skip
         values = self._redis.hmget(self._job(job_id), names)
         return {name: float(value or 0) for name, value in zip(names, values, strict=True)}
