@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
-from celery import Task, signals
+from celery import signals
 from celery.exceptions import Reject, Retry
 
 # Must be decided before prometheus_client is imported anywhere in this process or its children.

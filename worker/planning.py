@@ -110,9 +110,7 @@ def pack_units(plan: Plan, unit_audio_seconds: float) -> list[list[PlannedChunk]
     streams: dict[int, list[PlannedChunk]] = {}
     for planned in plan.generation_order():
         streams.setdefault(planned.request.stream, []).append(planned)
-    split_inputs = {
-        index for index, chunks in enumerate(plan.inputs) if len({p.request.stream for p in chunks}) > 1
-    }
+    split_inputs = {index for index, chunks in enumerate(plan.inputs) if len({p.request.stream for p in chunks}) > 1}
     units: list[list[PlannedChunk]] = []
     packing: list[PlannedChunk] | None = None
     load = 0.0

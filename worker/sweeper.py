@@ -12,10 +12,11 @@ there). What the retention sweep deletes, and what never, is `shared.retention`'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.retention import sweep_expired
 from shared.storage import LocalStorage
@@ -42,16 +43,15 @@ def sweep_units(rt: Runtime, *, now: float | None = None) -> int:
     try:
         sent = rt.units.sweep(stall_seconds=settings.unit_stall_seconds, now=now)
         ready = sum(rt.units.ready_counts().values())
-        waiting = int(rt.services.redis.llen(settings.queue_name))
+        client: Any = rt.services.redis  # synchronous: replies are plain values
+        waiting = int(client.llen(settings.queue_name))  # tokens in the queue (Celery's list of the queue)
         sent = max(sent, ready - waiting)
         if sent > 0:
             rt.services.enqueue_work(sent)
         return sent
     finally:
-        try:
+        with contextlib.suppress(Exception):  # expired meanwhile: another process may sweep; nothing to undo
             lock.release()
-        except Exception:  # expired meanwhile: another process may sweep; nothing to undo
-            pass
 
 
 def start_sweeper(rt: Runtime) -> threading.Thread:

@@ -74,7 +74,9 @@ def run_unit(claim: UnitClaim, rt: Runtime) -> str:
     except StorageUnavailable as exc:
         if claim.attempts < rt.settings.max_attempts:
             delay = rt.settings.storage_requeue_seconds * 2 ** (claim.attempts - 1)
-            log.warning("job %s: storage unavailable (%s); unit %d again in %.0f s", claim.job_id, exc, claim.unit, delay)
+            log.warning(
+                "job %s: storage unavailable (%s); unit %d again in %.0f s", claim.job_id, exc, claim.unit, delay
+            )
             message = f"Storage stayed unreachable through {claim.attempts} attempts: {exc}"
             _hand_back(rt, claim, reason=message, code="storage_unavailable", delay_seconds=delay)
             return "handed back"

@@ -3,7 +3,8 @@
 It keeps the whole `worker.engines.base.Engine` contract the worker relies on (results per request,
 carry per stream, a second draw of what `review` refuses, early close) and records what it was asked,
 so a test can check what the worker requested (only the chunks without a checkpoint, each stream's
-carry after a resume, urgency) without a model; each speak unit is one `generate` call. Each draw's tone pitch follows its seed, so a test can tell a
+carry after a resume, urgency) without a model; each speak unit is one `generate`
+call. Each draw's tone pitch follows its seed, so a test can tell a
 redrawn chunk from its first draw.
 """
 

@@ -220,10 +220,9 @@ def test_job_embeddings_are_loaded_once_and_reach_every_chunk(setup, embedder, s
 
 
 def test_job_queued_with_a_voice_that_is_then_deleted_fails_with_voice_deleted(setup, embedder, speech):  # noqa: F811
+    from tests.support.units import run_until_idle
     from worker.engines.piper_engine import PiperEngine
     from worker.runtime import Runtime
-
-    from tests.support.units import run_until_idle
 
     voice_id = setup.upload((wav(*speech), "one.wav"))
     assert setup.clone(voice_id, lambda: embedder) == VoiceStatus.READY

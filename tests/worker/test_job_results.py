@@ -17,9 +17,9 @@ import soundfile as sf
 
 from shared.storage_keys import manifest_key
 from tests.conftest import ServiceEnv, wait_status
+from tests.support.units import run_until_idle
 from tests.worker.test_synthesis_jobs import _read, _submit
 from worker.engines.base import Engine
-from tests.support.units import run_until_idle
 from worker.runtime import Runtime
 
 

@@ -130,7 +130,7 @@ def test_a_unit_whose_workers_keep_dying_fails_its_job_with_a_reason(api_client,
     store = service_env.store()
     for attempt in (1, 2):  # each time a worker takes the unit, its machine dies
         worker = start_worker(service_env)
-        wait_for(lambda a=attempt: store.counters(job_id)["attempts"] == a and store.counters(job_id)["chunks_done"] > 0,
+        wait_for(lambda a=attempt: (c := store.counters(job_id))["attempts"] == a and c["chunks_done"] > 0,
                  interval=0.05, message=f"attempt {attempt}")  # fmt: skip
         worker.kill()
     start_worker(service_env)

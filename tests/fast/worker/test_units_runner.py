@@ -176,7 +176,7 @@ def test_a_job_canceled_between_chunks_stops_and_leaves_nothing_behind(services,
 
 
 def test_a_refused_draw_is_drawn_once_more_and_counted_once(services, make_runtime, queue_job):
-    job_id = queue_job({"inputs": [{"text": TEXT}], "format": "wav", "sampling": {"seed": 5}})
+    queue_job({"inputs": [{"text": TEXT}], "format": "wav", "sampling": {"seed": 5}})
     once, twice = chunk_key(0, 1), chunk_key(0, 4)
 
     before = redrawn_total()
@@ -197,7 +197,8 @@ def test_an_interactive_jobs_chunks_are_urgent_for_the_engine(services, make_run
     queue_job({"inputs": [{"text": "Say it now."}], "priority": "interactive"})
     engine = FakeEngine()
     run_until_idle(make_runtime(engine))
-    assert [(call.keys, call.urgent) for call in engine.calls] == [(["00000-00000"], [True]), (["00000-00000"], [False])]
+    calls = [(call.keys, call.urgent) for call in engine.calls]
+    assert calls == [(["00000-00000"], [True]), (["00000-00000"], [False])]  # and the interactive job first
 
 
 def test_a_job_in_a_voice_the_engine_cannot_speak_fails_with_the_reason(services, make_runtime, queue_job):
