@@ -23,10 +23,16 @@ from typing import TypeVar
 from celery import signals
 from celery.exceptions import Reject, Retry
 
-# Must be decided before prometheus_client is imported anywhere in this process or its children.
+# Must be decided before prometheus_client is imported anywhere in this process or its children, and a
+# given directory emptied before this process creates its own value files (a previous run's values would
+# be merged in otherwise).
 _OWN_METRICS_DIR: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="narrate-worker-metrics-")
+else:
+    for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+        _path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name)
+        shutil.rmtree(_path) if os.path.isdir(_path) else os.remove(_path)
 
 from shared import metrics  # noqa: E402
 from shared.queue import CLONE_VOICE_TASK, WORK_TASK, make_celery  # noqa: E402
@@ -41,10 +47,6 @@ app = make_celery(settings, "narrate-worker")
 
 @signals.worker_init.connect
 def _start_metrics_server(**_: object) -> None:
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    for name in os.listdir(directory):  # values of a previous run would be merged in otherwise
-        path = os.path.join(directory, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 

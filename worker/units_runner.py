@@ -44,6 +44,7 @@ def run_token(rt: Runtime, *, kinds: frozenset[UnitKind] = ALL_KINDS) -> str:
     if isinstance(got, Exhausted):
         outcomes.exhausted(rt, got)
         return "exhausted"
+    log.info("job %s: %s unit %d taken (attempt %d)", got.job_id, got.kind, got.unit, got.attempts)
     keeper = LeaseKeeper(lambda: rt.units.renew(got, settings.lease_seconds), period=settings.lease_seconds / 3)
     with keeper:
         outcome = run_unit(got, rt)
