@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -28,18 +29,25 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 _pool: Executor | None = None
+_pool_environ: dict[str, str] = {}
 _pool_lock = threading.Lock()
 
 
 def assembly_pool(processes: int) -> Executor | None:
     """The process's assembly pool (spawned children: no engine, no torch, no CUDA context); None when
-    `processes` is 0 (assembly then runs on the unit's own thread)."""
-    global _pool
+    `processes` is 0 (assembly then runs on the unit's own thread). The children read storage
+    credentials from the environment they were started with, so a process whose environment changed
+    since (tests do that) gets a new pool."""
+    global _pool, _pool_environ
     if processes <= 0:
         return None
     with _pool_lock:
+        if _pool is not None and _pool_environ != os.environ:
+            _pool.shutdown(wait=False)
+            _pool = None
         if _pool is None:
             _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool_environ = dict(os.environ)
         return _pool
 
 
