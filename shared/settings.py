@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.text.rate import DEFAULT_CHARS_PER_SECOND
@@ -105,12 +105,14 @@ class Settings(BaseSettings):
     # --- worker -----------------------------------------------------------------------------------
     engine: EngineName = "piper"
     """Speech engine of the worker: `piper` (CPU preview voice) or `kanitts2` (GPU)."""
-    task_soft_time_limit_seconds: int = Field(default=3 * 3600, ge=1)
-    """Soft limit of one synthesis job; the job fails cleanly when it is reached."""
-    task_hard_time_limit_seconds: int = Field(default=3 * 3600 + 300, ge=2)
-    """Hard limit: the worker process is killed and the job redelivered (counts as an attempt)."""
-    visibility_timeout_seconds: int = Field(default=4 * 3600, ge=3)
-    """Redis broker redelivery timeout for unacknowledged jobs; must exceed the hard limit."""
+    visibility_timeout_seconds: int = Field(default=2 * 3600 + 600, ge=3)
+    """Redis broker redelivery timeout of an unacknowledged message: it must cover the longest retry
+    countdown a worker holds (a webhook's, up to twice `webhook_retry_max_backoff_seconds`) and a voice
+    clone. Synthesis does not depend on it: work tokens are acknowledged as they start, and a dead
+    worker's units come back through their leases."""
+    assembly_processes: int = Field(default=1, ge=0)
+    """Processes per worker that stitch, master, encode and upload finished jobs beside the engine (0: on
+    the unit's own thread), so the engine's batch never waits for a CPU-bound assembly."""
     max_attempts: int = Field(default=3, ge=1)
     """A unit (of a job's plan, speech or assembly) claimed this many times without finishing (its worker
     died, it stalled, its storage stayed unreachable) fails its job with that reason instead of looping."""
@@ -132,9 +134,10 @@ class Settings(BaseSettings):
     """A speak unit whose holder reports no finished chunk for this long is given back (`unit_stalled`) and
     retried; after `max_attempts` claims its job fails. The only time bound on synthesis: a job of any
     length runs as long as its units make progress."""
-    checkpoint_interval_seconds: float = Field(default=30.0, gt=0)
+    checkpoint_interval_seconds: float = Field(default=30.0, ge=0)
     """Wall seconds between two checkpoint part objects of a running speak unit (also written at the
-    unit's end and when it stops): at most this much of a unit's work is done again after a crash."""
+    unit's end and when it stops): at most this much of a unit's work is done again after a crash (0: a
+    part per chunk)."""
     sweep_seconds: float | None = Field(default=None, gt=0)
     """How often a worker process's sweeper returns units of expired leases, stalled units and units whose
     hand-back delay is over to the ready queue (unset: a third of `lease_seconds`)."""
@@ -254,17 +257,6 @@ class Settings(BaseSettings):
     def character_quota(self, tenant: str) -> int | None:
         """The monthly character quota of `tenant`: its override, else the default (None: unlimited)."""
         return _parse_quotas(self.tenant_quotas).get(tenant, self.monthly_character_quota)
-
-    @model_validator(mode="after")
-    def _limits_are_ordered(self) -> Settings:
-        if self.task_soft_time_limit_seconds >= self.task_hard_time_limit_seconds:
-            raise ValueError("task_soft_time_limit_seconds must be below task_hard_time_limit_seconds")
-        if self.visibility_timeout_seconds <= self.task_hard_time_limit_seconds:
-            raise ValueError(
-                "visibility_timeout_seconds must exceed task_hard_time_limit_seconds, "
-                "or a job still running would be delivered to a second worker"
-            )
-        return self
 
 
 def _parse_quotas(value: str) -> dict[str, int]:

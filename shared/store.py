@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from shared import lease
 from shared.jobs import (
     InputView,
     JobCreate,
@@ -87,69 +86,6 @@ if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return {'ok', status}
 """
 
-_CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', 0, 0, ''} end
-if status ~= 'queued' and status ~= 'running' then return {'skip', 0, 0, ''} end
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[6] then return {'busy', 0, redis.call('PTTL', KEYS[3]), holder} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('ZREM', KEYS[2], ARGV[1])
-if attempts > tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[2], 'error', ARGV[4])
-  move_status_index(KEYS[1], ARGV[1], status, 'failed')  -- status index
-  redis.call('DEL', KEYS[3])
-  return {'exhausted', attempts, 0, ''}
-end
-redis.call('HSET', KEYS[1], 'status', 'running')
-move_status_index(KEYS[1], ARGV[1], status, 'running')  -- status index
-if not redis.call('HGET', KEYS[1], 'started_at') then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
-end
-redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[7])
-return {'claimed', attempts, 0, ''}
-"""
-
-# Every write of a claimed run: first the lease (LOST when another claim took over), then the status
-# (0 when the job stopped running: canceled), then the write (1).
-_RECORD_CHUNK = (
-    lease.guard("KEYS[3]", "ARGV[5]")
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 1 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
-redis.call('HINCRBY', KEYS[1], 'chunks_synthesized', 1)
-redis.call('HINCRBYFLOAT', KEYS[1], 'audio_seconds', ARGV[3])
-redis.call('HINCRBYFLOAT', KEYS[1], 'synth_seconds', ARGV[4])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-"""
-)
-
-_UPDATE_RUNNING = (
-    lease.guard("KEYS[2]", "ARGV[1]")
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-)
-
-_FINISH = (
-    lease.guard("KEYS[2]", "ARGV[1]")
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-move_status_index(KEYS[1], ARGV[4], 'running', ARGV[2])  -- status index
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('DEL', KEYS[2], KEYS[3])
-return 1
-"""
-)
-
 _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
     "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings", "priority",
@@ -168,16 +104,6 @@ class InvalidCursor(ValueError):
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    outcome: str  # claimed | busy | exhausted | skip | missing
-    attempts: int
-    token: str = ""
-    """The claimed run's lease token: every later write of the run passes it (fencing)."""
-    retry_in: float = 0.0
-    """`busy`: seconds until the other holder's lease runs out unless it is renewed."""
 
 
 @dataclass(frozen=True)
@@ -203,13 +129,7 @@ class JobStore:
         self.retention = retention_seconds
         # The scripts that change a job's status carry the status index helper.
         self._transition = self._redis.register_script(_STATUS_INDEX_LUA + _TRANSITION)
-        self._claim = self._redis.register_script(_STATUS_INDEX_LUA + _CLAIM)
-        self._record_chunk = self._redis.register_script(_RECORD_CHUNK)
-        self._update_running = self._redis.register_script(_UPDATE_RUNNING)
         self._backfill_status_index = self._redis.register_script(_BACKFILL_STATUS_INDEX)
-        self._finish = self._redis.register_script(_STATUS_INDEX_LUA + _FINISH)
-        self._renew = self._redis.register_script(lease.RENEW)
-        self._release = self._redis.register_script(lease.RELEASE)
         self._units: UnitStore | None = None
 
     def attach_units(self, units: UnitStore) -> None:
@@ -224,9 +144,6 @@ class JobStore:
 
     def _chunks(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}:chunks"
-
-    def _lease(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}:lease"
 
     def _cleanup(self) -> str:
         return f"{self._prefix}:cleanup"
@@ -339,7 +256,7 @@ class JobStore:
         if self._units is not None:
             self._units.forget_job(job_id)  # reads the record, so before it goes
         pipe = self._redis.pipeline()
-        pipe.delete(self._job(job_id), self._chunks(job_id), self._lease(job_id))
+        pipe.delete(self._job(job_id), self._chunks(job_id))
         pipe.zrem(self._queued(), job_id)
         if tenant:
             pipe.zrem(self._tenant_index(tenant), job_id)
@@ -488,60 +405,6 @@ class JobStore:
             job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELED, finished_at=utcnow(), error=error
         )
 
-    def claim(self, job_id: str, *, max_attempts: int, lease_seconds: float = 30.0) -> Claim:
-        """Mark the job running for this delivery, under a new lease of `lease_seconds` (renew it with
-        `renew`); a job delivered more than `max_attempts` times (its workers kept dying) is failed
-        instead. A job whose lease another run holds is `busy` (not counted as an attempt), unless that
-        run's process is gone from this host: then it is taken over at once."""
-        error = json.dumps(
-            {
-                "code": "worker_lost",
-                "message": f"The worker processing this job stopped unexpectedly {max_attempts} times; "
-                "giving up. The input may trigger a crash of the engine.",
-            }
-        )
-        token = lease.new_token()
-        takeover = ""
-        while True:
-            outcome, attempts, pttl, holder = self._claim(
-                keys=[self._job(job_id), self._queued(), self._lease(job_id)],
-                args=[job_id, repr(utcnow()), max_attempts, error, token, takeover, int(lease_seconds * 1000)],
-            )
-            outcome, holder = outcome.decode(), holder.decode()
-            if outcome == "busy" and holder != takeover and lease.holder_is_dead_here(holder):
-                takeover = holder  # compare-and-set: only if that dead run still holds it
-                continue
-            break
-        if outcome == "busy":
-            return Claim(outcome, 0, retry_in=max(0.0, int(pttl) / 1000))
-        return Claim(outcome, int(attempts), token=token if outcome == "claimed" else "")
-
-    def renew(self, job_id: str, token: str, lease_seconds: float) -> bool:
-        """Extend the run's lease; False when it no longer holds it."""
-        return bool(self._renew(keys=[self._lease(job_id)], args=[token, int(lease_seconds * 1000)]))
-
-    def release(self, job_id: str, token: str) -> bool:
-        """Give the lease up (the run ends without finishing the job: it is requeued); False when the run
-        no longer held it."""
-        return bool(self._release(keys=[self._lease(job_id)], args=[token]))
-
-    def update_running(self, job_id: str, token: str, **fields: Any) -> bool:
-        """Write progress fields of the run holding `token`; False when the job is no longer running
-        (canceled); `LeaseLost` when another run took the job over. With no fields: just the check."""
-        args: list[Any] = [token]
-        for name, value in fields.items():
-            args += [name, _encode(value)]
-        return _checked(self._update_running(keys=[self._job(job_id), self._lease(job_id)], args=args))
-
-    def finish(self, job_id: str, token: str, status: JobStatus, **fields: Any) -> bool:
-        """End the run holding `token` with `status` (and its lease); False when the job was no longer
-        running, `LeaseLost` when another run took it over."""
-        args: list[Any] = [token, status.value, self.retention, job_id, "finished_at", _encode(utcnow())]
-        for name, value in fields.items():
-            args += [name, _encode(value)]
-        keys = [self._job(job_id), self._lease(job_id), self._chunks(job_id)]
-        return _checked(self._finish(keys=keys, args=args))
-
     # --- storage clean-up that failed, retried later ----------------------------------------------
     def defer_cleanup(self, prefix: str) -> None:
         """Remember a storage prefix whose deletion failed (storage unreachable), to be retried."""
@@ -554,29 +417,6 @@ class JobStore:
         self._redis.srem(self._cleanup(), prefix)
 
     # --- chunk checkpoints ------------------------------------------------------------------------
-    def record_chunk(
-        self,
-        job_id: str,
-        token: str,
-        key: str,
-        *,
-        run: int,
-        seconds: float,
-        synth_seconds: float,
-        carry: bytes | None,
-    ) -> bool:
-        """Remember a finished chunk whose audio run `run` already stored; False if the job stopped
-        running, `LeaseLost` if another run took it over."""
-        record = json.dumps(
-            {"seconds": seconds, "carry": base64.b64encode(carry).decode() if carry else None, "run": run}
-        )
-        return _checked(
-            self._record_chunk(
-                keys=[self._job(job_id), self._chunks(job_id), self._lease(job_id)],
-                args=[key, record, repr(seconds), repr(synth_seconds), token],
-            )
-        )
-
     def done_chunks(self, job_id: str) -> dict[str, DoneChunk]:
         out: dict[str, DoneChunk] = {}
         for key, raw in self._redis.hgetall(self._chunks(job_id)).items():
@@ -595,7 +435,7 @@ class JobStore:
     def counters(self, job_id: str) -> dict[str, float]:
         names = (
             "chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts",
-            "plan_chars_per_second", "units_total",
+            "units_total",
         )  # fmt: skip
         values = self._redis.hmget(self._job(job_id), names)
         return {name: float(value or 0) for name, value in zip(names, values, strict=True)}
@@ -630,12 +470,6 @@ class JobStore:
 
 def _characters(inputs: str | None) -> int:
     return sum(int(item["chars"]) for item in json.loads(inputs or "[]"))
-
-
-def _checked(reply: int) -> bool:
-    if int(reply) == lease.LOST:
-        raise lease.LeaseLost
-    return bool(reply)
 
 
 def _encode(value: Any) -> str:

@@ -619,7 +619,7 @@ for _, p in ipairs(PRIOS) do
     redis.call('ZREM', progress_key(p), lease_member(job, u))
   end
 end
-redis.call('DEL', ukey(job))
+redis.call('DEL', ukey(job), P .. ':job:' .. job .. ':stop-seen')
 return 1
 """
 )
@@ -797,6 +797,12 @@ class UnitStore:
 
     def _end(self, claim: UnitClaim, status: JobStatus, fields: list[str]) -> bool:
         return bool(_checked(self._end_job(args=[*self._head(claim), status.value, self.retention, *fields])))
+
+    def first_to_stop(self, job_id: str) -> bool:
+        """True for exactly one caller per job: of the units that find their job stopped (a cancel: the
+        API's transition), the one that counts it."""
+        key = f"{self._prefix}:job:{job_id}:stop-seen"
+        return bool(self._redis.set(key, 1, nx=True, ex=self.retention))
 
     # --- recovery -----------------------------------------------------------------------------------
     def sweep(self, *, stall_seconds: float, now: float | None = None, limit: int = 1000) -> int:
