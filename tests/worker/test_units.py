@@ -174,3 +174,23 @@ def test_cancel_of_a_job_running_on_two_workers_stops_both_and_leaves_no_checkpo
     assert _checkpoints(service_env, job_id) == [] and _audio_objects(service_env, job_id) == []
     storage = storage_from_settings(service_env.settings())
     assert storage.list_keys(f"checkpoints/{job_id}/") == []
+
+
+def test_a_worker_told_to_stop_checkpoints_and_hands_its_units_back_at_once(api_client, service_env, start_worker):
+    # A lease far longer than the test waits: the unit comes back by its hand-back, not by expiry.
+    service_env.extra.update(UNITS, NARRATE_UNIT_AUDIO_SECONDS="100000", NARRATE_LEASE_SECONDS="120")
+    stopping = start_worker(service_env)
+    job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT}], "streams": 1})
+    store = service_env.store()
+    wait_for(lambda: store.counters(job_id)["chunks_done"] >= 3, message="three chunks")
+    stopping.stop()  # SIGTERM: a warm shutdown
+    assert "handed back" in stopping.log_path.read_text()
+    (unit,) = [u for u in service_env.services().units.units_of(job_id) if u.kind == UnitKind.SPEAK]
+    assert unit.state == "ready" and unit.attempts == 1
+    durable = len(store.done_chunks(job_id))
+    assert durable == store.counters(job_id)["chunks_done"] >= 3  # everything it had was checkpointed
+    start_worker(service_env)
+    job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=90)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job["error"]
+    counters = store.counters(job_id)
+    assert counters["chunks_synthesized"] == counters["chunks_total"]  # nothing generated twice

@@ -231,3 +231,24 @@ def test_a_finished_job_is_not_run_again_and_extra_tokens_find_nothing(services,
     engine = FakeEngine()
     assert run_until_idle(make_runtime(engine)) == []
     assert engine.calls == []
+
+
+def test_the_sweeper_sends_a_token_per_unit_it_makes_ready_and_tops_lost_tokens_up(service_env, queue_job):
+    from worker.sweeper import sweep_units
+
+    rt = runtime_with(service_env)
+    services, queue = rt.services, service_env.queue
+    client = services.redis
+    queue_job({"inputs": [{"text": "One."}]})
+    queue_job({"inputs": [{"text": "Two."}]})
+    client.delete(queue)  # the tokens the API would have sent were lost (a broker restart, say)
+    assert sweep_units(rt) == 2 and client.llen(queue) == 2  # two plan units ready: two tokens
+    assert sweep_units(rt) == 0 and client.llen(queue) == 2  # enough tokens wait: none more
+    claim = services.units.take(lease_seconds=1, max_attempts=3)
+    assert claim is not None and not isinstance(claim, Exhausted)
+    client.delete(queue)
+    assert sweep_units(rt) == 1  # the other plan unit still needs a token
+    # The holder died: once its lease ran out, the sweep makes its unit ready and sends its token (one
+    # token per ready unit in all, not one more for the top-up).
+    assert sweep_units(rt, now=time.time() + 5) == 1 and client.llen(queue) == 2
+    assert sum(services.units.ready_counts().values()) == 2
