@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from shared import metrics
@@ -51,6 +52,14 @@ def assembly_pool(processes: int) -> Executor | None:
         return _pool
 
 
+def _drop_pool(broken: Executor | None) -> None:
+    """A child of the pool died (out of memory, killed): the next assembly gets a new pool."""
+    global _pool
+    with _pool_lock:
+        if _pool is broken:
+            _pool = None
+
+
 def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
     """Render, upload and finish the job. Raises `Stopped` when it stopped running, `LeaseLost` when this
     claim was fenced out, storage errors as they come."""
@@ -77,7 +86,11 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         default_voice=rt.engine.default_voice(),
     )
     pool = assembly_pool(rt.settings.assembly_processes)
-    result, timings = pool.submit(render, task).result() if pool is not None else render(task)
+    try:
+        result, timings = pool.submit(render, task).result() if pool is not None else render(task)
+    except BrokenProcessPool:
+        _drop_pool(pool)
+        raise
     generation = max(0.0, started - float(raw_plan.get("planned_at", started)))  # wall time, all units
     timings = {**raw_plan.get("timings", {}), "generation": round(generation, 4), **timings}
     _learn_speech_rate(rt, plan, {key: chunk.seconds for key, chunk in done.items()})

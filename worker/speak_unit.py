@@ -154,13 +154,14 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
     chunks = chunks_from_json(raw, load_job_voices(spec, claim.tenant, rt))
     writer = PartWriter(rt, claim, rt.settings.checkpoint_interval_seconds)
     try:
-        _generate(claim, rt, chunks, writer, shutting_down)
+        try:
+            _generate(claim, rt, chunks, writer, shutting_down)
+        except ShuttingDown:
+            writer.roll()  # what it has is kept: the next holder resumes after it
+            writer.close()
+            raise
         writer.roll()
         writer.close()
-    except ShuttingDown:
-        writer.roll()  # what it has is kept: the next holder resumes after it
-        writer.close()
-        raise
     except LeaseLost:
         writer.abandon()
         writer.drop_unrecorded()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures.process import BrokenProcessPool
 
 from shared.jobs import JobStatus
 from shared.lease import LeaseKeeper, LeaseLost
@@ -72,6 +73,11 @@ def run_unit(claim: UnitClaim, rt: Runtime) -> str:
     except ShuttingDown:
         _hand_back(rt, claim, reason="The worker holding this unit shut down.", code="worker_lost")
         return "handed back"
+    except BrokenProcessPool:
+        if claim.attempts < rt.settings.max_attempts:
+            _hand_back(rt, claim, reason="The assembly process died.", code="worker_lost")
+            return "handed back"
+        return _fail(rt, claim, "worker_lost", f"The assembly process died {claim.attempts} times.")
     except StorageUnavailable as exc:
         if claim.attempts < rt.settings.max_attempts:
             delay = rt.settings.storage_requeue_seconds * 2 ** (claim.attempts - 1)
