@@ -252,3 +252,14 @@ def test_the_sweeper_sends_a_token_per_unit_it_makes_ready_and_tops_lost_tokens_
     # token per ready unit in all, not one more for the top-up).
     assert sweep_units(rt, now=time.time() + 5) == 1 and client.llen(queue) == 2
     assert sum(services.units.ready_counts().values()) == 2
+
+
+def test_the_assembly_process_imports_no_engine_and_no_torch():
+    """What a spawned assembly child imports (its task function's module): no CUDA context, no model
+    weights beside the engine's process."""
+    import subprocess
+    import sys
+
+    code = "import sys, worker.render_job; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
