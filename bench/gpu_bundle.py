@@ -9,6 +9,11 @@ compiled or per-Python-version ones are downloaded as CPython 3.12 manylinux whe
 installed here. `wandb`, which NeMo's TTS models import at load but decoding never calls, is an
 import-only stand-in (the real wheel alone is ~20 MB of the 64 MiB a call may carry).
 
+The worker path (bench/gpu_units.py: Redis, Celery, the worker process) needs the service's own
+pure-Python dependencies as well (`WORKER_COPY`; those this checkout lacks are skipped) and a Redis
+server: this machine's `redis-server` with the shared libraries it links beyond glibc goes into
+`.whl/redis/` (glibc 2.34 symbols at most on Debian 12, so it runs on the image's Ubuntu 22.04).
+
 Run here, once per checkout:  .venv/bin/python bench/gpu_bundle.py
 Result: .whl/site-main.tar.gz, .whl/site-ref.tar.gz, .whl/cp312-main/*.whl, .whl/cp312-ref/*.whl
 """
@@ -70,6 +75,15 @@ MAIN_COPY = [
 ]
 """Pure-Python distributions the codec, our forward and the text planner (pysbd, num2words, roman)
 import, found by running the CPU smoke run with every distribution the GPU image lacks blocked."""
+WORKER_COPY = [
+    "celery", "kombu", "billiard", "vine", "amqp", "click", "click-didyoumean", "click-repl", "click-plugins",
+    "prompt-toolkit", "wcwidth", "python-dateutil", "six", "tzdata", "tzlocal", "redis", "pydantic-settings",
+    "python-dotenv", "prometheus-client", "tenacity", "mutagen", "pyloudnorm", "urllib3", "requests", "certifi",
+    "idna", "charset-normalizer", "standardwebhooks", "attrs", "Deprecated", "wrapt", "httpx", "sniffio", "anyio",
+    "h11", "httpcore",
+]  # fmt: skip
+"""The worker process's own imports the GPU image lacks (PyAV is stood in by bench/gpu_units.py: its
+jobs are WAV)."""
 MAIN_WHEELS = ["pydantic-core", "cffi", "soxr", "cytoolz", "kaldialign", "multiprocess"]
 """Compiled, or built per Python version: downloaded for CPython 3.12."""
 REF_COPY = ["transformers", "huggingface-hub", "kani-tts-2"]
@@ -131,6 +145,23 @@ def pack(stage: Path, archive: Path) -> None:
             tar.add(path, arcname=path.name)
 
 
+def pack_redis(target: Path) -> None:
+    """This machine's redis-server and the shared libraries it needs beyond glibc and libstdc++."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("no redis-server here: the worker path needs one on the GPU machine")
+        return
+    target.mkdir(parents=True)
+    shutil.copy2(Path(binary).resolve(), target / "redis-server")  # it runs as the server by this name
+    linked = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    for line in linked.splitlines():
+        parts = line.split("=>")
+        if len(parts) == 2 and parts[1].split() and parts[1].split()[0].startswith("/"):
+            library = Path(parts[1].split()[0])
+            if not library.name.startswith(("libc.so", "libm.so", "libstdc++", "libgcc_s", "ld-linux")):
+                shutil.copy2(library, target / library.name)
+
+
 def main() -> None:
     main_site = site_packages(ROOT / ".venv")
     ref_site = site_packages(ROOT / ".venv-ref")
@@ -140,12 +171,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         stage = Path(scratch) / "main"
         total = sum(copy_distribution(main_site, name, stage) for name in MAIN_COPY)
+        for name in WORKER_COPY:
+            try:
+                total += copy_distribution(main_site, name, stage)
+            except SystemExit as missing:  # not installed here: the image may have it
+                print(f"worker path: {missing}")
         (stage / "wandb").mkdir()
         (stage / "wandb" / "__init__.py").write_text(STUB)
         pack(stage, BUNDLE / "site-main.tar.gz")
         ref_stage = Path(scratch) / "ref"
         total += sum(copy_distribution(ref_site, name, ref_stage) for name in REF_COPY)
         pack(ref_stage, BUNDLE / "site-ref.tar.gz")
+    pack_redis(BUNDLE / "redis")
     download(MAIN_WHEELS, main_site, BUNDLE / "cp312-main")
     download(REF_WHEELS, ref_site, BUNDLE / "cp312-ref")
     size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file())

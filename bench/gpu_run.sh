@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole KaniTTS2 GPU run in one call of under 5 minutes: device checks, then the benchmark at the
-# real dimensions (random weights), figures written to $OUT (the device tool brings that folder back).
+# real dimensions (random weights), then 64 mixed jobs through the real worker path against the
+# engine's figure at the same batch; figures written to $OUT (the device tool brings that folder back).
 #
 # Before the call, here:   .venv/bin/python bench/gpu_bundle.py      (fills the git-ignored .whl/)
 # The call (device tool):  run(command="NARRATE_COMMIT=<sha> bash bench/gpu_run.sh", carry=[".whl"],
@@ -48,10 +49,19 @@ fi
   "$PY" -c "import nemo; print('nemo', nemo.__version__)" 2>&1 | tail -1
 } 2>&1 | tee "$OUT_DIR/environment.txt"
 
-budget=230
+budget=170
 [[ $smoke == 1 ]] && budget=900
-timeout $((budget + 50)) "$PY" bench/gpu_run.py --out "$OUT_DIR" --time-budget "$budget" "$@" 2>&1 |
+timeout $((budget + 40)) "$PY" bench/gpu_run.py --out "$OUT_DIR" --time-budget "$budget" "$@" 2>&1 |
   grep --line-buffered -v -E "Warning|warnings.warn|^ *$|USDT:" | tee "$OUT_DIR/log.txt"
 status=${PIPESTATUS[0]}
+
+# Then 64 mixed jobs through the real worker path (Redis, a Celery worker of 64 unit threads, one engine
+# of 64 slots) against the engine benchmark's figure at the same batch, just written above.
+units_args=(--out "$OUT_DIR" --timeout 60)
+[[ $smoke == 1 ]] && units_args+=(--smoke --timeout 600)
+timeout $([[ $smoke == 1 ]] && echo 900 || echo 100) "$PY" bench/gpu_units.py "${units_args[@]}" 2>&1 |
+  grep --line-buffered -v -E "Warning|warnings.warn|^ *$|USDT:" | tee "$OUT_DIR/units-log.txt"
+units_status=${PIPESTATUS[0]}
+[[ $status == 0 ]] && status=$units_status
 ls -la "$OUT_DIR"
 exit "$status"

@@ -22,4 +22,5 @@ RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/torch-
 USER narrate
 VOLUME ["/models"]
 EXPOSE 9101
-CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "narrate,narrate-voices", "--concurrency", "1", "-l", "INFO"]
+# A thread per unit (NARRATE_WORKER_UNITS, compose passes it as --concurrency): one engine per process.
+CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "narrate,narrate-voices", "--pool", "threads", "--concurrency", "16", "-l", "INFO"]

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import requests
 
-from shared.queue import worker_queues
+from shared.queue import worker_args, worker_queues
 from shared.settings import DEV_KEY, Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,11 +273,12 @@ class LocalStack:
     def _start_worker(self) -> None:
         metrics_dir = self._scratch_dir("worker-metrics")
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker"]
-        argv += ["-Q", worker_queues(self.settings), "--concurrency", "1", "-l", "INFO"]
+        argv = [sys.executable, "-m", "celery", *worker_args(self.settings), "-l", "INFO"]
         argv += ["-n", f"narrate-stack-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
         child = self._spawn("worker", argv, env)
-        self.say(f"started a Celery worker on queues {worker_queues(self.settings)} (pid {child.pid})")
+        units = self.settings.worker_units
+        queues = worker_queues(self.settings)
+        self.say(f"started a Celery worker on queues {queues}, {units} units at once (pid {child.pid})")
 
     def _start_webhooks(self) -> None:
         """The webhooks worker (its own Celery app and queue, a thread pool, no engine), as compose runs it."""

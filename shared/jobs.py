@@ -81,6 +81,18 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
+class JobPriority(StrEnum):
+    """Scheduling class: a worker takes every ready unit of a higher class before any of a lower one."""
+
+    INTERACTIVE = "interactive"
+    """Short work a person waits for (a preview, a line being edited): ahead of everything else, its
+    chunks admitted into the next free slots of a running batch."""
+    NORMAL = "normal"
+    """The default."""
+    BATCH = "batch"
+    """Bulk work (books, catalogues) that may wait while interactive and normal work runs."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -158,6 +170,11 @@ class JobCreate(_Strict):
         "integers of at most 2^53 - 1, finite numbers, booleans or null.",
     )
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    priority: JobPriority = Field(
+        JobPriority.NORMAL,
+        description="Scheduling class: `interactive` (short work someone waits for) runs ahead of `normal`, which "
+        "runs ahead of `batch` (books, catalogues); within a class each tenant gets a fair share of the workers.",
+    )
     webhook_url: str | None = Field(
         None,
         max_length=2048,
@@ -181,6 +198,14 @@ class JobCreate(_Strict):
         names = [fmt.value for fmt in AudioFormat]
         if value not in names:
             raise ValueError(f"format must be one of {', '.join(names)}")
+        return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _known_priority(cls, value: Any) -> Any:
+        names = [priority.value for priority in JobPriority]
+        if value not in names:
+            raise ValueError(f"priority must be one of {', '.join(names)}")
         return value
 
     @field_validator("metadata", mode="before")
@@ -329,6 +354,7 @@ class JobView(BaseModel):
     sample_rate: int | None
     concatenate: bool
     metadata: dict[str, Any]
+    priority: JobPriority = JobPriority.NORMAL
     progress: Progress
     rtf: float | None = Field(None, description="Wall seconds of synthesis per second of audio.")
     attempts: int = 0

@@ -9,7 +9,8 @@ right even after restarts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from shared.jobs import JobPriority
 
 NAMESPACE = "narrate"
 
@@ -96,6 +100,45 @@ class QueueDepthCollector(Collector):
         except Exception:
             return
         yield family
+
+
+class UnitsCollector(Collector):
+    """Reports the scheduler's ready and leased units per priority class (`UnitStore.ready_counts`,
+    `leased_counts`) at scrape time."""
+
+    def __init__(
+        self, ready: Callable[[], Mapping[JobPriority, int]], leased: Callable[[], Mapping[JobPriority, int]]
+    ) -> None:
+        self._ready = ready
+        self._leased = leased
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, help_text, read in (
+            ("units_ready", "Units (plan, speak, assemble) waiting for a worker, per job priority.", self._ready),
+            ("units_leased", "Units a worker holds right now, per job priority.", self._leased),
+        ):
+            family = GaugeMetricFamily(f"{NAMESPACE}_{name}", help_text, labels=["priority"])
+            try:
+                counts = read()
+            except Exception:
+                continue
+            for priority, count in counts.items():
+                family.add_metric([str(priority)], float(count))
+            yield family
+
+
+class _Collectors(Collector):
+    def __init__(self, *collectors: Collector) -> None:
+        self._collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:  # type: ignore[override]
+        for collector in self._collectors:
+            yield from collector.collect()
+
+
+def combined(*collectors: Collector) -> Collector:
+    """Several scrape-time collectors as the one `extra` of `scrape_registry`."""
+    return _Collectors(*collectors)
 
 
 def multiprocess_enabled() -> bool:

@@ -9,7 +9,8 @@ from celery import Celery
 
 from shared.settings import Settings
 
-SYNTHESIZE_TASK = "narrate.synthesize"
+WORK_TASK = "narrate.work"
+"""A token, no arguments: the worker thread that receives it takes one ready unit (`UnitStore.take`)."""
 CLONE_VOICE_TASK = "narrate.clone_voice"
 DELIVER_WEBHOOK_TASK = "narrate.deliver_webhook"
 
@@ -20,27 +21,34 @@ def worker_queues(settings: Settings) -> str:
     return f"{settings.queue_name},{settings.voice_queue_name}"
 
 
+def worker_args(settings: Settings, queues: str | None = None) -> list[str]:
+    """`celery` arguments of a synthesis worker process (one per GPU): a thread per unit it runs at once
+    (`NARRATE_WORKER_UNITS`), all feeding its one engine."""
+    return [
+        "-A", "worker.celery_app:app", "worker", "-Q", queues or worker_queues(settings),
+        "--pool", "threads", "--concurrency", str(settings.worker_units),
+    ]  # fmt: skip
+
+
 def make_celery(settings: Settings, name: str) -> Celery:
     app = Celery(name, broker=settings.redis_url)
     app.conf.update(
         task_default_queue=settings.queue_name,
         task_routes={
-            SYNTHESIZE_TASK: {"queue": settings.queue_name},
+            WORK_TASK: {"queue": settings.queue_name},
             CLONE_VOICE_TASK: {"queue": settings.voice_queue_name},
             DELIVER_WEBHOOK_TASK: {"queue": settings.webhook_queue_name},
         },
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        # A job is acknowledged only when it ended; a worker that dies mid-job gives it back.
+        # A voice clone is acknowledged only when it ended; a worker that dies mid-clone gives it back
+        # (an error too: given back, not dropped). Work tokens opt out (`acks_late=False` on the task):
+        # units are recovered by their leases, so no time limit or visibility timeout bounds a unit.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # A hard time limit or a task error is not acknowledged either: the job is given back to the
-        # queue and then resumes or is failed by the attempt cap, instead of being dropped.
         task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
-        task_soft_time_limit=settings.task_soft_time_limit_seconds,
-        task_time_limit=settings.task_hard_time_limit_seconds,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_seconds,
             # Sweep for messages of dead workers often enough that a job is redelivered soon after its

@@ -16,16 +16,19 @@ import redis
 from celery import Celery
 
 from shared.downloads import Links, links_for
-from shared.queue import CLONE_VOICE_TASK, DELIVER_WEBHOOK_TASK, SYNTHESIZE_TASK, make_celery
+from shared.queue import CLONE_VOICE_TASK, DELIVER_WEBHOOK_TASK, WORK_TASK, make_celery
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
 from shared.store import JobStore
+from shared.units import UnitStore
 from shared.usage import UsageStore
 from shared.voice_store import VoiceStore
 from shared.webhook_store import WebhookStore
 
 Enqueue = Callable[[str], None]
 """Sends one id (a job's or a voice's) to its task's queue by task name."""
+EnqueueWork = Callable[[int], None]
+"""Sends n work tokens (`narrate.work`, no arguments) to `queue_name`."""
 
 
 @dataclass
@@ -33,10 +36,15 @@ class Services:
     settings: Settings
     redis: redis.Redis
     jobs: JobStore
+    units: UnitStore
+    """The scheduler of every job's units (plan, speak, assemble) and their leases."""
     voices: VoiceStore
     storage: Storage
+    enqueue_work: EnqueueWork
+    """Sends n work tokens (`narrate.work`) on `queue_name`: one per unit made ready."""
     enqueue_job: Enqueue
-    """Queues a synthesis job (`narrate.synthesize`) on `queue_name`."""
+    """After a job is created: one work token for its plan unit (the job id is not sent; the token's
+    receiver takes the best ready unit, whichever job's it is)."""
     enqueue_clone: Enqueue
     """Queues a voice for cloning (`narrate.clone_voice`) on `voice_queue_name`."""
     webhooks: WebhookStore
@@ -61,13 +69,20 @@ class Services:
         def celery() -> Celery:
             return make_celery(settings, client_name)
 
+        jobs = JobStore(client, prefix=settings.key_prefix, retention_seconds=settings.job_retention_seconds)
+        units = UnitStore(
+            client, prefix=settings.key_prefix, retention_seconds=settings.job_retention_seconds, jobs=jobs
+        )
+        enqueue_work = _work_sender(celery, settings.queue_name)
         return cls(
             settings=settings,
             redis=client,
-            jobs=JobStore(client, prefix=settings.key_prefix, retention_seconds=settings.job_retention_seconds),
+            jobs=jobs,
+            units=units,
             voices=VoiceStore(client, prefix=settings.key_prefix),
             storage=storage_from_settings(settings, retry_seconds=storage_retry_seconds),
-            enqueue_job=_sender(celery, SYNTHESIZE_TASK, settings.queue_name),
+            enqueue_work=enqueue_work,
+            enqueue_job=lambda _job_id: enqueue_work(1),
             enqueue_clone=_sender(celery, CLONE_VOICE_TASK, settings.voice_queue_name),
             webhooks=WebhookStore(
                 client,
@@ -82,6 +97,16 @@ class Services:
             ),
             enqueue_webhook=_sender(celery, DELIVER_WEBHOOK_TASK, settings.webhook_queue_name),
         )
+
+
+def _work_sender(celery: Callable[[], Celery], queue: str) -> EnqueueWork:
+    def send(n: int = 1) -> None:
+        app = celery()
+        with app.producer_or_acquire() as producer:  # one connection for all n
+            for _ in range(n):
+                app.send_task(WORK_TASK, queue=queue, producer=producer)
+
+    return send
 
 
 def _sender(celery: Callable[[], Celery], task: str, queue: str) -> Enqueue:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.text.rate import DEFAULT_CHARS_PER_SECOND
@@ -105,23 +105,42 @@ class Settings(BaseSettings):
     # --- worker -----------------------------------------------------------------------------------
     engine: EngineName = "piper"
     """Speech engine of the worker: `piper` (CPU preview voice) or `kanitts2` (GPU)."""
-    task_soft_time_limit_seconds: int = Field(default=3 * 3600, ge=1)
-    """Soft limit of one synthesis job; the job fails cleanly when it is reached."""
-    task_hard_time_limit_seconds: int = Field(default=3 * 3600 + 300, ge=2)
-    """Hard limit: the worker process is killed and the job redelivered (counts as an attempt)."""
-    visibility_timeout_seconds: int = Field(default=4 * 3600, ge=3)
-    """Redis broker redelivery timeout for unacknowledged jobs; must exceed the hard limit."""
+    visibility_timeout_seconds: int = Field(default=2 * 3600 + 600, ge=3)
+    """Redis broker redelivery timeout of an unacknowledged message: it must cover the longest retry
+    countdown a worker holds (a webhook's, up to twice `webhook_retry_max_backoff_seconds`) and a voice
+    clone. Synthesis does not depend on it: work tokens are acknowledged as they start, and a dead
+    worker's units come back through their leases."""
+    assembly_processes: int = Field(default=1, ge=0)
+    """Processes per worker that stitch, master, encode and upload finished jobs beside the engine (0: on
+    the unit's own thread), so the engine's batch never waits for a CPU-bound assembly."""
     max_attempts: int = Field(default=3, ge=1)
-    """A job whose worker died (or whose storage stayed unreachable) this many times ends `failed`
-    instead of looping."""
+    """A unit (of a job's plan, speech or assembly) claimed this many times without finishing (its worker
+    died, it stalled, its storage stayed unreachable) fails its job with that reason instead of looping."""
     storage_requeue_seconds: float = Field(default=30.0, ge=0)
     """Delay before a job whose storage stayed unreachable past `storage_retry_seconds` is delivered again
     (doubled at each further attempt); each such delivery counts against `max_attempts`."""
     lease_seconds: float = Field(default=30.0, ge=1)
-    """A running job's claim lasts this long unless its worker renews it (it does, every third of it); a
-    second delivery of a job with a live claim waits instead of running it twice, and a worker that lost
-    its claim stops. Also how long a job whose worker machine vanished waits before another takes it
-    over (a dead worker process on the same host is taken over at once)."""
+    """A unit's lease lasts this long unless its worker renews it (it does, every third of it); a worker
+    that lost its lease stops without changing anything. Also about how long the units of a worker that
+    died (or whose whole machine vanished) wait before the sweeper gives them to another worker."""
+    worker_units: int = Field(default=16, ge=1, le=1024)
+    """Units one worker process runs at once (its Celery `--concurrency`, threads): the chunks of all of
+    them go to the process's one engine, whose batch mixes their rows."""
+    unit_audio_seconds: float = Field(default=300.0, gt=0)
+    """Estimated audio seconds of one speak unit at most: a long input is cut into streams of about this
+    much (at paragraph boundaries; never fewer than its `streams`), short inputs are packed, in order,
+    into units of up to this much. Units of one job run side by side on any workers."""
+    unit_stall_seconds: float = Field(default=600.0, gt=0)
+    """A speak unit whose holder reports no finished chunk for this long is given back (`unit_stalled`) and
+    retried; after `max_attempts` claims its job fails. The only time bound on synthesis: a job of any
+    length runs as long as its units make progress."""
+    checkpoint_interval_seconds: float = Field(default=30.0, ge=0)
+    """Wall seconds between two checkpoint part objects of a running speak unit (also written at the
+    unit's end and when it stops): at most this much of a unit's work is done again after a crash (0: a
+    part per chunk)."""
+    sweep_seconds: float | None = Field(default=None, gt=0)
+    """How often a worker process's sweeper returns units of expired leases, stalled units and units whose
+    hand-back delay is over to the ready queue (unset: a third of `lease_seconds`)."""
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint (0 = off)."""
     batch_size: int = Field(default=16, ge=1)
@@ -238,17 +257,6 @@ class Settings(BaseSettings):
     def character_quota(self, tenant: str) -> int | None:
         """The monthly character quota of `tenant`: its override, else the default (None: unlimited)."""
         return _parse_quotas(self.tenant_quotas).get(tenant, self.monthly_character_quota)
-
-    @model_validator(mode="after")
-    def _limits_are_ordered(self) -> Settings:
-        if self.task_soft_time_limit_seconds >= self.task_hard_time_limit_seconds:
-            raise ValueError("task_soft_time_limit_seconds must be below task_hard_time_limit_seconds")
-        if self.visibility_timeout_seconds <= self.task_hard_time_limit_seconds:
-            raise ValueError(
-                "visibility_timeout_seconds must exceed task_hard_time_limit_seconds, "
-                "or a job still running would be delivered to a second worker"
-            )
-        return self
 
 
 def _parse_quotas(value: str) -> dict[str, int]:

@@ -55,6 +55,18 @@ def checkpoint_key(job_id: str, chunk_key: str, run: int) -> str:
     return f"{run_checkpoint_prefix(job_id, run)}{chunk_key}.flac"
 
 
+def unit_checkpoint_prefix(job_id: str, unit: int) -> str:
+    """The checkpoint part objects of one speak unit of a job, of all its attempts."""
+    return f"{checkpoint_prefix(job_id)}unit-{unit}/"
+
+
+def checkpoint_part_key(job_id: str, unit: int, attempt: int, part: int) -> str:
+    """One checkpoint part of a speak unit: the chunks its claim `attempt` finished in one checkpoint
+    period, as one FLAC object. Attempt-scoped, so a holder that lost its lease and writes late can never
+    replace a part the unit's record points to."""
+    return f"{unit_checkpoint_prefix(job_id, unit)}attempt-{attempt}/part-{part:05d}.flac"
+
+
 # --- voices: everything of a voice under one tenant-scoped prefix -----------------------------------
 def voice_prefix(tenant: str, voice_id: str) -> str:
     return f"{VOICES_ROOT}{tenant}/{voice_id}/"

@@ -15,16 +15,16 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from shared import lease
 from shared.jobs import (
     InputView,
     JobCreate,
     JobError,
     JobPage,
+    JobPriority,
     JobStatus,
     JobView,
     Progress,
@@ -33,6 +33,9 @@ from shared.jobs import (
     to_datetime,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from shared.units import UnitStore
 
 # --- status index: a zset per tenant and status (score: creation time), so a filtered list reads only
 # the jobs it returns. Every script below that changes a status is registered with this helper prepended
@@ -83,72 +86,9 @@ if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return {'ok', status}
 """
 
-_CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', 0, 0, ''} end
-if status ~= 'queued' and status ~= 'running' then return {'skip', 0, 0, ''} end
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[6] then return {'busy', 0, redis.call('PTTL', KEYS[3]), holder} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('ZREM', KEYS[2], ARGV[1])
-if attempts > tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[2], 'error', ARGV[4])
-  move_status_index(KEYS[1], ARGV[1], status, 'failed')  -- status index
-  redis.call('DEL', KEYS[3])
-  return {'exhausted', attempts, 0, ''}
-end
-redis.call('HSET', KEYS[1], 'status', 'running')
-move_status_index(KEYS[1], ARGV[1], status, 'running')  -- status index
-if not redis.call('HGET', KEYS[1], 'started_at') then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
-end
-redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[7])
-return {'claimed', attempts, 0, ''}
-"""
-
-# Every write of a claimed run: first the lease (LOST when another claim took over), then the status
-# (0 when the job stopped running: canceled), then the write (1).
-_RECORD_CHUNK = (
-    lease.guard("KEYS[3]", "ARGV[5]")
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 1 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
-redis.call('HINCRBY', KEYS[1], 'chunks_synthesized', 1)
-redis.call('HINCRBYFLOAT', KEYS[1], 'audio_seconds', ARGV[3])
-redis.call('HINCRBYFLOAT', KEYS[1], 'synth_seconds', ARGV[4])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-"""
-)
-
-_UPDATE_RUNNING = (
-    lease.guard("KEYS[2]", "ARGV[1]")
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-)
-
-_FINISH = (
-    lease.guard("KEYS[2]", "ARGV[1]")
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-move_status_index(KEYS[1], ARGV[4], 'running', ARGV[2])  -- status index
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('DEL', KEYS[2], KEYS[3])
-return 1
-"""
-)
-
 _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
-    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings",
+    "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings", "priority",
 )  # fmt: skip
 
 
@@ -167,21 +107,18 @@ class IdempotencyConflict(Exception):
 
 
 @dataclass(frozen=True)
-class Claim:
-    outcome: str  # claimed | busy | exhausted | skip | missing
-    attempts: int
-    token: str = ""
-    """The claimed run's lease token: every later write of the run passes it (fencing)."""
-    retry_in: float = 0.0
-    """`busy`: seconds until the other holder's lease runs out unless it is renewed."""
-
-
-@dataclass(frozen=True)
 class DoneChunk:
     seconds: float
     carry: bytes | None
     run: int = 0
     """The attempt whose run stored the chunk's audio (0: recorded before runs were numbered)."""
+    part: str = ""
+    """The storage key of the checkpoint part object holding the chunk (`UnitStore.checkpoint`; empty:
+    a chunk stored as its own object, `storage_keys.checkpoint_key`)."""
+    offset: int = 0
+    """The chunk's first sample in its part."""
+    samples: int = 0
+    """The chunk's length in samples (0: the whole object)."""
 
 
 class JobStore:
@@ -192,13 +129,14 @@ class JobStore:
         self.retention = retention_seconds
         # The scripts that change a job's status carry the status index helper.
         self._transition = self._redis.register_script(_STATUS_INDEX_LUA + _TRANSITION)
-        self._claim = self._redis.register_script(_STATUS_INDEX_LUA + _CLAIM)
-        self._record_chunk = self._redis.register_script(_RECORD_CHUNK)
-        self._update_running = self._redis.register_script(_UPDATE_RUNNING)
         self._backfill_status_index = self._redis.register_script(_BACKFILL_STATUS_INDEX)
-        self._finish = self._redis.register_script(_STATUS_INDEX_LUA + _FINISH)
-        self._renew = self._redis.register_script(lease.RENEW)
-        self._release = self._redis.register_script(lease.RELEASE)
+        self._units: UnitStore | None = None
+
+    def attach_units(self, units: UnitStore) -> None:
+        """The scheduler of this deployment (`UnitStore` calls it): from now on `create` queues each new
+        job's plan unit in the same transaction, `cancel` stops the job's units with its status, and
+        `delete` forgets them."""
+        self._units = units
 
     # --- keys -------------------------------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -206,9 +144,6 @@ class JobStore:
 
     def _chunks(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}:chunks"
-
-    def _lease(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}:lease"
 
     def _cleanup(self) -> str:
         return f"{self._prefix}:cleanup"
@@ -267,6 +202,7 @@ class JobStore:
                 "audio_seconds": 0,
                 "synth_seconds": 0,
                 "attempts": 0,
+                "priority": spec.priority.value,
                 **({"idempotency_key": idempotency_key} if idempotency_key else {}),
             },
         )
@@ -278,6 +214,8 @@ class JobStore:
         pipe.zadd(self._status_index(tenant, JobStatus.QUEUED), {job_id: now})
         pipe.expire(self._status_index(tenant, JobStatus.QUEUED), self.retention + 3600)
         pipe.zadd(self._queued(), {job_id: now})
+        if self._units is not None:
+            self._units.stage_plan(pipe, job_id)
         pipe.execute()
         if idempotency_key:
             record = json.dumps({"hash": body_hash, "job": job_id})
@@ -315,8 +253,10 @@ class JobStore:
             raw = self._redis.get(self._idem(tenant, key_raw.decode()))
             if raw is not None and json.loads(raw).get("job") == job_id:  # not a racing twin's key
                 idem_keys.append(self._idem(tenant, key_raw.decode()))
+        if self._units is not None:
+            self._units.forget_job(job_id)  # reads the record, so before it goes
         pipe = self._redis.pipeline()
-        pipe.delete(self._job(job_id), self._chunks(job_id), self._lease(job_id))
+        pipe.delete(self._job(job_id), self._chunks(job_id))
         pipe.zrem(self._queued(), job_id)
         if tenant:
             pipe.zrem(self._tenant_index(tenant), job_id)
@@ -368,6 +308,7 @@ class JobStore:
             sample_rate=summary.get("sample_rate"),
             concatenate=summary.get("concatenate", True),
             metadata=summary.get("metadata", {}),
+            priority=JobPriority(raw["priority"] or JobPriority.NORMAL),
             progress=Progress(chunks_done=done, chunks_total=total, percent=percent, audio_seconds=round(audio, 3)),
             rtf=round(synth / audio, 4) if audio > 0 else None,
             attempts=int(raw["attempts"] or 0),
@@ -454,67 +395,15 @@ class JobStore:
         return outcome.decode(), old.decode()
 
     def cancel(self, job_id: str) -> tuple[str, str]:
+        """queued | running -> canceled: ("ok", old) / ("refused", current) / ("missing", ""). With the
+        scheduler attached, its units stop in the same script (none stays ready; holders stop at their
+        next write)."""
+        error = {"code": "canceled", "message": "The job was canceled by the client."}
+        if self._units is not None:
+            return self._units.cancel(job_id, error=error)
         return self.transition(
-            job_id,
-            (JobStatus.QUEUED, JobStatus.RUNNING),
-            JobStatus.CANCELED,
-            finished_at=utcnow(),
-            error={"code": "canceled", "message": "The job was canceled by the client."},
+            job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELED, finished_at=utcnow(), error=error
         )
-
-    def claim(self, job_id: str, *, max_attempts: int, lease_seconds: float = 30.0) -> Claim:
-        """Mark the job running for this delivery, under a new lease of `lease_seconds` (renew it with
-        `renew`); a job delivered more than `max_attempts` times (its workers kept dying) is failed
-        instead. A job whose lease another run holds is `busy` (not counted as an attempt), unless that
-        run's process is gone from this host: then it is taken over at once."""
-        error = json.dumps(
-            {
-                "code": "worker_lost",
-                "message": f"The worker processing this job stopped unexpectedly {max_attempts} times; "
-                "giving up. The input may trigger a crash of the engine.",
-            }
-        )
-        token = lease.new_token()
-        takeover = ""
-        while True:
-            outcome, attempts, pttl, holder = self._claim(
-                keys=[self._job(job_id), self._queued(), self._lease(job_id)],
-                args=[job_id, repr(utcnow()), max_attempts, error, token, takeover, int(lease_seconds * 1000)],
-            )
-            outcome, holder = outcome.decode(), holder.decode()
-            if outcome == "busy" and holder != takeover and lease.holder_is_dead_here(holder):
-                takeover = holder  # compare-and-set: only if that dead run still holds it
-                continue
-            break
-        if outcome == "busy":
-            return Claim(outcome, 0, retry_in=max(0.0, int(pttl) / 1000))
-        return Claim(outcome, int(attempts), token=token if outcome == "claimed" else "")
-
-    def renew(self, job_id: str, token: str, lease_seconds: float) -> bool:
-        """Extend the run's lease; False when it no longer holds it."""
-        return bool(self._renew(keys=[self._lease(job_id)], args=[token, int(lease_seconds * 1000)]))
-
-    def release(self, job_id: str, token: str) -> bool:
-        """Give the lease up (the run ends without finishing the job: it is requeued); False when the run
-        no longer held it."""
-        return bool(self._release(keys=[self._lease(job_id)], args=[token]))
-
-    def update_running(self, job_id: str, token: str, **fields: Any) -> bool:
-        """Write progress fields of the run holding `token`; False when the job is no longer running
-        (canceled); `LeaseLost` when another run took the job over. With no fields: just the check."""
-        args: list[Any] = [token]
-        for name, value in fields.items():
-            args += [name, _encode(value)]
-        return _checked(self._update_running(keys=[self._job(job_id), self._lease(job_id)], args=args))
-
-    def finish(self, job_id: str, token: str, status: JobStatus, **fields: Any) -> bool:
-        """End the run holding `token` with `status` (and its lease); False when the job was no longer
-        running, `LeaseLost` when another run took it over."""
-        args: list[Any] = [token, status.value, self.retention, job_id, "finished_at", _encode(utcnow())]
-        for name, value in fields.items():
-            args += [name, _encode(value)]
-        keys = [self._job(job_id), self._lease(job_id), self._chunks(job_id)]
-        return _checked(self._finish(keys=keys, args=args))
 
     # --- storage clean-up that failed, retried later ----------------------------------------------
     def defer_cleanup(self, prefix: str) -> None:
@@ -528,41 +417,25 @@ class JobStore:
         self._redis.srem(self._cleanup(), prefix)
 
     # --- chunk checkpoints ------------------------------------------------------------------------
-    def record_chunk(
-        self,
-        job_id: str,
-        token: str,
-        key: str,
-        *,
-        run: int,
-        seconds: float,
-        synth_seconds: float,
-        carry: bytes | None,
-    ) -> bool:
-        """Remember a finished chunk whose audio run `run` already stored; False if the job stopped
-        running, `LeaseLost` if another run took it over."""
-        record = json.dumps(
-            {"seconds": seconds, "carry": base64.b64encode(carry).decode() if carry else None, "run": run}
-        )
-        return _checked(
-            self._record_chunk(
-                keys=[self._job(job_id), self._chunks(job_id), self._lease(job_id)],
-                args=[key, record, repr(seconds), repr(synth_seconds), token],
-            )
-        )
-
     def done_chunks(self, job_id: str) -> dict[str, DoneChunk]:
         out: dict[str, DoneChunk] = {}
         for key, raw in self._redis.hgetall(self._chunks(job_id)).items():
             record = json.loads(raw)
             carry = base64.b64decode(record["carry"]) if record["carry"] else None
-            out[key.decode()] = DoneChunk(float(record["seconds"]), carry, int(record.get("run", 0)))
+            out[key.decode()] = DoneChunk(
+                float(record["seconds"]),
+                carry,
+                int(record.get("run", 0)),
+                part=record.get("part", ""),
+                offset=int(record.get("offset", 0)),
+                samples=int(record.get("samples", 0)),
+            )
         return out
 
     def counters(self, job_id: str) -> dict[str, float]:
         names = (
             "chunks_done", "chunks_total", "chunks_synthesized", "audio_seconds", "synth_seconds", "attempts",
-            "plan_chars_per_second",
+            "units_total",
         )  # fmt: skip
         values = self._redis.hmget(self._job(job_id), names)
         return {name: float(value or 0) for name, value in zip(names, values, strict=True)}
@@ -597,12 +470,6 @@ class JobStore:
 
 def _characters(inputs: str | None) -> int:
     return sum(int(item["chars"]) for item in json.loads(inputs or "[]"))
-
-
-def _checked(reply: int) -> bool:
-    if int(reply) == lease.LOST:
-        raise lease.LeaseLost
-    return bool(reply)
 
 
 def _encode(value: Any) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.queue import worker_queues
+from shared.queue import worker_args
 from shared.services import Services
 from shared.settings import DEV_KEY, Settings
 from shared.store import JobStore
@@ -73,9 +73,10 @@ class ServiceEnv:
             "NARRATE_STORAGE_URL": self.storage_url,
             "NARRATE_DEV_MODE": "1",
             "NARRATE_WORKER_METRICS_PORT": "0",
-            "NARRATE_TASK_SOFT_TIME_LIMIT_SECONDS": "120",
-            "NARRATE_TASK_HARD_TIME_LIMIT_SECONDS": "150",
-            "NARRATE_VISIBILITY_TIMEOUT_SECONDS": "180",
+            # Few threads per worker process (two cores run the whole suite), short leases: a dead
+            # worker's units come back within seconds.
+            "NARRATE_WORKER_UNITS": "4",
+            "NARRATE_LEASE_SECONDS": "6",
         }
         values.update(self.extra)
         return values
@@ -99,8 +100,8 @@ def service_env(redis_url: str, key_prefix: str, tmp_path: Path) -> ServiceEnv:
 
 
 class WorkerProcess:
-    """A real `celery worker` process (prefork, one child) on the test's queues (`queues`, or both the
-    synthesis and the voice queue as production workers do)."""
+    """A real `celery worker` process (a thread per unit, one engine) on the test's queues (`queues`, or
+    both the synthesis and the voice queue as production workers do), as production starts it."""
 
     def __init__(self, env: ServiceEnv, log_path: Path, queues: str | None = None) -> None:
         self.env = env
@@ -108,16 +109,14 @@ class WorkerProcess:
         child_env = {**os.environ, **env.env(), "PYTHONUNBUFFERED": "1"}
         child_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        queues = queues or worker_queues(env.settings())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", queues,
-             "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "INFO", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
+            [sys.executable, "-m", "celery", *worker_args(env.settings(), queues), "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-l", "INFO", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=REPO, env=child_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
-        """Ready once the child has loaded its engine (it publishes it) and the parent consumes."""
+        """Ready once it has loaded its engine (it publishes it) and consumes."""
         store = self.env.store()
         redis.Redis.from_url(self.env.redis_url).delete(f"{self.env.key_prefix}:engine")
         deadline = time.time() + timeout
@@ -129,17 +128,9 @@ class WorkerProcess:
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready:\n{self.log()}")
 
-    def child_pids(self) -> list[int]:
-        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
-
-    def kill_child(self) -> int:
-        pid = self.child_pids()[0]
-        os.kill(pid, signal.SIGKILL)
-        return pid
-
     def kill(self) -> None:
-        """SIGKILL the whole worker (parent and child), as a crashed machine would."""
+        """SIGKILL the whole worker's process group (the worker and its assembly processes), as a crashed
+        machine would."""
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 

@@ -1,8 +1,14 @@
-"""The Celery worker: `celery -A worker.celery_app:app worker -Q narrate,narrate-voices --concurrency 1`.
+"""The Celery worker: `celery -A worker.celery_app:app worker -Q narrate,narrate-voices --pool threads
+--concurrency N` (N = `NARRATE_WORKER_UNITS`), one process per GPU.
 
-One prefork child per GPU. The engine is loaded in the child after the fork (worker_process_init), never
-at import time, and kept for the process's life. Metrics of the child are written to a multiprocess
-directory and served by the parent on `NARRATE_WORKER_METRICS_PORT`.
+Each thread runs one unit at a time (`narrate.work`: take the best ready unit, run it); all of them feed
+the process's one engine, loaded once when the worker starts (worker_init), never at import time, so the
+engine's continuous batch mixes the chunks of every unit running here. A sweeper thread per process
+gives expired or stalled units back and keeps tokens in the queue (`worker.sweeper`). Tokens are
+acknowledged as they start: a dead worker's units come back through their leases, not redelivery, so no
+Celery time limit applies. SIGTERM makes running speak units checkpoint and hand their units back.
+Metrics are served on `NARRATE_WORKER_METRICS_PORT` (a multiprocess directory, for the assembly pool's
+children and the voice clone's).
 """
 
 from __future__ import annotations
@@ -14,16 +20,22 @@ import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
-from celery import Task, signals
+from celery import signals
 from celery.exceptions import Reject, Retry
 
-# Must be decided before prometheus_client is imported anywhere in this process or its children.
+# Must be decided before prometheus_client is imported anywhere in this process or its children, and a
+# given directory emptied before this process creates its own value files (a previous run's values would
+# be merged in otherwise).
 _OWN_METRICS_DIR: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="narrate-worker-metrics-")
+else:
+    for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+        _path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name)
+        shutil.rmtree(_path) if os.path.isdir(_path) else os.remove(_path)
 
 from shared import metrics  # noqa: E402
-from shared.queue import CLONE_VOICE_TASK, SYNTHESIZE_TASK, make_celery  # noqa: E402
+from shared.queue import CLONE_VOICE_TASK, WORK_TASK, make_celery  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -31,16 +43,10 @@ T = TypeVar("T")
 
 settings = get_settings()
 app = make_celery(settings, "narrate-worker")
-# Loading a GPU model takes longer than Celery's default 4 s allowance for a new child.
-app.conf.worker_proc_alive_timeout = 900
 
 
 @signals.worker_init.connect
 def _start_metrics_server(**_: object) -> None:
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    for name in os.listdir(directory):  # values of a previous run would be merged in otherwise
-        path = os.path.join(directory, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
@@ -54,21 +60,24 @@ def _remove_metrics_dir(**_: object) -> None:
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
-@signals.worker_process_init.connect
+@signals.worker_init.connect
 def _load_engine(**_: object) -> None:
+    """Load the engine before the worker consumes (a thread pool: this process is the one that runs
+    units), then start its sweeper."""
     from worker.runtime import get_runtime
     from worker.sweeper import start_sweeper
 
     runtime = get_runtime()
     runtime.engine.warm_up()
-    start_sweeper(runtime.services)
+    start_sweeper(runtime)
 
 
-@signals.worker_process_shutdown.connect
-def _mark_dead(pid: int | None = None, **_: object) -> None:
-    from prometheus_client import multiprocess
+@signals.worker_shutting_down.connect
+def _hand_units_back(**_: object) -> None:
+    from worker.units_runner import SHUTTING_DOWN
 
-    multiprocess.mark_process_dead(pid or os.getpid())
+    log.info("shutting down: running speak units checkpoint and hand their units back")
+    SHUTTING_DOWN.set()
 
 
 def _requeue_on_error(work: Callable[[], T]) -> T:
@@ -85,22 +94,14 @@ def _requeue_on_error(work: Callable[[], T]) -> T:
         raise Reject(exc, requeue=True) from exc
 
 
-@app.task(name=SYNTHESIZE_TASK, bind=True, max_retries=None)
-def synthesize(self: Task, job_id: str) -> str | None:
-    from worker.pipeline import RetryLater, run_job
+@app.task(name=WORK_TASK, acks_late=False, ignore_result=True)
+def work() -> str:
+    """One token: take a unit and run it. Errors of the unit are its job's (worker.outcomes); one that
+    escapes (Redis unreachable at the take) only loses a token, which the sweeper tops up."""
     from worker.runtime import get_runtime
+    from worker.units_runner import run_token
 
-    def work() -> str | None:
-        try:
-            status = run_job(job_id, get_runtime())
-        except RetryLater as later:
-            # Celery re-sends the message with a countdown, then acknowledges this one (a failed send
-            # raises something else, and the message is handed back by _requeue_on_error).
-            log.info("job %s: %s; delivering it again in %.1f s", job_id, later, later.seconds)
-            raise self.retry(countdown=later.seconds, max_retries=None) from None
-        return status.value if status else None
-
-    return _requeue_on_error(work)
+    return run_token(get_runtime())
 
 
 @app.task(name=CLONE_VOICE_TASK)

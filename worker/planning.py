@@ -1,9 +1,16 @@
-"""From a job's inputs to the ordered list of chunk requests an engine generates."""
+"""From a job's inputs to the ordered list of chunk requests an engine generates, cut into units.
+
+The plan unit builds the plan once and stores it as JSON (`Plan.to_dict`); speak units and assembly
+read it back (`Plan.from_dict`, `chunks_from_json`) and never chunk again, so every unit of a job, on
+any worker, works on the same chunks, keys and streams.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from shared.jobs import JobCreate
 from shared.text.chunking import Boundary, Chunk, chunk_text, split_streams
@@ -11,6 +18,9 @@ from worker.engines.base import ChunkRequest, Sampling
 
 if TYPE_CHECKING:
     from worker.voice_embeddings import ClonedVoice
+
+PLAN_LANGUAGE = "en"
+"""Text rules and speech-rate key; English until jobs carry a language."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,90 @@ class Plan:
     def generation_order(self) -> list[PlannedChunk]:
         return sorted(self.all(), key=lambda planned: (planned.request.stream, planned.request.seq))
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able; cloned voices' embeddings are left out (a speak unit loads them by voice id)."""
+        return {"inputs": [[planned_to_dict(p) for p in chunks] for chunks in self.inputs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls([[planned_from_dict(item) for item in chunks] for chunks in data["inputs"]])
+
+
+def planned_to_dict(planned: PlannedChunk) -> dict[str, Any]:
+    chunk = asdict(planned.chunk)
+    chunk["sentences"] = list(planned.chunk.sentences)
+    chunk["boundary"] = planned.chunk.boundary.value
+    request = planned.request
+    return {
+        "input": planned.input_index,
+        "chunk": chunk,
+        "request": {
+            "key": request.key,
+            "stream": request.stream,
+            "seq": request.seq,
+            "voice": request.voice,
+            "language": request.language,
+            "sampling": asdict(request.sampling),
+            "expected_seconds": request.expected_seconds,
+        },
+    }
+
+
+def planned_from_dict(data: dict[str, Any]) -> PlannedChunk:
+    raw = dict(data["chunk"])
+    chunk = Chunk(**{**raw, "sentences": tuple(raw["sentences"]), "boundary": Boundary(raw["boundary"])})
+    fields = dict(data["request"])
+    sampling = Sampling(**fields.pop("sampling"))
+    request = ChunkRequest(text=chunk.text, last_sentence=chunk.last_sentence, sampling=sampling, **fields)
+    return PlannedChunk(int(data["input"]), chunk, request)
+
+
+def chunks_to_json(chunks: list[PlannedChunk]) -> str:
+    """One speak unit's chunk list as `UnitStore.register_plan` stores it."""
+    return json.dumps([planned_to_dict(p) for p in chunks], separators=(",", ":"))
+
+
+def chunks_from_json(raw: str, cloned: dict[str, ClonedVoice] | None = None) -> list[PlannedChunk]:
+    """A speak unit's chunk list, with the embeddings of its cloned voices put back."""
+    cloned = cloned or {}
+    out = []
+    for item in json.loads(raw):
+        planned = planned_from_dict(item)
+        clone = cloned.get(planned.request.voice or "")
+        if clone is not None:
+            planned = replace(planned, request=replace(planned.request, speaker_embedding=clone.embedding))
+        out.append(planned)
+    return out
+
+
+def pack_units(plan: Plan, unit_audio_seconds: float) -> list[list[PlannedChunk]]:
+    """The plan's speak units, in generation order: each stream of an input cut into several streams is
+    a unit of its own (so the units of one long input run side by side, on any worker); streams of
+    inputs spoken as one stream (short lines) are packed, in order, into units of up to
+    `unit_audio_seconds` of estimated audio. A stream is never split across units (its carry stays in
+    one unit)."""
+    streams: dict[int, list[PlannedChunk]] = {}
+    for planned in plan.generation_order():
+        streams.setdefault(planned.request.stream, []).append(planned)
+    split_inputs = {index for index, chunks in enumerate(plan.inputs) if len({p.request.stream for p in chunks}) > 1}
+    units: list[list[PlannedChunk]] = []
+    packing: list[PlannedChunk] | None = None
+    load = 0.0
+    for chunks in streams.values():
+        seconds = sum(p.chunk.est_seconds for p in chunks)
+        if chunks[0].input_index in split_inputs:
+            units.append(chunks)
+            packing = None
+            continue
+        if packing is not None and load + seconds <= unit_audio_seconds:
+            packing.extend(chunks)
+            load += seconds
+            continue
+        packing = list(chunks)
+        load = seconds
+        units.append(packing)
+    return units
+
 
 def chunk_key(input_index: int, chunk_index: int) -> str:
     return f"{input_index:05d}-{chunk_index:05d}"
@@ -49,10 +143,13 @@ def build_plan(
     voice_default: str,
     cloned: dict[str, ClonedVoice] | None = None,
     language: str = "en",
+    unit_audio_seconds: float | None = None,
 ) -> Plan:
-    """Chunk every input; a long input is split into `streams` side-by-side streams at paragraph
-    boundaries, and every input gets streams of its own (inputs never share context). Chunks in a
-    cloned voice carry its embedding and, when it has one, its language tag."""
+    """Chunk every input; a long input is split into at least `streams` side-by-side streams at
+    paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
+    estimated audio (a stream is a unit of work: a book spreads over many workers). Every input gets
+    streams of its own (inputs never share context). Chunks in a cloned voice carry its embedding and,
+    when it has one, its language tag."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
@@ -64,7 +161,7 @@ def build_plan(
             item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
         )
         planned: list[PlannedChunk] = []
-        for stream_chunks in split_streams(chunks, streams) if chunks else []:
+        for stream_chunks in _streams_of(chunks, streams, unit_audio_seconds):
             for seq, chunk in enumerate(stream_chunks):
                 request = ChunkRequest(
                     key=chunk_key(input_index, chunk.index),
@@ -83,6 +180,22 @@ def build_plan(
         planned.sort(key=lambda p: p.chunk.index)
         planned_inputs.append(planned)
     return Plan(planned_inputs)
+
+
+def _streams_of(chunks: list[Chunk], streams: int, unit_audio_seconds: float | None) -> list[list[Chunk]]:
+    """`split_streams` with as many streams as it takes to keep each under `unit_audio_seconds` (as
+    far as paragraphs allow), never fewer than `streams`."""
+    if not chunks:
+        return []
+    total = sum(chunk.est_seconds for chunk in chunks)
+    parts = max(streams, math.ceil(total / unit_audio_seconds) if unit_audio_seconds else 1)
+    paragraphs = len({chunk.paragraph for chunk in chunks})
+    while True:
+        result = split_streams(chunks, parts)
+        longest = max(sum(chunk.est_seconds for chunk in stream) for stream in result)
+        if unit_audio_seconds is None or longest <= unit_audio_seconds or parts >= paragraphs:
+            return result
+        parts += 1
 
 
 def pause_after(boundary: Boundary, pauses: dict[str, int]) -> int:

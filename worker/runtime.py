@@ -17,6 +17,7 @@ from shared.services import Services
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 from shared.store import JobStore
+from shared.units import UnitStore
 from shared.voice_store import VoiceStore
 from worker.engines.base import Engine
 from worker.engines.registry import SpeakerEmbedder, load_engine, load_speaker_embedder
@@ -58,6 +59,10 @@ class Runtime:
         return self.services.jobs
 
     @property
+    def units(self) -> UnitStore:
+        return self.services.units
+
+    @property
     def voices(self) -> VoiceStore:
         return self.services.voices
 
@@ -84,11 +89,14 @@ class Runtime:
 
 
 _runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
 
 
 def get_runtime() -> Runtime:
-    """The process's runtime, started on first use (after fork, never at import time)."""
+    """The process's runtime, started on first use (never at import time); the engine is loaded once
+    however many threads ask at the same time."""
     global _runtime
-    if _runtime is None:
-        _runtime = Runtime.start(Services.from_settings(get_settings(), client_name="narrate-worker"))
-    return _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.start(Services.from_settings(get_settings(), client_name="narrate-worker"))
+        return _runtime

@@ -33,8 +33,10 @@ def readyz() -> ResponseReturnValue:
 
 @bp.get("/metrics")
 def metrics_view() -> ResponseReturnValue:
-    depth = metrics.QueueDepthCollector(services().jobs.queued_count)
-    body, content_type = metrics.render(metrics.scrape_registry(depth))
+    found = services()
+    depth = metrics.QueueDepthCollector(found.jobs.queued_count)
+    units = metrics.UnitsCollector(found.units.ready_counts, found.units.leased_counts)
+    body, content_type = metrics.render(metrics.scrape_registry(metrics.combined(depth, units)))
     return Response(body, content_type=content_type)
 
 

@@ -24,22 +24,36 @@ def _job_keys(env: ServiceEnv) -> list[bytes]:
     return list(redis.Redis.from_url(env.redis_url).scan_iter(match=f"{env.key_prefix}:job:*"))
 
 
+def _job_records(env: ServiceEnv) -> list[bytes]:
+    """The job records alone (a job also keeps its units' hash beside its record)."""
+    return [key for key in _job_keys(env) if key.count(b":") == env.key_prefix.count(":") + 2]
+
+
 def _job(text: str = "Hello there. This is a test.", **extra) -> dict:
     return {"inputs": [{"text": text}], **extra}
 
 
-def test_submit_returns_202_with_location_and_queues_one_message(api_client, service_env):
+def test_submit_returns_202_with_location_and_queues_one_work_token(api_client, service_env):
     response = api_client.post("/v1/jobs", json=_job(format="wav", metadata={"book": "x"}), headers=AUTH)
     assert response.status_code == 202
     body = response.get_json()
     assert response.headers["Location"] == f"/v1/jobs/{body['id']}"
     assert body["status"] == "queued" and body["format"] == "wav" and body["metadata"] == {"book": "x"}
+    assert body["priority"] == "normal"
     assert body["inputs"] == [{"id": "input-00000", "chars": 28, "voice": None, "result": None}]
     assert len(body["id"]) > 20  # unguessable
     assert _queue_length(service_env) == 1
     message = json.loads(redis.Redis.from_url(service_env.redis_url).lindex(service_env.queue, 0))
-    assert message["headers"]["task"] == "narrate.synthesize"
+    assert message["headers"]["task"] == "narrate.work"  # a token: its receiver takes the best ready unit
     assert api_client.get(f"/v1/jobs/{body['id']}", headers=AUTH).get_json()["status"] == "queued"
+
+
+def test_a_jobs_priority_is_stored_and_shown(api_client, service_env):
+    body = api_client.post("/v1/jobs", json=_job(priority="batch"), headers=AUTH).get_json()
+    assert body["priority"] == "batch"
+    assert api_client.get(f"/v1/jobs/{body['id']}", headers=AUTH).get_json()["priority"] == "batch"
+    listed = api_client.get("/v1/jobs", headers=AUTH).get_json()["data"]
+    assert [job["priority"] for job in listed] == ["batch"]
 
 
 BAD_REQUESTS = [
@@ -59,6 +73,7 @@ BAD_REQUESTS = [
     ("unknown input voice", {"json": {"inputs": [{"text": "Hi.", "voice": "nobody"}]}}, 422, "unknown_voice",
      "inputs.0.voice"),
     ("unknown format", {"json": _job(format="aiff")}, 422, "invalid_request", "format"),
+    ("unknown priority", {"json": _job(priority="urgent")}, 422, "invalid_request", "priority"),
     ("sample rate too low", {"json": _job(sample_rate=4000)}, 422, "invalid_request", "sample_rate"),
     ("sample rate too high", {"json": _job(sample_rate=96000)}, 422, "invalid_request", "sample_rate"),
     ("temperature out of range", {"json": _job(sampling={"temperature": 5})}, 422, "invalid_request",
@@ -144,7 +159,7 @@ def test_idempotency_key_returns_the_same_job_and_conflicts_on_another_body(api_
     other = api_client.post("/v1/jobs", json=_job("Other text."), headers=headers)
     assert other.status_code == 409
     assert other.get_json()["error"]["code"] == "idempotency_conflict"
-    assert len(_job_keys(service_env)) == 1
+    assert len(_job_records(service_env)) == 1
 
 
 def _two_tenant_app(service_env: ServiceEnv):
@@ -228,9 +243,15 @@ def test_health_readiness_metrics_and_openapi(api_client, service_env):
     ready = api_client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["checks"] == {"redis": "ok", "storage": "ok"}
     api_client.post("/v1/jobs", json=_job(), headers=AUTH)
+    api_client.post("/v1/jobs", json={**_job(), "priority": "interactive"}, headers=AUTH)
     text = api_client.get("/metrics").get_data(as_text=True)
     assert "narrate_jobs_submitted_total" in text
-    assert "narrate_queue_depth 1.0" in text
+    assert "narrate_queue_depth 2.0" in text
+    # one plan unit ready per job, in its class; nothing leased (no worker runs)
+    assert 'narrate_units_ready{priority="interactive"} 1.0' in text
+    assert 'narrate_units_ready{priority="normal"} 1.0' in text
+    assert 'narrate_units_ready{priority="batch"} 0.0' in text
+    assert 'narrate_units_leased{priority="normal"} 0.0' in text
     document = api_client.get("/openapi.json").get_json()
     validate(document)
     create = document["components"]["schemas"]["JobCreate"]
@@ -259,7 +280,7 @@ def test_write_rate_limit_answers_429_in_the_error_shape_and_spares_polling(serv
     codes = [client.post("/v1/jobs", json=_job(), headers=AUTH).status_code for _ in range(3)]
     assert codes == [202, 202, 429]
     assert client.post("/v1/jobs", json=_job(), headers=AUTH).get_json()["error"]["code"] == "rate_limited"
-    assert len(_job_keys(service_env)) == 2
+    assert len(_job_records(service_env)) == 2
     assert all(client.get("/v1/jobs", headers=AUTH).status_code == 200 for _ in range(5))
 
 

@@ -75,10 +75,21 @@ def dockerfile(service: str) -> Path:
     return REPO / build.get("context", ".") / build["dockerfile"]
 
 
+GPU_WORKERS = ["worker", *(f"worker-gpu{k}" for k in range(1, 8))]
+"""One worker service per GPU of an eight-GPU box (worker-gpuK behind the profile gpuK)."""
+
+
 def test_services() -> None:
     assert set(SERVICES) == {
-        "redis", "minio", "minio-init", "api", "worker", "voices", "webhooks", "prometheus", "grafana",
+        "redis", "minio", "minio-init", "api", *GPU_WORKERS, "voices", "webhooks", "prometheus", "grafana",
     }  # fmt: skip
+
+
+def gpu_ids(service: str) -> list[str]:
+    [device] = SERVICES[service]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert "count" not in device  # `count: 1` hands every replica the same first card
+    return device["device_ids"]
 
 
 @pytest.mark.parametrize("service", ["api", "worker", "voices", "webhooks"])
@@ -165,15 +176,16 @@ def test_api_runs_gunicorn_with_multiprocess_metrics() -> None:
     assert any(t.split(":")[0] == metrics_dir for t in SERVICES["api"]["tmpfs"])
 
 
-def test_worker_consumes_the_queue_on_a_reserved_gpu() -> None:
+def test_worker_consumes_the_queue_on_a_reserved_gpu_with_a_thread_per_unit() -> None:
     argv = command("worker")
     assert argv[:4] == ["celery", "-A", "worker.celery_app:app", "worker"]
     assert option(argv, "-Q") == worker_queues(settings_of("worker"))
-    assert option(argv, "--concurrency") == "1"
+    assert option(argv, "--pool") == "threads"
+    # as many threads as units the process runs at once, from the same variable its settings read
+    assert interpolate(option(argv, "--concurrency")) == str(settings_of("worker").worker_units)
+    assert SERVICES["worker"]["environment"]["NARRATE_WORKER_UNITS"] == option(argv, "--concurrency")
     assert settings_of("worker").engine == "kanitts2"
-    [device] = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia"
-    assert "gpu" in device["capabilities"]
+    assert gpu_ids("worker") == ["0"]
     cache = settings_of("worker").hf_cache_dir
     mounts = [str(v).split(":")[1] for v in SERVICES["worker"]["volumes"]]
     assert any(cache.startswith(m) for m in mounts)
@@ -188,8 +200,20 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
     assert jobs["narrate-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert jobs["narrate-api"]["metrics_path"] == "/metrics"
     [dns] = jobs["narrate-worker"]["dns_sd_configs"]
-    assert dns["names"] == ["worker", "voices", "webhooks"]
+    assert dns["names"] == [*GPU_WORKERS, "voices", "webhooks"]
     assert dns["port"] == settings_of("worker").worker_metrics_port
+
+
+def test_one_worker_per_gpu_each_pinned_to_its_own_card() -> None:
+    assert [gpu_ids(service) for service in GPU_WORKERS] == [[str(k)] for k in range(8)]
+    assert "profiles" not in SERVICES["worker"]  # GPU 0's worker always runs
+    for k, service in enumerate(GPU_WORKERS[1:], start=1):
+        assert SERVICES[service]["profiles"] == [f"gpu{k}"]
+        assert command(service) == command("worker")
+        assert settings_of(service) == settings_of("worker")
+        # inside the container the one card it reserved is device 0
+        assert environment(service)["CUDA_VISIBLE_DEVICES"] == "0"
+        assert SERVICES[service]["depends_on"] == SERVICES["worker"]["depends_on"]
 
 
 def test_a_voices_worker_clones_on_its_own_queue_beside_the_gpu_workers() -> None:

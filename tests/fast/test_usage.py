@@ -1,5 +1,5 @@
 """Usage and the monthly character quota: jobs submitted through the real API (in process), run by
-`run_job` with the fake engine, on the real Redis."""
+the worker's units (in process) with the fake engine, on the real Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from api import create_app
 from api.context import services_of
 from shared.jobs import JobStatus
 from tests.conftest import AUTH, ServiceEnv
-from worker.pipeline import run_job
+from tests.support.units import run_until_idle
 
 pytestmark = pytest.mark.fast
 
@@ -53,7 +53,8 @@ def test_usage_adds_up_across_jobs_per_job_and_per_day(service_env, make_runtime
     jobs = []
     for text in (TEXT_A, TEXT_B):
         job_id = _submit(client, text).get_json()["id"]
-        assert run_job(job_id, runtime) == JobStatus.SUCCEEDED
+        assert run_until_idle(runtime)[-1] == "assemble:succeeded"
+        assert client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["status"] == JobStatus.SUCCEEDED
         jobs.append(client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json())
     for job, text in zip(jobs, (TEXT_A, TEXT_B), strict=True):
         assert job["usage"]["characters"] == len(text)

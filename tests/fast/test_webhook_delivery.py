@@ -97,8 +97,10 @@ def test_failures_back_off_exponentially_until_the_window_closes(service_env, re
 
 
 def test_the_back_off_is_capped_below_half_the_visibility_timeout(service_env):
-    service_env.extra.update({"NARRATE_WEBHOOK_RETRY_MAX_BACKOFF_SECONDS": "3600"})
-    settings = service_env.settings()  # the tests' visibility timeout is 180 s
+    service_env.extra.update(
+        {"NARRATE_WEBHOOK_RETRY_MAX_BACKOFF_SECONDS": "3600", "NARRATE_VISIBILITY_TIMEOUT_SECONDS": "180"}
+    )
+    settings = service_env.settings()
     assert [backoff_seconds(settings, n) for n in (1, 2, 3, 7, 8, 20)] == [1, 2, 4, 64, 90, 90]
 
 

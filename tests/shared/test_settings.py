@@ -33,9 +33,6 @@ def test_environment_variables_are_read_with_the_prefix(monkeypatch):
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"visibility_timeout_seconds": 100, "task_hard_time_limit_seconds": 200, "task_soft_time_limit_seconds": 150},
-         "visibility_timeout_seconds must exceed"),
-        ({"task_soft_time_limit_seconds": 300, "task_hard_time_limit_seconds": 200}, "must be below"),
         ({"storage_url": "ftp://x"}, "storage_url must start with"),
         ({"engine": "espeak"}, "engine"),
     ],

@@ -1,9 +1,10 @@
 """A deterministic engine for in-process tests: text in, a tone of the text's length out, in microseconds.
 
-It keeps the whole `worker.engines.base.Engine` contract the pipeline relies on (results per request,
+It keeps the whole `worker.engines.base.Engine` contract the worker relies on (results per request,
 carry per stream, a second draw of what `review` refuses, early close) and records what it was asked,
-so a test can check what the pipeline requested (only the chunks without a checkpoint, each stream's
-carry after a resume) without a model. Each draw's tone pitch follows its seed, so a test can tell a
+so a test can check what the worker requested (only the chunks without a checkpoint, each stream's
+carry after a resume, urgency) without a model; each speak unit is one `generate`
+call. Each draw's tone pitch follows its seed, so a test can tell a
 redrawn chunk from its first draw.
 """
 
@@ -18,7 +19,7 @@ from worker.engines.base import ChunkRequest, ChunkResult, Engine, Review, Voice
 
 SAMPLE_RATE = 16000
 CHARS_PER_SECOND = 15.0
-"""Speaking rate of the fake: close to the chunker's prior (14), so its draws pass the pipeline's check."""
+"""Speaking rate of the fake: close to the chunker's prior (14), so its draws pass the worker's check."""
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Call:
 
     keys: list[str]
     carry_in: dict[int, bytes]
+    urgent: list[bool] = field(default_factory=list)
+    """`ChunkRequest.urgent` of each request, in order."""
     produced: list[str] = field(default_factory=list)
     """Keys of the results yielded, in order."""
     kept_seconds: dict[str, float] = field(default_factory=dict)
@@ -63,7 +66,7 @@ class FakeEngine(Engine):
         gpu_total: int | None = None,
         device: str = "cpu",
     ) -> None:
-        """`runaway`: chunk key -> how many of its draws run on far past the text (the pipeline refuses
+        """`runaway`: chunk key -> how many of its draws run on far past the text (the worker refuses
         them); `before_chunk(i)` runs before the i-th result of a call is made (0-based: to cancel the
         job or kill the "worker" at a chosen point); `gpu` is what `gpu_memory` reports, `gpu_total`
         what `gpu_memory_total` does."""
@@ -106,7 +109,7 @@ class FakeEngine(Engine):
         carry_in: Mapping[int, bytes] | None = None,
         review: Review | None = None,
     ) -> Generator[ChunkResult, None, None]:
-        call = Call([request.key for request in requests], dict(carry_in or {}))
+        call = Call([r.key for r in requests], dict(carry_in or {}), [r.urgent for r in requests])
         self.calls.append(call)
         try:
             for index, request in enumerate(requests):

@@ -220,8 +220,8 @@ def test_job_embeddings_are_loaded_once_and_reach_every_chunk(setup, embedder, s
 
 
 def test_job_queued_with_a_voice_that_is_then_deleted_fails_with_voice_deleted(setup, embedder, speech):  # noqa: F811
+    from tests.support.units import run_until_idle
     from worker.engines.piper_engine import PiperEngine
-    from worker.pipeline import run_job
     from worker.runtime import Runtime
 
     voice_id = setup.upload((wav(*speech), "one.wav"))
@@ -232,7 +232,7 @@ def test_job_queued_with_a_voice_that_is_then_deleted_fails_with_voice_deleted(s
 
     runtime = Runtime(setup.services, PiperEngine.load())
     job_id = job.get_json()["id"]
-    assert run_job(job_id, runtime).value == "failed"
+    assert run_until_idle(runtime) == ["plan:failed"]
     error = setup.client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["error"]
     assert error["code"] == "voice_deleted" and voice_id in error["message"]
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from shared.jobs import JobCreate
-from shared.queue import SYNTHESIZE_TASK, make_celery
+from shared.queue import WORK_TASK, make_celery
 from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import LocalStorage
 from shared.storage_keys import embedding_key, preview_key, voice_prefix
@@ -18,7 +18,7 @@ from shared.text.rate import SpeechRate
 from tests.api.test_voices import AUTH, make_client, speech  # noqa: F401 - session fixture
 from tests.conftest import ServiceEnv, wait_for, wait_status
 from tests.worker.test_cloning import second_speech, wav  # noqa: F401 - session fixture
-from worker.pipeline import PLAN_LANGUAGE
+from worker.planning import PLAN_LANGUAGE
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def test_clone_through_the_worker_and_narrate_with_the_voice(
     job_id, _ = store.create("dev", JobCreate(inputs=[{"text": TEXT}], voice=other), body_hash="x")
     assert client.delete(f"/v1/voices/{other}", headers=AUTH).status_code == 204
     assert storage.list_keys(voice_prefix("dev", other)) == []
-    make_celery(service_env.settings(), "test").send_task(SYNTHESIZE_TASK, args=[job_id], queue=service_env.queue)
+    make_celery(service_env.settings(), "test").send_task(WORK_TASK, queue=service_env.queue)  # its token
     job = wait_status(client, job_id, {"succeeded", "failed"})
     assert job["status"] == "failed" and job["error"]["code"] == "voice_deleted"
 

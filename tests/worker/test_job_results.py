@@ -17,9 +17,9 @@ import soundfile as sf
 
 from shared.storage_keys import manifest_key
 from tests.conftest import ServiceEnv, wait_status
+from tests.support.units import run_until_idle
 from tests.worker.test_synthesis_jobs import _read, _submit
 from worker.engines.base import Engine
-from worker.pipeline import run_job
 from worker.runtime import Runtime
 
 
@@ -35,7 +35,7 @@ def run_queued(piper: Engine) -> Callable[[ServiceEnv, str], None]:
     """run_queued(env, job_id): the job's delivery, handled in this process as a worker would."""
 
     def run(env: ServiceEnv, job_id: str) -> None:
-        run_job(job_id, Runtime(env.services(), piper))
+        run_until_idle(Runtime(env.services(), piper))
 
     return run
 
@@ -76,13 +76,14 @@ def test_the_worker_learns_the_speech_rate_and_plans_later_jobs_with_it(api_clie
     first = _submit(api_client, {"inputs": [{"text": "One sentence to measure. And a second one, a little longer."}]})
     run_queued(service_env, first)
     assert wait_status(api_client, first, {"succeeded", "failed"})["status"] == "succeeded"
-    assert store.counters(first)["plan_chars_per_second"] == 14.0  # the configured prior
+    units = service_env.services().units
+    assert units.plan(first)["chars_per_second"] == 14.0  # the configured prior, kept with the plan
     learned = store.speech_rate("piper", "en")
     assert learned["samples"] == 1 and learned["chars_per_second"] != 14.0
     second = _submit(api_client, {"inputs": [{"text": "Planned with what was learned."}]})
     run_queued(service_env, second)
     assert wait_status(api_client, second, {"succeeded", "failed"})["status"] == "succeeded"
-    assert store.counters(second)["plan_chars_per_second"] == pytest.approx(learned["chars_per_second"])
+    assert units.plan(second)["chars_per_second"] == pytest.approx(learned["chars_per_second"])
 
 
 def test_results_go_to_s3_over_http_and_download_through_presigned_urls(api_client, service_env, run_queued, s3_server):

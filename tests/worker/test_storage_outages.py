@@ -78,6 +78,7 @@ def s3(service_env: ServiceEnv, s3_server: S3Server) -> Iterator[ProxiedS3]:
             SMALL_CHUNKS,
             NARRATE_S3_ENDPOINT_URL=proxy.url,  # the worker reaches S3 only through the proxy
             NARRATE_WORKER_METRICS_PORT=str(port),
+            NARRATE_CHECKPOINT_INTERVAL_SECONDS="0",  # a part per chunk: an outage can start at any chunk
         )
         yield ProxiedS3(service_env, s3_server, bucket, proxy, port)
 
@@ -107,10 +108,12 @@ def test_an_outage_while_a_checkpoint_is_written_requeues_the_job_which_resumes_
     start_worker(service_env)
     job_id = _submit(api_client, {"inputs": [{"text": TEXT}], "format": "mp3"})
     job = assert_succeeded_once_leaving_only_its_result(s3, api_client, job_id, trigger)
-    # The outage outlasted the in-upload retries (2 s), so the job went back to the queue and resumed
-    # from its checkpoints: more than one attempt, yet no chunk recorded twice.
+    # The outage outlasted the in-upload retries (2 s), so the unit was handed back and resumed from its
+    # durable parts: more than one attempt, each chunk in the result once (chunks generated but not yet
+    # written when the outage began were generated again, and counted as such).
     counters = service_env.store().counters(job_id)
-    assert job["attempts"] >= 2 and counters["chunks_synthesized"] == counters["chunks_total"]
+    assert job["attempts"] >= 2 and counters["chunks_done"] == counters["chunks_total"]
+    assert counters["chunks_synthesized"] >= counters["chunks_total"]
 
 
 def test_a_hung_storage_during_the_result_upload_is_retried_and_the_job_succeeds(
@@ -135,15 +138,12 @@ def test_an_outage_during_clean_up_keeps_the_job_succeeded_and_the_checkpoints_g
     job_id = _submit(api_client, {"inputs": [{"text": TEXT}], "format": "mp3"})
     job = wait_status(api_client, job_id, {"succeeded", "failed"}, timeout=120)
     assert job["status"] == "succeeded" and job["attempts"] == 1, job["error"]
-    wait_for(lambda: trigger.fired.is_set() and s3.proxy.fault is Fault.PASS, timeout=30, message="the outage")
-    assert any(key.startswith(f"checkpoints/{job_id}/") for key in s3.objects())  # its clean-up failed
-    # The failed clean-up was remembered; the worker retries it after its next job.
-    second = _submit(api_client, {"inputs": [{"text": "A second, short job."}], "format": "mp3"})
-    assert wait_status(api_client, second, {"succeeded", "failed"}, timeout=60)["status"] == "succeeded"
-    wait_for(lambda: not any(key.startswith("checkpoints/") for key in s3.objects()), timeout=30,
+    wait_for(lambda: trigger.fired.is_set(), timeout=30, message="the outage")
+    # The failed clean-up was remembered; the worker's sweeper retries it once storage is back.
+    wait_for(lambda: not any(key.startswith("checkpoints/") for key in s3.objects()), timeout=60,
              message="the deferred clean-up")  # fmt: skip
-    assert all(key.startswith(("results/dev/" + job_id, "results/dev/" + second)) for key in s3.objects())
-    wait_for(lambda: s3.finished().get("succeeded") == 2.0, timeout=10, message="each job counted once")
+    assert s3.proxy.refused > 0 and all(key.startswith("results/dev/" + job_id) for key in s3.objects())
+    wait_for(lambda: s3.finished().get("succeeded") == 1.0, timeout=10, message="the job counted once")
     assert s3.finished().get("failed", 0.0) == 0.0
 
 

@@ -69,6 +69,9 @@ class ChunkRequest:
     """The chunk's final sentence: what a continuity engine carries into the next chunk's prompt."""
     expected_seconds: float = 0.0
     """The chunker's estimate of the chunk's duration (engines derive frame caps from it)."""
+    urgent: bool = False
+    """An interactive job's chunk: engines that batch admit it into the next free slot, ahead of the
+    rows of other jobs already waiting."""
 
     def seed(self) -> int:
         """Per-chunk seed: the job seed mixed with the chunk key, so reruns are reproducible."""

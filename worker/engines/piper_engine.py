@@ -6,6 +6,7 @@ GPL-3.0; it is an optional extra (`.[cpu]`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -25,6 +26,9 @@ class PiperEngine(Engine):
     def __init__(self, voice: PiperVoice) -> None:
         self._voice = voice
         self.sample_rate = int(voice.config.sample_rate)
+        # A worker's unit threads share the engine; the phonemizer underneath is not thread-safe, and
+        # on a CPU one chunk at a time is as fast anyway.
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls) -> PiperEngine:
@@ -53,7 +57,8 @@ class PiperEngine(Engine):
             # Piper's noise is seeded by onnxruntime, not by us: fix the noise scales so reruns are
             # near-identical rather than promising bit-exact audio.
             config = SynthesisConfig(noise_scale=0.667, noise_w_scale=0.8)
-            pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(request.text, config)]
+            with self._lock:
+                pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(request.text, config)]
             audio = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
             yield ChunkResult(
                 key=request.key, audio=audio, synth_seconds=time.perf_counter() - started, frames=len(audio)

@@ -248,7 +248,11 @@ class KaniTTS2Engine(Engine):
         self._outbox[ticket] = []
         # The longest stream first (most frames to go, then the lowest id): a job then ends with its short
         # streams finishing beside the long one, not with the long one running alone.
-        for stream in sorted(streams.values(), key=lambda s: (-sum(map(self.frame_cap, s.queue)), s.stream)):
+        # Urgent (interactive) streams go before every waiting row, fed in reverse to keep their order.
+        ordered = sorted(streams.values(), key=lambda s: (-sum(map(self.frame_cap, s.queue)), s.stream))
+        for stream in reversed([s for s in ordered if s.queue[0].urgent]):
+            self._feed(stream, front=True)
+        for stream in ordered:
             self._feed(stream, front=False)
         return ticket
 

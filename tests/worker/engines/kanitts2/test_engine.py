@@ -279,3 +279,24 @@ def test_a_chunk_longer_than_the_cache_is_a_clear_error(tiny_engine) -> None:
     with pytest.raises(EngineError, match="does not fit the engine's cache"):
         list(small.generate([ChunkRequest(key="long", text="A sentence far too long for a cache of 32 tokens.")]))
     assert [r.key for r in tiny_engine.generate(_requests()[:1])] == ["job/0/0"]  # others unaffected
+
+
+@pytest.mark.parametrize("urgent", [True, False])
+def test_an_urgent_chunk_takes_the_next_free_slot_ahead_of_every_waiting_row(tiny_engine, urgent) -> None:
+    """An interactive job's chunk submitted while a book's rows run and wait is admitted as soon as a
+    slot frees; without `urgent` it waits behind the book's rows (each stream's next chunk goes first)."""
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    one_slot = KaniTTS2Engine(
+        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, batch_size=1, max_frames_per_chunk=6
+    )
+    one_slot.submit(_requests())
+    order: list[str] = []
+    while not order:  # the book runs: its first row is done, the rest wait
+        order += [result.key for _, result in one_slot.collect()]
+    line = ChunkRequest(key="now/0", text="Right away, please.", urgent=urgent, expected_seconds=0.3)
+    one_slot.submit([line])
+    while one_slot.pending():
+        order += [result.key for _, result in one_slot.collect()]
+    assert sorted(order) == sorted([r.key for r in _requests()] + ["now/0"])
+    assert order.index("now/0") == (1 if urgent else len(order) - 1)

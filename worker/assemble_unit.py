@@ -1,0 +1,117 @@
+"""A job's assemble unit: its files from every speak unit's parts, then the job's final transition.
+
+Ready exactly once (the last speak unit's `finish_unit`), yet safe to run twice (a holder fenced out
+mid-upload): each claim uploads under its own `run_prefix`, `finish_job` is fenced by the claim, and
+the winner deletes the other claims' files and every checkpoint. Stitching, loudness, encoding and
+upload run in the assembly process pool (`worker.render_job`), never on the engine's threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from shared import metrics
+from shared.storage_keys import checkpoint_prefix, run_prefix
+from shared.text.rate import SpeechRate
+from shared.units import UnitClaim
+from worker import outcomes
+from worker.outcomes import Stopped
+from worker.planning import PLAN_LANGUAGE, Plan
+from worker.render_job import RenderTask, render
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_pool: Executor | None = None
+_pool_environ: dict[str, str] = {}
+_pool_lock = threading.Lock()
+
+
+def assembly_pool(processes: int) -> Executor | None:
+    """The process's assembly pool (spawned children: no engine, no torch, no CUDA context); None when
+    `processes` is 0 (assembly then runs on the unit's own thread). The children read storage
+    credentials from the environment they were started with, so a process whose environment changed
+    since (tests do that) gets a new pool."""
+    global _pool, _pool_environ
+    if processes <= 0:
+        return None
+    with _pool_lock:
+        if _pool is not None and _pool_environ != os.environ:
+            _pool.shutdown(wait=False)
+            _pool = None
+        if _pool is None:
+            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool_environ = dict(os.environ)
+        return _pool
+
+
+def _drop_pool(broken: Executor | None) -> None:
+    """A child of the pool died (out of memory, killed): the next assembly gets a new pool."""
+    global _pool
+    with _pool_lock:
+        if _pool is broken:
+            _pool = None
+
+
+def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
+    """Render, upload and finish the job. Raises `Stopped` when it stopped running, `LeaseLost` when this
+    claim was fenced out, storage errors as they come."""
+    job_id = claim.job_id
+    started = time.time()
+    raw_plan = rt.units.plan(job_id)
+    spec = rt.jobs.spec(job_id)
+    if raw_plan is None or spec is None:
+        raise Stopped
+    done = rt.jobs.done_chunks(job_id)
+    plan = Plan.from_dict(raw_plan)
+    missing = [p.key for p in plan.all() if p.key not in done]
+    if missing:  # every speak unit finished, so this is a store inconsistency, not a race
+        raise RuntimeError(f"{len(missing)} chunks have no checkpoint (first: {missing[0]})")
+    task = RenderTask(
+        settings=rt.settings,
+        job_id=job_id,
+        tenant=claim.tenant,
+        attempt=claim.attempts,
+        spec=spec.model_dump_json(),
+        plan=raw_plan,
+        where={key: (chunk.part, chunk.offset, chunk.samples) for key, chunk in done.items()},
+        sample_rate=rt.engine.sample_rate,
+        default_voice=rt.engine.default_voice(),
+    )
+    pool = assembly_pool(rt.settings.assembly_processes)
+    try:
+        result, timings = pool.submit(render, task).result() if pool is not None else render(task)
+    except BrokenProcessPool:
+        _drop_pool(pool)
+        raise
+    generation = max(0.0, started - float(raw_plan.get("planned_at", started)))  # wall time, all units
+    timings = {**raw_plan.get("timings", {}), "generation": round(generation, 4), **timings}
+    _learn_speech_rate(rt, plan, {key: chunk.seconds for key, chunk in done.items()})
+    if not rt.units.finish_job(claim, result=result, timings=timings):
+        raise Stopped
+    outcomes.clean_up(rt, checkpoint_prefix(job_id))
+    for earlier in range(1, claim.attempts):  # files of claims that died or were fenced out mid-upload
+        outcomes.clean_up(rt, run_prefix(claim.tenant, job_id, earlier))
+    view = rt.jobs.view(job_id)
+    if view and view.started_at:
+        metrics.JOB_DURATION.observe(max(0.0, time.time() - view.started_at.timestamp()))
+    log.info("job %s assembled in %.1f s", job_id, time.time() - started)
+    outcomes.succeeded(rt, job_id)
+
+
+def _learn_speech_rate(rt: Runtime, plan: Plan, seconds: dict[str, Any]) -> None:
+    """Fold this job's measured chunk durations into the engine's speech-rate estimate."""
+    rate = SpeechRate.from_dict(
+        rt.jobs.speech_rate(rt.engine.name, PLAN_LANGUAGE) or {"prior": rt.settings.chars_per_second}
+    )
+    for planned in plan.all():
+        if planned.key in seconds:
+            rate.update(len(planned.chunk.text), seconds[planned.key])
+    rt.jobs.save_speech_rate(rt.engine.name, PLAN_LANGUAGE, rate.to_dict())
