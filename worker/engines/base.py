@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -109,6 +110,33 @@ Ticket = int
 """Names one `submit`ted chunk list; its streams are that list's own (stream ids of two tickets never mix)."""
 
 
+@dataclass(eq=False)
+class _Submission:
+    """One `generate` call's chunk list, and the results a driving thread collected for it."""
+
+    requests: list[ChunkRequest]
+    carry_in: Mapping[int, bytes] | None
+    review: Review | None
+    ticket: Ticket | None = None
+    results: deque[ChunkResult] = field(default_factory=deque)
+    error: Exception | None = None
+    done: bool = False
+
+
+@dataclass(eq=False)
+class _Driver:
+    """What the `generate` callers of one engine share: whose turn it is to drive `submit`/`collect` for
+    all of them (`driving`, under `turn`), the lists waiting to be admitted, the admitted ones by ticket."""
+
+    turn: threading.Condition = field(default_factory=threading.Condition)
+    driving: bool = False
+    inbox: deque[_Submission] = field(default_factory=deque)
+    tickets: dict[Ticket, _Submission] = field(default_factory=dict)
+
+
+_DRIVER_CREATION = threading.Lock()
+
+
 class Engine(ABC):
     """A loaded speech model. One instance per worker process, created after the process started.
 
@@ -147,25 +175,72 @@ class Engine(ABC):
         one engine at once (their chunks share the batch). `submit`/`collect` themselves are for one
         thread.
         """
-        lock = self._generate_lock()
-        with lock:
-            ticket = self.submit(requests, carry_in, review)
+        driver = self._driver()
+        mine = _Submission(list(requests), carry_in, review)
+        driver.inbox.append(mine)
         try:
             while True:
-                with lock:  # take, pending and collect as one step: another caller may collect for us
-                    mine = self._take(ticket)
-                    if not mine:
-                        if not self.pending(ticket):
-                            return
-                        for other, result in self.collect():
-                            self._parked().setdefault(other, []).append(result)
-                        continue
-                yield from mine  # outside the lock: other callers' tickets go on meanwhile
+                with driver.turn:
+                    # One caller at a time drives the engine for everyone; the others sleep until a step
+                    # of the driver has ended (their results may have come) or nobody drives.
+                    while driver.driving and not (mine.results or mine.error or mine.done):
+                        driver.turn.wait()
+                    done = mine.done  # read before draining: `done` is set after the last result is queued
+                    ready = list(mine.results)
+                    mine.results.clear()
+                    drive = not ready and mine.error is None and not done
+                    if drive:
+                        driver.driving = True
+                if ready:
+                    yield from ready  # outside the lock: other callers' tickets go on meanwhile
+                    continue
+                if mine.error is not None:
+                    raise mine.error
+                if done:
+                    return
+                try:
+                    self._drive(driver, mine)
+                finally:
+                    with driver.turn:
+                        driver.driving = False
+                        driver.turn.notify_all()
         finally:
-            with lock:
-                if self.pending(ticket):
-                    self.cancel(ticket)
-                self._parked().pop(ticket, None)
+            with driver.turn:
+                while driver.driving:
+                    driver.turn.wait()
+                if mine in driver.inbox:
+                    driver.inbox.remove(mine)
+                elif mine.ticket is not None and driver.tickets.pop(mine.ticket, None) and self.pending(mine.ticket):
+                    self.cancel(mine.ticket)
+
+    def _drive(self, driver: _Driver, caller: _Submission) -> None:
+        """One step for every `generate` caller (by the one driving caller): admit the waiting chunk lists,
+        then, unless the caller already has something to do, collect once and hand each result to its
+        list's caller."""
+        while driver.inbox:
+            waiting = driver.inbox.popleft()
+            try:
+                waiting.ticket = self.submit(waiting.requests, waiting.carry_in, waiting.review)
+            except Exception as exc:  # a bad voice or embedding: that caller's error, nobody else's
+                waiting.error = exc
+                continue
+            driver.tickets[waiting.ticket] = waiting
+        if caller.results or caller.error is not None or caller.done:
+            return
+        for ticket, result in self.collect():
+            owner = driver.tickets.get(ticket)
+            if owner is not None:
+                owner.results.append(result)
+        for ticket, owner in list(driver.tickets.items()):
+            if not self.pending(ticket):
+                owner.done = True
+                del driver.tickets[ticket]
+
+    def _submissions_waiting(self) -> bool:
+        """Whether a `generate` caller's chunk list waits to be admitted: a batching `collect` returns
+        early then, so new rows join the batch at once instead of after the next finished chunk."""
+        driver = vars(self).get("_generate_driver")
+        return bool(driver and driver.inbox)
 
     def submit(
         self,
@@ -183,7 +258,8 @@ class Engine(ABC):
         return ticket
 
     def collect(self) -> list[tuple[Ticket, ChunkResult]]:
-        """Run until at least one result of any ticket is ready and return what is ready; [] when idle."""
+        """Run until at least one result of any ticket is ready and return what is ready; [] when idle (a
+        batching engine may also return [] early when a `generate` caller waits to be admitted)."""
         tickets = self._iterators()
         for ticket in sorted(tickets):
             try:
@@ -206,18 +282,12 @@ class Engine(ABC):
     def _iterators(self) -> dict[Ticket, Generator[ChunkResult, None, None]]:
         return vars(self).setdefault("_ticket_iterators", {})
 
-    def _parked(self) -> dict[Ticket, list[ChunkResult]]:
-        """Results `collect` returned for tickets other than the one a `generate` call waits for."""
-        return vars(self).setdefault("_parked_results", {})
-
-    def _generate_lock(self) -> threading.RLock:
-        lock = vars(self).get("_generate_rlock")
-        if lock is None:
-            lock = vars(self).setdefault("_generate_rlock", threading.RLock())
-        return lock
-
-    def _take(self, ticket: Ticket) -> list[ChunkResult]:
-        return self._parked().pop(ticket, [])
+    def _driver(self) -> _Driver:
+        driver = vars(self).get("_generate_driver")
+        if driver is None:
+            with _DRIVER_CREATION:
+                driver = vars(self).setdefault("_generate_driver", _Driver())
+        return driver
 
     def default_voice(self) -> str:
         return self.voices()[0].id

@@ -257,8 +257,12 @@ class KaniTTS2Engine(Engine):
         return ticket
 
     def collect(self) -> list[tuple[Ticket, ChunkResult]]:
+        # Until a result is ready, or a new chunk list waits to be admitted (its rows join the batch at
+        # the next frame boundary instead of after the next finished chunk).
         while not any(self._outbox.values()) and (self._batcher_busy() or self._decoding):
             self._advance()
+            if self._submissions_waiting():
+                break
         ready = [(ticket, result) for ticket, results in self._outbox.items() for result in results]
         for results in self._outbox.values():
             results.clear()

@@ -300,3 +300,32 @@ def test_an_urgent_chunk_takes_the_next_free_slot_ahead_of_every_waiting_row(tin
         order += [result.key for _, result in one_slot.collect()]
     assert sorted(order) == sorted([r.key for r in _requests()] + ["now/0"])
     assert order.index("now/0") == (1 if urgent else len(order) - 1)
+
+
+def test_chunks_of_threads_calling_generate_at_once_share_the_batch(tiny_engine) -> None:
+    """A worker runs one unit per thread through one engine: rows of units that start together must run
+    in one batch, not one after another while every other thread waits for the engine."""
+    import threading
+
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    engine = KaniTTS2Engine(
+        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, batch_size=4, max_frames_per_chunk=12
+    )
+    start = threading.Barrier(4)
+    keys: dict[int, list[str]] = {}
+
+    def unit(index: int) -> None:
+        start.wait()
+        request = ChunkRequest(key=f"unit-{index}/0", text="Every unit says the same.", expected_seconds=0.9)
+        keys[index] = [result.key for result in engine.generate([request])]
+
+    threads = [threading.Thread(target=unit, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert keys == {index: [f"unit-{index}/0"] for index in range(4)}  # each caller got its own result
+    stats = engine.batcher().stats
+    assert stats.row_steps / stats.frames > 2.5  # rows side by side (one at a time would be 1.0)
+    assert not engine.pending()
