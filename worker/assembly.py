@@ -1,21 +1,33 @@
-"""Stitch a job's chunks into files, normalise, encode and upload them with subtitles."""
+"""Stitch a job's chunks into files, master, encode and upload them with subtitles.
+
+A file is built chapter by chapter (one chapter per input): its chunks are stitched with the job's
+pauses, resampled once to the file's rate and mastered there (`shared.audio.mastering`: room tone,
+level, true-peak limiting after the last resample), so each chapter of a book meets the preset on its
+own, as retailers check it. A book job (`JobCreate.book.chapter_files`) gets its whole-book file and one
+file per chapter from the same outputs; the job's choices (mastering, pauses, titles, tags, cover,
+bitrate) travel with each `OutputFile`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from shared.audio.encode import encode
+from shared.audio.encode import SNDFILE_TAGS, encode
 from shared.audio.formats import AudioFormat
-from shared.audio.loudness import normalize_loudness
+from shared.audio.mastering import MasteringReport, master_chapter, measure, room_tone
+from shared.audio.presets import MasteringTargets
 from shared.audio.resample import resample
 from shared.audio.stitch import stitch
 from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
-from shared.jobs import JobCreate, StoredFile, StoredObject
+from shared.jobs import JobCreate, MasteringOptions, StoredFile, StoredObject
 from shared.settings import Settings
 from shared.storage import Storage
 from worker.phases import Phases
@@ -30,6 +42,12 @@ class OutputFile:
     """Indices of the inputs it holds, in order."""
     per_input: bool = False
     """One of a batch of separate files (reported per input, listed in the manifest)."""
+    format: AudioFormat | None = None
+    """The file's format when it is not the job's (a book's per-chapter files)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags of this file over the job's (a chapter file's title and track number)."""
+    spec: JobCreate | None = field(default=None, compare=False, repr=False)
+    """The job: its mastering, pauses, chapter titles, cover and bitrate."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,28 @@ class Mastering:
         }
         return cls(pauses, settings.loudness_target_lufs, settings.peak_dbfs)
 
+    def pauses_for(self, spec: JobCreate | None) -> dict[str, int]:
+        """The settings' pauses with the job's own in their place."""
+        if spec is None:
+            return dict(self.pauses)
+        own = spec.pauses
+        pauses = dict(self.pauses)
+        for name, value in (
+            ("clause", own.clause_ms),
+            ("sentence", own.sentence_ms),
+            ("paragraph", own.paragraph_ms),
+            ("end", own.paragraph_ms),
+            ("chapter", own.chapter_ms),
+        ):
+            if value is not None:
+                pauses[name] = value
+        return pauses
+
+    def targets_for(self, spec: JobCreate | None) -> MasteringTargets:
+        """The job's mastering targets (`default`: the settings' loudness and peak, as a true peak)."""
+        options = spec.mastering_options() if spec is not None else MasteringOptions()
+        return options.targets(default_lufs=self.loudness_target_lufs, default_peak_dbfs=self.peak_dbfs)
+
 
 @dataclass(frozen=True)
 class InputSpan:
@@ -72,8 +112,9 @@ class RenderedFile:
     cues: list[Cue]
     """One subtitle cue per chunk."""
     chapters: list[tuple[float, str]]
-    """(start seconds, input id) of every input in the file."""
+    """(start seconds, title) of every input in the file: its `title`, else its id."""
     spans: list[InputSpan]
+    report: MasteringReport | None = None
 
     @property
     def duration_seconds(self) -> float:
@@ -81,9 +122,29 @@ class RenderedFile:
 
 
 def outputs_for(job_id: str, spec: JobCreate) -> list[OutputFile]:
+    """The files of a job: one for all inputs (or one per input when `concatenate` is false), and for a
+    book with `chapter_files` also one per chapter, named `NN-title` and tagged with its title."""
+    ids = spec.input_ids()
     if spec.concatenate or len(spec.inputs) == 1:
-        return [OutputFile(job_id, list(range(len(spec.inputs))))]
-    return [OutputFile(input_id, [index], per_input=True) for index, input_id in enumerate(spec.input_ids())]
+        outputs = [OutputFile(job_id, list(range(len(spec.inputs))), spec=spec)]
+    else:
+        outputs = [OutputFile(input_id, [index], per_input=True, spec=spec) for index, input_id in enumerate(ids)]
+    chapter_format = spec.book.chapter_files if spec.book is not None else None
+    if chapter_format is not None and not outputs[0].per_input:
+        titles = spec.input_titles()
+        width = max(2, len(str(len(ids))))
+        for index, title in enumerate(titles):
+            number = f"{index + 1:0{width}d}"
+            tags = {"title": title, "tracknumber": f"{index + 1}/{len(ids)}"}
+            name = f"{number}-{_slug(title)}"[:128] if spec.inputs[index].title else ids[index]
+            outputs.append(OutputFile(name, [index], True, AudioFormat(chapter_format), tags, spec))
+    return outputs
+
+
+def _slug(title: str) -> str:
+    """A title as a file-name stem: ASCII letters, digits and single dashes."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9]+", "-", ascii_title).strip("-") or "chapter"
 
 
 def build_file(
@@ -97,41 +158,61 @@ def build_file(
     input_ids: list[str],
     phases: Phases,
 ) -> RenderedFile:
-    """Stitch the output's chunks (at the engine's `sample_rate`), master them and resample once, to
-    `file_rate` (the rate the encoded file will have)."""
-    pauses = mastering.pauses
-    segments: list[np.ndarray] = []
-    gaps: list[int] = []
-    owners: list[PlannedChunk] = []
-    with phases.timed("stitching"):
-        for position, input_index in enumerate(output.inputs):
-            chunks = plan.inputs[input_index]
-            for index, planned in enumerate(chunks):
-                segments.append(load(planned))
-                owners.append(planned)
-                if index < len(chunks) - 1:
-                    gaps.append(pause_after(planned.chunk.boundary, pauses))
-                elif position < len(output.inputs) - 1:
-                    gaps.append(pauses["chapter"])
-        if not segments:
-            return RenderedFile(np.zeros(int(0.5 * file_rate), np.float32), file_rate, [], [], [])
-        stitched = stitch(segments, gaps, sample_rate)
-        del segments
-    with phases.timed("loudness"):
-        audio = normalize_loudness(
-            stitched.audio, sample_rate, target_lufs=mastering.loudness_target_lufs, peak_dbfs=mastering.peak_dbfs
-        )
-        if file_rate != sample_rate:
-            audio = resample(audio, sample_rate, file_rate)
-    cues = [Cue(start, end, planned.chunk.text) for planned, (start, end) in zip(owners, stitched.spans, strict=True)]
+    """Stitch, resample and master the output's chapters one by one (chunks at the engine's
+    `sample_rate`, the file at `file_rate`), then measure the file against the job's targets."""
+    spec = output.spec
+    pauses = mastering.pauses_for(spec)
+    targets = mastering.targets_for(spec)
+    titles = spec.input_titles() if spec is not None else input_ids
+    pieces: list[np.ndarray] = []
+    cues: list[Cue] = []
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
-    for input_index in output.inputs:
-        own = [span for planned, span in zip(owners, stitched.spans, strict=True) if planned.input_index == input_index]
-        if own:
-            chapters.append((own[0][0], input_ids[input_index]))
-            spans.append(InputSpan(input_ids[input_index], own[0][0], own[-1][1]))
-    return RenderedFile(audio, file_rate, cues, chapters, spans)
+    offset = 0  # samples at `file_rate` so far
+    spoken_end = 0
+    for position, input_index in enumerate(output.inputs):
+        chunks = plan.inputs[input_index]
+        if not chunks:
+            continue
+        with phases.timed("stitching"):
+            segments = [load(planned) for planned in chunks]
+            gaps = [pause_after(planned.chunk.boundary, pauses) for planned in chunks[:-1]]
+            stitched = stitch(segments, gaps, sample_rate)
+            del segments
+        with phases.timed("loudness"):
+            audio = resample(stitched.audio, sample_rate, file_rate) if file_rate != sample_rate else stitched.audio
+            mastered = master_chapter(audio, file_rate, targets, seed=input_index)
+            del audio
+        base = offset / file_rate
+        speech = base + mastered.head_samples / file_rate
+        cues += [
+            Cue(speech + start, speech + end, p.chunk.text)
+            for p, (start, end) in zip(chunks, stitched.spans, strict=True)
+        ]
+        chapters.append((base, titles[input_index]))
+        spans.append(InputSpan(input_ids[input_index], speech + stitched.spans[0][0], speech + stitched.spans[-1][1]))
+        pieces.append(mastered.audio)
+        offset += mastered.audio.shape[0]
+        spoken_end = offset
+        if position < len(output.inputs) - 1 and pauses["chapter"] > 0:
+            gap = round(pauses["chapter"] * file_rate / 1000)
+            tone = targets.room_tone_db
+            pieces.append(
+                room_tone(gap, file_rate, tone, seed=-1 - input_index)
+                if tone is not None
+                else np.zeros(gap, np.float32)
+            )
+            offset += gap
+    if not pieces:
+        silence = np.zeros(int(0.5 * file_rate), np.float32)
+        return RenderedFile(silence, file_rate, [], [], [], measure(silence, file_rate, targets))
+    audio = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    del pieces
+    # A chapter pause after the last spoken chapter (later inputs had nothing to speak) is not kept.
+    audio = audio[:spoken_end]
+    with phases.timed("loudness"):
+        report = measure(audio, file_rate, targets)
+    return RenderedFile(audio, file_rate, cues, chapters, spans, report)
 
 
 def upload_file(
@@ -143,11 +224,26 @@ def upload_file(
     tags: dict[str, str],
     phases: Phases,
 ) -> StoredFile:
-    """Encode and upload one file (with `tags`) and its subtitles under `prefix`; what the job record keeps
-    of it (keys: links are minted when the job is read)."""
+    """Encode and upload one file (with `tags`, the output's own over them) and its subtitles under
+    `prefix`; what the job record keeps of it (keys: links are minted when the job is read). `fmt` is
+    the job's format, used unless the output has its own."""
+    fmt = output.format or fmt
+    spec = output.spec
+    file_tags = {**tags, **output.tags}
+    if fmt is AudioFormat.WAV:  # RIFF INFO has a fixed set of fields
+        file_tags = {key: value for key, value in file_tags.items() if key in SNDFILE_TAGS}
+    cover = spec.book.cover if spec is not None and spec.book is not None else None
     with phases.timed("encoding"):
         chapters = rendered.chapters if len(rendered.chapters) > 1 else None
-        data = encode(rendered.audio, rendered.sample_rate, fmt, chapters=chapters, metadata=tags)
+        data = encode(
+            rendered.audio,
+            rendered.sample_rate,
+            fmt,
+            chapters=chapters,
+            metadata=file_tags,
+            bitrate_kbps=spec.bitrate_kbps if spec is not None else None,
+            cover=(cover.image(), cover.media_type) if cover is not None else None,
+        )
         spans = [(span.id, span.start, span.end) for span in rendered.spans]
         documents = {
             "srt": (to_srt(rendered.cues), "application/x-subrip"),
@@ -163,6 +259,7 @@ def upload_file(
             sub_name = f"{output.name}.{suffix}"
             storage.put_bytes(prefix + sub_name, text.encode(), mime)
             subtitles["timing" if suffix == "json" else suffix] = prefix + sub_name
+    report: dict[str, Any] | None = rendered.report.to_dict() if rendered.report is not None else None
     return StoredFile(
         key=key,
         filename=filename,
@@ -171,6 +268,7 @@ def upload_file(
         bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         subtitles=subtitles,
+        mastering=report,
     )
 
 

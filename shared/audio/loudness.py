@@ -15,6 +15,8 @@ no hard edge. Speech at -19 LUFS has occasional plosive peaks near 0 dBFS, so th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.signal
 from pyloudnorm.iirfilter import IIRfilter
@@ -78,7 +80,7 @@ def normalize_loudness(
     gain = np.float32(10.0 ** ((target_lufs - loudness) / 20.0))
     ceiling = np.float32(10.0 ** (peak_dbfs / 20.0))
     out = audio * gain
-    _limit_in_place(out, sr, ceiling)
+    limit_in_place(out, sr, ceiling)
     return out
 
 
@@ -102,19 +104,24 @@ def _step_energies(audio: np.ndarray, sos: np.ndarray, step: int) -> np.ndarray:
     return energies
 
 
-def _limit_in_place(out: np.ndarray, sr: int, ceiling: np.float32) -> None:
+def limit_in_place(
+    out: np.ndarray, sr: int, ceiling: np.float32, *, magnitude: Callable[[np.ndarray], np.ndarray] | None = None
+) -> None:
     """Smoothly lower the gain around samples above `ceiling`, touching only the pieces that need it.
 
     Needed gain per sample -> minimum over ±2·attack -> two moving averages of `attack` length: every
     sample within reach of a peak gets at most the peak's needed gain, so the peak lands at or under
-    the ceiling, and the gain curve has no steps.
+    the ceiling, and the gain curve has no steps. `magnitude` maps a stretch of samples to the level
+    each stands for (default: its sample peak; `shared.audio.true_peak` passes the oversampled
+    envelope); with the default, float rounding is clipped away at the end.
     """
+    level = magnitude or np.abs
     attack = max(1, round(sr * LIMITER_ATTACK_MS / 1000.0))
     margin = 4 * attack
     # Find the overs piece by piece: a whole-file np.abs would double the memory for a moment.
     overs = np.concatenate(
         [
-            np.flatnonzero(np.abs(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
+            np.flatnonzero(level(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
             for begin in range(0, out.shape[0], _STREAM_SAMPLES)
         ]
         or [np.zeros(0, dtype=np.int64)]
@@ -128,11 +135,11 @@ def _limit_in_place(out: np.ndarray, sr: int, ceiling: np.float32) -> None:
     for first, last in zip(region_starts, region_ends, strict=True):
         lo, hi = max(0, first - 2 * margin), min(out.shape[0], last + 2 * margin + 1)
         piece = out[lo:hi]
-        magnitude = np.abs(piece)
-        needed = np.minimum(1.0, ceiling / np.maximum(magnitude, np.float32(1e-12))).astype(np.float32)
+        needed = np.minimum(1.0, ceiling / np.maximum(level(piece), np.float32(1e-12))).astype(np.float32)
         gain = minimum_filter1d(needed, size=4 * attack + 1, mode="nearest")
         gain = uniform_filter1d(gain, size=attack + 1, mode="nearest")
         gain = uniform_filter1d(gain, size=attack + 1, mode="nearest")
         piece *= gain
-    # Float rounding in the filters may leave a sample a hair above the ceiling.
-    np.clip(out, -ceiling, ceiling, out=out)
+    if magnitude is None:
+        # Float rounding in the filters may leave a sample a hair above the ceiling.
+        np.clip(out, -ceiling, ceiling, out=out)

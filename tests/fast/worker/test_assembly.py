@@ -86,7 +86,7 @@ def test_a_file_holds_every_chunk_with_its_pause_and_a_chapter_per_input():
     ]
 
 
-def test_opus_audio_is_resampled_once_straight_to_the_rate_the_file_gets(monkeypatch, tmp_path):
+def test_opus_audio_is_resampled_once_per_chapter_straight_to_the_rate_the_file_gets(monkeypatch, tmp_path):
     calls: list[tuple[int, int]] = []
 
     def counting(resample):
@@ -104,7 +104,8 @@ def test_opus_audio_is_resampled_once_straight_to_the_rate_the_file_gets(monkeyp
     upload_file(
         LocalStorage(str(tmp_path)), "results/", OutputFile("job_1", [0, 1]), rendered, SPEC.format, {}, Phases()
     )
-    assert calls == [(SR, 48000)] and rendered.sample_rate == 48000
+    # Chapters are mastered one by one at the file's rate: each is resampled once, and never again.
+    assert calls == [(SR, 48000)] * len(SPEC.inputs) and rendered.sample_rate == 48000
     decoded, decoded_rate = decode_audio((tmp_path / "results" / "job_1.opus").read_bytes())
     assert decoded_rate == 48000 and len(decoded) / decoded_rate == pytest.approx(rendered.duration_seconds, abs=0.03)
 
