@@ -20,13 +20,17 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from client import books
 from client import inputs as input_files
-from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job
+from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job, book_options
 from client.inputs import InputFormat, Inputs
 from client.voices_cli import voices
 from shared.audio.formats import AudioFormat
 
 FORMATS = tuple(fmt.value for fmt in AudioFormat)
+MASTERING_PRESETS = ("default", "acx", "podcast", "broadcast-ebu-r128")
+"""`shared.audio.presets.MasteringPreset` (the CLI takes only the format names from shared/)."""
+BITRATES = ("32", "48", "64", "96", "128", "160", "192", "256", "320")
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
@@ -58,6 +62,21 @@ def load_inputs(path: Path, input_id: str | None, voice_map_path: Path | None) -
         return input_files.read_inputs(path, input_id, voice_map)
     except input_files.InputFileError as exc:
         raise CliError(str(exc)) from exc
+
+
+def read_book_if_any(path: Path, input_id: str | None, voice_map: Path | None) -> books.Book | None:
+    """The book in `path`: an EPUB, Markdown or HTML file always; a plain text when it has at least two
+    chapter headings (else it stays one input, as before)."""
+    kind = books.BookFormat.of(path)
+    if InputFormat.of(path) is not InputFormat.TEXT or voice_map is not None:
+        return None
+    try:
+        book = books.read_book(path)
+    except books.BookError as exc:
+        raise CliError(str(exc)) from exc
+    if kind is books.BookFormat.TEXT and (input_id is not None or len(book.body()) < 2):
+        return None
+    return book
 
 
 def read_inputs(path: Path, input_id: str | None, voice_map_path: Path | None = None) -> list[dict[str, str]]:
@@ -213,6 +232,34 @@ def cli(ctx: click.Context, url: str, key: str | None) -> None:
     default=None,
     help="One file for all inputs, or one per input (default: one for a text, one per table row).",
 )
+@click.option("--mastering", type=click.Choice(MASTERING_PRESETS), help="Mastering preset (default: the server's).")
+@click.option("--bitrate", type=click.Choice(BITRATES), help="Constant bitrate of MP3/M4B files in kb/s.")
+@click.option(
+    "--chapter", "chapters", multiple=True, help="Book: narrate only this chapter (number, range or title); repeatable."
+)
+@click.option("--skip-chapter", "skip_chapters", multiple=True, help="Book: leave this chapter out; repeatable.")
+@click.option("--include-matter", is_flag=True, help="Book: keep front and back matter (contents, index, ...).")
+@click.option(
+    "--substitute",
+    "substitutions",
+    multiple=True,
+    help="Book: PATTERN=>REPLACEMENT regex on the spoken text; repeatable.",
+)
+@click.option(
+    "--substitutions",
+    "substitutions_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Book: a file of PATTERN=>REPLACEMENT lines.",
+)
+@click.option("--title", help="Book title (default: the book's own).")
+@click.option("--author", help="Book author (tags).")
+@click.option("--narrator", help="Narrator (tags).")
+@click.option(
+    "--cover",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Cover image (JPEG/PNG; default: the EPUB's).",
+)
+@click.option("--chapter-files", type=click.Choice(FORMATS), help="Book: also one file per chapter in this format.")
 @click.option("--idempotency-key", help="Resubmitting with the same key returns the same job.")
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it finishes.")
 @click.option(
@@ -234,6 +281,18 @@ def submit(
     input_id: str | None,
     voice_map: Path | None,
     concatenate: bool | None,
+    mastering: str | None,
+    bitrate: str | None,
+    chapters: tuple[str, ...],
+    skip_chapters: tuple[str, ...],
+    include_matter: bool,
+    substitutions: tuple[str, ...],
+    substitutions_file: Path | None,
+    title: str | None,
+    author: str | None,
+    narrator: str | None,
+    cover: Path | None,
+    chapter_files: str | None,
     idempotency_key: str | None,
     wait: bool,
     out: Path | None,
@@ -241,13 +300,37 @@ def submit(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Queue FILE for narration: a UTF-8 text, or a .csv/.tsv/.jsonl table with the columns id and text
-    (optionally voice, character), checked whole before anything is sent."""
-    inputs = load_inputs(file, input_id, voice_map)
+    """Queue FILE for narration: a UTF-8 text, a book (.epub, .md, .html, or a text with chapter headings:
+    one titled input per chapter), or a .csv/.tsv/.jsonl table with the columns id and text (optionally
+    voice, character), checked whole before anything is sent."""
+    book_fields: dict[str, Any] | None = None
+    book = read_book_if_any(file, input_id, voice_map)
+    if book is not None:
+        try:
+            rules = [books.Substitution.parse(rule) for rule in substitutions]
+            rules += books.read_substitutions(substitutions_file) if substitutions_file else []
+            items = books.book_inputs(
+                book, only=chapters, skip=skip_chapters, include_matter=include_matter, substitutions=rules
+            )
+        except books.BookError as exc:
+            raise CliError(str(exc)) from exc
+        if cover is not None:
+            suffix = cover.suffix.lower()
+            book.cover = (cover.read_bytes(), "image/png" if suffix == ".png" else "image/jpeg")
+        book_fields = book_options(book, author, narrator, title, chapter_files)
+        inputs = Inputs(items)
+        titles = ", ".join(item.get("title", item["id"]) for item in items[:6])
+        click.echo(f"book: {len(items)} chapter(s): {titles}{', ...' if len(items) > 6 else ''}", err=True)
+    else:
+        if chapters or skip_chapters or substitutions or substitutions_file or chapter_files:
+            raise CliError(
+                f"{file} has no chapters: --chapter, --skip-chapter, --substitute and --chapter-files are for books"
+            )
+        inputs = load_inputs(file, input_id, voice_map)
     for note in inputs.notes:
         click.echo(f"note: {note}", err=True)
     if concatenate is None:
-        concatenate = InputFormat.of(file) is InputFormat.TEXT
+        concatenate = book is not None or InputFormat.of(file) is InputFormat.TEXT
     try:
         job = client.submit(
             inputs.items,
@@ -256,6 +339,9 @@ def submit(
             sample_rate=sample_rate,
             concatenate=concatenate,
             idempotency_key=idempotency_key,
+            mastering=mastering,
+            bitrate_kbps=int(bitrate) if bitrate else None,
+            book=book_fields,
         )
     except ApiError as exc:
         raise place_input_error(exc, file, inputs) from exc

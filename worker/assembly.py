@@ -198,7 +198,7 @@ def build_file(
             gap = round(pauses["chapter"] * file_rate / 1000)
             tone = targets.room_tone_db
             pieces.append(
-                room_tone(gap, file_rate, tone, seed=-1 - input_index)
+                room_tone(gap, file_rate, tone, seed=1_000_000 + input_index)
                 if tone is not None
                 else np.zeros(gap, np.float32)
             )

@@ -90,7 +90,7 @@ def room_tone(n: int, sr: int, level_db: float, *, seed: int = 0) -> np.ndarray:
         return white
     # One-pole low pass at about 2 kHz: a room's hum and air, not a hiss.
     pole = float(np.exp(-2.0 * np.pi * 2000.0 / sr))
-    shaped = scipy.signal.lfilter([1.0 - pole], [1.0, -pole], white).astype(np.float32)
+    shaped = np.asarray(scipy.signal.lfilter([1.0 - pole], [1.0, -pole], white), dtype=np.float32)
     rms = float(np.sqrt(np.mean(np.square(shaped, dtype=np.float64)))) or 1.0
     return shaped * np.float32(10.0 ** (level_db / 20.0) / rms)
 
