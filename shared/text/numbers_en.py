@@ -57,6 +57,8 @@ _SCALE_SUFFIXES = {
     "T": "trillion",
     "tn": "trillion",
 }
+_COUNTRY = "|".join(sorted(_DOLLAR_COUNTRIES, key=len, reverse=True))
+_SCALE_SUFFIX = "|".join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))
 # Unit symbols that only ever mean one thing after a number (not "m", "in" or "g"): (singular, plural).
 _UNITS = {
     "km/h": ("kilometre per hour", "kilometres per hour"),
@@ -106,9 +108,9 @@ NUMBERS = re.compile(
     rf" ?(?P<meridiem>[aApP])\.?[mM]\.?(?!\w))"
     rf"|(?P<clock>{_NOT_BEFORE}(?P<c_hour>[01]?\d|2[0-3]):(?P<c_minute>[0-5]\d)(?::(?P<c_second>[0-5]\d))?"
     rf"{_NOT_AFTER})"
-    rf"|(?P<money>(?<![\w-])(?P<money_sign>-)?(?P<country>{'|'.join(sorted(_DOLLAR_COUNTRIES, key=len, reverse=True))})?"
+    rf"|(?P<money>(?<![\w-])(?P<money_sign>-)?(?P<country>{_COUNTRY})?"
     rf"(?P<symbol>(?<![\w])[$£€]|(?<=[A-Z])\$) ?(?P<amount>{_NUM})"
-    rf"(?:(?P<suffix>{'|'.join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))})\b| (?P<scale>{_SCALES})\b)?)"
+    rf"(?:(?P<suffix>{_SCALE_SUFFIX})\b| (?P<scale>{_SCALES})\b)?)"
     rf"|(?P<percent>{_NOT_BEFORE}(?P<pct>{_NUM}) ?%)"
     rf"|(?P<measure>{_NOT_BEFORE}(?P<m_sign>-)?(?P<m_value>{_NUM}) ?(?P<unit>{_UNIT})(?![\w/]))"
     rf"|(?P<ordinal>{_NOT_BEFORE}(?P<ord>\d+){_ORD}\b)"
