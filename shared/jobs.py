@@ -358,6 +358,22 @@ class JobCreate(_Strict):
             return self.mastering
         return MasteringOptions(preset=self.mastering)
 
+    def effective_pauses(self, defaults: dict[str, int]) -> dict[str, int]:
+        """`defaults` (ms by boundary: clause, sentence, paragraph, end, chapter) with the job's own in
+        their place; a paragraph pause also ends an input's last chunk."""
+        own = self.pauses
+        pauses = dict(defaults)
+        for name, value in (
+            ("clause", own.clause_ms),
+            ("sentence", own.sentence_ms),
+            ("paragraph", own.paragraph_ms),
+            ("end", own.paragraph_ms),
+            ("chapter", own.chapter_ms),
+        ):
+            if value is not None:
+                pauses[name] = value
+        return pauses
+
     def input_titles(self) -> list[str]:
         """Each input's chapter title: its `title`, else its id."""
         return [item.title or input_id for item, input_id in zip(self.inputs, self.input_ids(), strict=True)]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from shared.audio.encode import SNDFILE_TAGS, encode
+from shared.audio.encode import SNDFILE_TAGS, encode_to_file
 from shared.audio.formats import AudioFormat
-from shared.audio.mastering import MasteringReport, master_chapter, measure, room_tone
+from shared.audio.mastering import MasteringReport, Meter, master_padded, padding, room_tone
+from shared.audio.pcm import ArraySamples, PcmFile, Samples
 from shared.audio.presets import MasteringTargets
-from shared.audio.resample import resample
+from shared.audio.resample import resample_padded
 from shared.audio.stitch import stitch
 from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
 from shared.jobs import JobCreate, MasteringOptions, StoredFile, StoredObject
@@ -73,20 +76,7 @@ class Mastering:
 
     def pauses_for(self, spec: JobCreate | None) -> dict[str, int]:
         """The settings' pauses with the job's own in their place."""
-        if spec is None:
-            return dict(self.pauses)
-        own = spec.pauses
-        pauses = dict(self.pauses)
-        for name, value in (
-            ("clause", own.clause_ms),
-            ("sentence", own.sentence_ms),
-            ("paragraph", own.paragraph_ms),
-            ("end", own.paragraph_ms),
-            ("chapter", own.chapter_ms),
-        ):
-            if value is not None:
-                pauses[name] = value
-        return pauses
+        return spec.effective_pauses(self.pauses) if spec is not None else dict(self.pauses)
 
     def targets_for(self, spec: JobCreate | None) -> MasteringTargets:
         """The job's mastering targets (`default`: the settings' loudness and peak, as a true peak)."""
@@ -105,9 +95,10 @@ class InputSpan:
 
 @dataclass(frozen=True)
 class RenderedFile:
-    """One output file's audio, ready to encode, with what is written beside it."""
+    """One output file's audio, ready to encode, with what is written beside it. The samples of a
+    file of several chapters are spilled to a temporary file (`PcmFile`) as each chapter is mastered."""
 
-    audio: np.ndarray
+    samples: Samples
     sample_rate: int
     cues: list[Cue]
     """One subtitle cue per chunk."""
@@ -118,7 +109,12 @@ class RenderedFile:
 
     @property
     def duration_seconds(self) -> float:
-        return len(self.audio) / self.sample_rate
+        return len(self.samples) / self.sample_rate
+
+    @property
+    def audio(self) -> np.ndarray:
+        """All samples in memory (short files, tests); the encoder reads `samples` block by block."""
+        return self.samples.read(0, len(self.samples))
 
 
 def outputs_for(job_id: str, spec: JobCreate) -> list[OutputFile]:
@@ -164,55 +160,63 @@ def build_file(
     pauses = mastering.pauses_for(spec)
     targets = mastering.targets_for(spec)
     titles = spec.input_titles() if spec is not None else input_ids
-    pieces: list[np.ndarray] = []
+    head, tail = padding(targets, file_rate)
+    spoken = [index for index in output.inputs if plan.inputs[index]]
+    pcm = PcmFile() if len(spoken) > 1 else None
+    single: np.ndarray | None = None
+    meter = Meter(file_rate)
     cues: list[Cue] = []
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
     offset = 0  # samples at `file_rate` so far
-    spoken_end = 0
-    for position, input_index in enumerate(output.inputs):
+    for position, input_index in enumerate(spoken):
         chunks = plan.inputs[input_index]
-        if not chunks:
-            continue
         with phases.timed("stitching"):
             segments = [load(planned) for planned in chunks]
             gaps = [pause_after(planned.chunk.boundary, pauses) for planned in chunks[:-1]]
             stitched = stitch(segments, gaps, sample_rate)
             del segments
         with phases.timed("loudness"):
-            audio = resample(stitched.audio, sample_rate, file_rate) if file_rate != sample_rate else stitched.audio
-            mastered = master_chapter(audio, file_rate, targets, seed=input_index)
-            del audio
+            # Resampled straight into the chapter's padded buffer: the last resample, before mastering.
+            audio, length = resample_padded(stitched.audio, sample_rate, file_rate, head, tail)
+            stitched_spans = stitched.spans
+            del stitched
+            master_padded(audio, head, length, file_rate, targets, seed=input_index)
+            meter.add(audio)
         base = offset / file_rate
-        speech = base + mastered.head_samples / file_rate
+        speech = base + head / file_rate
         cues += [
             Cue(speech + start, speech + end, p.chunk.text)
-            for p, (start, end) in zip(chunks, stitched.spans, strict=True)
+            for p, (start, end) in zip(chunks, stitched_spans, strict=True)
         ]
         chapters.append((base, titles[input_index]))
-        spans.append(InputSpan(input_ids[input_index], speech + stitched.spans[0][0], speech + stitched.spans[-1][1]))
-        pieces.append(mastered.audio)
-        offset += mastered.audio.shape[0]
-        spoken_end = offset
-        if position < len(output.inputs) - 1 and pauses["chapter"] > 0:
+        spans.append(InputSpan(input_ids[input_index], speech + stitched_spans[0][0], speech + stitched_spans[-1][1]))
+        offset += audio.shape[0]
+        if pcm is None:
+            single = audio
+            continue
+        pcm.append(audio)
+        del audio
+        if position < len(spoken) - 1 and pauses["chapter"] > 0:
             gap = round(pauses["chapter"] * file_rate / 1000)
             tone = targets.room_tone_db
-            pieces.append(
+            silence = (
                 room_tone(gap, file_rate, tone, seed=1_000_000 + input_index)
                 if tone is not None
                 else np.zeros(gap, np.float32)
             )
+            meter.add(silence)
+            pcm.append(silence)
             offset += gap
-    if not pieces:
-        silence = np.zeros(int(0.5 * file_rate), np.float32)
-        return RenderedFile(silence, file_rate, [], [], [], measure(silence, file_rate, targets))
-    audio = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-    del pieces
-    # A chapter pause after the last spoken chapter (later inputs had nothing to speak) is not kept.
-    audio = audio[:spoken_end]
     with phases.timed("loudness"):
-        report = measure(audio, file_rate, targets)
-    return RenderedFile(audio, file_rate, cues, chapters, spans, report)
+        if pcm is None and single is None:
+            single = np.zeros(int(0.5 * file_rate), np.float32)
+            meter.add(single)
+        report = meter.report(targets)
+    samples: Samples = (
+        pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
+    )
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report)
 
 
 def upload_file(
@@ -233,28 +237,36 @@ def upload_file(
     if fmt is AudioFormat.WAV:  # RIFF INFO has a fixed set of fields
         file_tags = {key: value for key, value in file_tags.items() if key in SNDFILE_TAGS}
     cover = spec.book.cover if spec is not None and spec.book is not None else None
+    filename = f"{output.name}.{fmt.extension}"
+    key = prefix + filename
+    with tempfile.TemporaryDirectory(prefix="narrate-encode-") as directory:
+        path = os.path.join(directory, filename)
+        with phases.timed("encoding"):
+            chapters = rendered.chapters if len(rendered.chapters) > 1 else None
+            encode_to_file(
+                rendered.samples,
+                rendered.sample_rate,
+                fmt,
+                path,
+                chapters=chapters,
+                metadata=file_tags,
+                bitrate_kbps=spec.bitrate_kbps if spec is not None else None,
+                cover=(cover.image(), cover.media_type) if cover is not None else None,
+            )
+            size, digest = _size_and_sha256(path)
+        with phases.timed("upload"):
+            storage.put_file(key, path, fmt.content_type)
+    if isinstance(rendered.samples, PcmFile):
+        rendered.samples.close()
     with phases.timed("encoding"):
-        chapters = rendered.chapters if len(rendered.chapters) > 1 else None
-        data = encode(
-            rendered.audio,
-            rendered.sample_rate,
-            fmt,
-            chapters=chapters,
-            metadata=file_tags,
-            bitrate_kbps=spec.bitrate_kbps if spec is not None else None,
-            cover=(cover.image(), cover.media_type) if cover is not None else None,
-        )
         spans = [(span.id, span.start, span.end) for span in rendered.spans]
         documents = {
             "srt": (to_srt(rendered.cues), "application/x-subrip"),
             "vtt": (to_vtt(rendered.cues), "text/vtt"),
             "json": (to_timing_json(rendered.cues, inputs=spans), "application/json"),
         }
-    filename = f"{output.name}.{fmt.extension}"
-    key = prefix + filename
     subtitles: dict[str, str] = {}
     with phases.timed("upload"):
-        storage.put_bytes(key, data, fmt.content_type)
         for suffix, (text, mime) in documents.items():
             sub_name = f"{output.name}.{suffix}"
             storage.put_bytes(prefix + sub_name, text.encode(), mime)
@@ -265,11 +277,21 @@ def upload_file(
         filename=filename,
         format=fmt,
         duration_seconds=round(rendered.duration_seconds, 3),
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=size,
+        sha256=digest,
         subtitles=subtitles,
         mastering=report,
     )
+
+
+def _size_and_sha256(path: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def upload_manifest(

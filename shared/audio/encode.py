@@ -30,6 +30,7 @@ from typing import Any
 import av
 import numpy as np
 import soundfile as sf
+import soxr
 from mutagen import id3
 from mutagen.flac import FLAC, Picture
 from mutagen.mp4 import MP4, MP4Cover
@@ -37,6 +38,7 @@ from mutagen.oggopus import OggOpus
 
 from shared.audio.formats import FILE_TAGS, AudioFormat, file_rate
 from shared.audio.levels import as_mono_float32
+from shared.audio.pcm import ArraySamples, Samples
 from shared.audio.resample import resample
 
 MP3_KBPS = 64
@@ -269,6 +271,12 @@ def _hhmmss(seconds: float) -> str:
 def _id3(data: bytes, metadata: Mapping[str, str], spans: Spans, cover: tuple[bytes, str] | None = None) -> bytes:
     if not metadata and not spans and cover is None:
         return data
+    buffer = io.BytesIO(data)
+    _id3_tags(metadata, spans, cover).save(buffer)
+    return buffer.getvalue()
+
+
+def _id3_tags(metadata: Mapping[str, str], spans: Spans, cover: tuple[bytes, str] | None) -> id3.ID3:
     tags = id3.ID3()
     for key, value in metadata.items():
         if key in _ID3_FRAMES:
@@ -293,9 +301,7 @@ def _id3(data: bytes, metadata: Mapping[str, str], spans: Spans, cover: tuple[by
             )
     if cover is not None:
         tags.add(id3.APIC(encoding=3, mime=cover[1], type=id3.PictureType.COVER_FRONT, desc="Cover", data=cover[0]))
-    buffer = io.BytesIO(data)
-    tags.save(buffer)
-    return buffer.getvalue()
+    return tags
 
 
 def _m4b(
@@ -306,46 +312,168 @@ def _m4b(
     kbps: int = AAC_KBPS,
     cover: tuple[bytes, str] | None = None,
 ) -> bytes:
-    """AAC in MP4 via PyAV; written to a temporary file so `faststart` can move the index to the front.
-    The cover and the tags FFmpeg's muxer drops are added by mutagen, which moves the chunk offsets."""
+    """AAC in MP4 via PyAV; written to a temporary file so `faststart` can move the index to the front."""
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "out.m4b")
-        with av.open(path, "w", format="ipod", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream("aac", rate=sr, layout="mono")
-            stream.bit_rate = kbps * 1000
-            for key, value in metadata.items():
-                if key not in _MP4_TAGS:
-                    container.metadata[key] = str(value)
-            container.set_chapters(
-                [
-                    {
-                        "id": number,
-                        "start": round(start * 1000),
-                        "end": round(end * 1000),
-                        "time_base": Fraction(1, 1000),
-                        "metadata": {"title": title},
-                    }
-                    for number, (start, end, title) in enumerate(spans, start=1)
-                ]
-            )
-            step = 1 << 16
-            for begin in range(0, audio.shape[0], step):
-                frame = av.AudioFrame.from_ndarray(audio[None, begin : begin + step], format="fltp", layout="mono")
-                frame.sample_rate = sr
-                frame.pts = begin
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode(None):
-                container.mux(packet)
-        extra = {atom: str(metadata[key]) for key, atom in _MP4_TAGS.items() if key in metadata}
-        if extra or cover is not None:
-            tagged = MP4(path)
-            assert tagged.tags is not None  # FFmpeg wrote an ilst (at least the encoder tag)
-            for atom, value in extra.items():
-                tagged.tags[atom] = [value]
-            if cover is not None:
-                kind = MP4Cover.FORMAT_PNG if cover[1] == "image/png" else MP4Cover.FORMAT_JPEG
-                tagged.tags["covr"] = [MP4Cover(cover[0], imageformat=kind)]
-            tagged.save()
+        _m4b_file(ArraySamples(audio), sr, metadata, spans, kbps, cover, path)
         with open(path, "rb") as f:
             return f.read()
+
+
+def _m4b_file(
+    samples: Samples,
+    sr: int,
+    metadata: Mapping[str, str],
+    spans: Spans,
+    kbps: int,
+    cover: tuple[bytes, str] | None,
+    path: str,
+) -> None:
+    """The M4B at `path`. The cover and the tags FFmpeg's muxer drops are added by mutagen, which
+    moves the chunk offsets."""
+    with av.open(path, "w", format="ipod", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("aac", rate=sr, layout="mono")
+        stream.bit_rate = kbps * 1000
+        for key, value in metadata.items():
+            if key not in _MP4_TAGS:
+                container.metadata[key] = str(value)
+        container.set_chapters(
+            [
+                {
+                    "id": number,
+                    "start": round(start * 1000),
+                    "end": round(end * 1000),
+                    "time_base": Fraction(1, 1000),
+                    "metadata": {"title": title},
+                }
+                for number, (start, end, title) in enumerate(spans, start=1)
+            ]
+        )
+        _encode_stream(container, stream, samples, sr, 1 << 16)
+    extra = {atom: str(metadata[key]) for key, atom in _MP4_TAGS.items() if key in metadata}
+    if extra or cover is not None:
+        tagged = MP4(path)
+        assert tagged.tags is not None  # FFmpeg wrote an ilst (at least the encoder tag)
+        for atom, value in extra.items():
+            tagged.tags[atom] = [value]
+        if cover is not None:
+            kind = MP4Cover.FORMAT_PNG if cover[1] == "image/png" else MP4Cover.FORMAT_JPEG
+            tagged.tags["covr"] = [MP4Cover(cover[0], imageformat=kind)]
+        tagged.save()
+
+
+# --- streaming: from `Samples` (a PCM spill file) to a file on disk -------------------------------
+
+STREAM_BLOCK = 1 << 18
+"""Samples read and encoded at a time when encoding from `Samples`."""
+IN_MEMORY_MAX_BYTES = 256 * 1024 * 1024
+"""Audio up to this size (float32) is encoded from memory: MP3 then gets its two-thread encoding."""
+
+
+def encode_to_file(
+    samples: Samples,
+    sr: int,
+    fmt: str,
+    path: str | os.PathLike[str],
+    *,
+    chapters: Chapters | None = None,
+    metadata: Mapping[str, str] | None = None,
+    bitrate_kbps: int | None = None,
+    cover: tuple[bytes, str] | None = None,
+) -> None:
+    """`encode`, reading `samples` block by block and writing `path`: memory stays at a few blocks
+    whatever the length (a 40-hour book). Short audio goes through `encode` (MP3's two threads)."""
+    fmt = _check(fmt)
+    total = len(samples)
+    if total * 4 <= IN_MEMORY_MAX_BYTES:
+        data = encode(
+            samples.read(0, total),
+            sr,
+            fmt,
+            chapters=chapters,
+            metadata=metadata,
+            bitrate_kbps=bitrate_kbps,
+            cover=cover,
+        )
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    spans = _chapter_spans(chapters or (), total / sr)
+    metadata = dict(metadata or {})
+    target = os.fspath(path)
+    if fmt in ("wav", "flac", "opus"):
+        _soundfile_stream(samples, sr, fmt, target, metadata)
+        if fmt != "wav":
+            _vorbis_comments_file(FLAC if fmt == "flac" else OggOpus, target, metadata, spans, cover)
+        return
+    if fmt == "mp3":
+        with av.open(target, "w", format="mp3") as container:
+            stream = container.add_stream("libmp3lame", rate=sr, layout="mono", options=dict(_LAME_OPTIONS))
+            stream.bit_rate = (bitrate_kbps or MP3_KBPS) * 1000
+            _encode_stream(container, stream, samples, sr, _MP3_BLOCK)
+        if metadata or spans or cover is not None:
+            tags = _id3_tags(metadata, spans, cover)
+            tags.save(target)
+        return
+    _m4b_file(samples, sr, metadata, spans, bitrate_kbps or AAC_KBPS, cover, target)
+
+
+def _encode_stream(container: Any, stream: Any, samples: Samples, sr: int, block: int) -> None:
+    for start in range(0, len(samples), block):
+        chunk = np.ascontiguousarray(samples.read(start, start + block)).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+        frame.sample_rate = sr
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def _soundfile_stream(samples: Samples, sr: int, fmt: AudioFormat, path: str, metadata: Mapping[str, str]) -> None:
+    if fmt == "wav":
+        unknown = set(metadata) - set(SNDFILE_TAGS)
+        if unknown:
+            raise ValueError(f"WAV cannot carry tags {sorted(unknown)}; supported: {SNDFILE_TAGS}")
+    rate = file_rate(fmt, sr)
+    options: dict[str, Any] = {"format": "WAV", "subtype": "PCM_16"}
+    if fmt == "flac":
+        options = {"format": "FLAC", "subtype": "PCM_16"}
+    elif fmt == "opus":
+        options = {"format": "OGG", "subtype": "OPUS", "compression_level": OPUS_COMPRESSION_LEVEL}
+    stream = soxr.ResampleStream(sr, rate, 1, dtype="float32", quality="HQ") if rate != sr else None
+    with sf.SoundFile(path, "w", samplerate=rate, channels=1, **options) as f:
+        if fmt == "wav":
+            for key, value in metadata.items():
+                setattr(f, key, value)
+        total = len(samples)
+        for start in range(0, total, STREAM_BLOCK):
+            block = samples.read(start, start + STREAM_BLOCK)
+            if stream is not None:
+                block = stream.resample_chunk(block, last=start + STREAM_BLOCK >= total)
+            f.write(block)
+
+
+def _vorbis_comments_file(
+    kind: type[FLAC] | type[OggOpus],
+    path: str,
+    metadata: Mapping[str, str],
+    spans: Spans,
+    cover: tuple[bytes, str] | None,
+) -> None:
+    if not metadata and not spans and cover is None:
+        return
+    tagged = kind(path)
+    if tagged.tags is None:
+        tagged.add_tags()
+    for key, value in metadata.items():
+        tagged[key] = str(value)
+    for number, (start, _, title) in enumerate(spans, start=1):
+        tagged[f"CHAPTER{number:03d}"] = _hhmmss(start)
+        tagged[f"CHAPTER{number:03d}NAME"] = title
+    if cover is not None:
+        if isinstance(tagged, FLAC):
+            tagged.add_picture(_picture(cover))
+        else:
+            tagged["METADATA_BLOCK_PICTURE"] = base64.b64encode(_picture(cover).write()).decode()
+    tagged.save()

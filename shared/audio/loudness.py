@@ -43,7 +43,7 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     audio = as_mono_float32(audio)
     if audio.shape[0] == 0:
         return float("-inf")
-    sos = _k_weighting_sos(sr)
+    sos = k_weighting_sos(sr)
     step = round(sr * _STEP_SECONDS)
     per_block = round(_BLOCK_SECONDS / _STEP_SECONDS)
     n = audio.shape[0]
@@ -54,6 +54,22 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
         step_energy = _step_energies(audio, sos, step)
         windows = np.lib.stride_tricks.sliding_window_view(step_energy, per_block)
         block_energy = windows.sum(axis=1) / (step * per_block)
+    return _gate(block_energy)
+
+
+def gated_loudness(step_energy: np.ndarray, step: int) -> float:
+    """Integrated loudness from K-weighted energies of consecutive 100 ms steps (a streaming meter's
+    running record); the same gating as `integrated_loudness`, which this is the second half of."""
+    per_block = round(_BLOCK_SECONDS / _STEP_SECONDS)
+    if step_energy.shape[0] == 0:
+        return float("-inf")
+    if step_energy.shape[0] < per_block:
+        return _gate(np.array([step_energy.sum() / (step * step_energy.shape[0])]))
+    windows = np.lib.stride_tricks.sliding_window_view(step_energy, per_block)
+    return _gate(windows.sum(axis=1) / (step * per_block))
+
+
+def _gate(block_energy: np.ndarray) -> float:
     with np.errstate(divide="ignore"):
         block_lufs = -0.691 + 10.0 * np.log10(block_energy)
     gated = block_energy[block_lufs >= _ABSOLUTE_GATE_LUFS]
@@ -84,7 +100,7 @@ def normalize_loudness(
     return out
 
 
-def _k_weighting_sos(sr: int) -> np.ndarray:
+def k_weighting_sos(sr: int) -> np.ndarray:
     """pyloudnorm's BS.1770 K-weighting (high shelf then high pass) as second-order sections."""
     shelf = IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf")
     high_pass = IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")

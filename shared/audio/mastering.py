@@ -13,16 +13,16 @@ and tail), each with its rule and a pass/fail.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import scipy.signal
 
-from shared.audio.levels import as_mono_float32, frame_levels
-from shared.audio.loudness import integrated_loudness
+from shared.audio.levels import as_mono_float32
+from shared.audio.loudness import gated_loudness, integrated_loudness, k_weighting_sos
 from shared.audio.presets import MasteringTargets
-from shared.audio.true_peak import limit_true_peak_in_place, true_peak_dbfs
+from shared.audio.true_peak import TRUE_PEAK_CONTEXT, limit_true_peak_in_place, true_peak_with_context
 
 NOISE_FLOOR_WINDOW_MS = 500.0
 """The noise floor is the RMS of the quietest window this long (how ACX's check reads it)."""
@@ -38,20 +38,34 @@ class Mastered:
     """Samples of room tone before the chapter's speech (cue and chapter times shift by this much)."""
 
 
+def padding(targets: MasteringTargets, sr: int) -> tuple[int, int]:
+    """Samples of room tone before and after a chapter's speech."""
+    return round(targets.head_room_tone_s * sr), round(targets.tail_room_tone_s * sr)
+
+
 def master_chapter(speech: np.ndarray, sr: int, targets: MasteringTargets, *, seed: int = 0) -> Mastered:
     """`speech` (mono float32 at the file's rate) with room tone, at the level target, under the
     true-peak ceiling. Silence comes back with its room tone only."""
     speech = as_mono_float32(speech)
-    head = round(targets.head_room_tone_s * sr)
-    tail = round(targets.tail_room_tone_s * sr)
+    head, tail = padding(targets, sr)
     out = np.zeros(head + speech.shape[0] + tail, dtype=np.float32)
     out[head : head + speech.shape[0]] = speech
-    body = out[head : head + speech.shape[0]]
+    master_padded(out, head, speech.shape[0], sr, targets, seed=seed)
+    return Mastered(out, head)
+
+
+def master_padded(
+    out: np.ndarray, head: int, length: int, sr: int, targets: MasteringTargets, *, seed: int = 0
+) -> None:
+    """`master_chapter` in place on a chapter already laid out with its padding (speech at
+    `out[head:head + length]`, zeros around it): the assembly resamples straight into such a buffer,
+    so a chapter exists once at the file's rate."""
+    body = out[head : head + length]
     gain = _level_gain(body, sr, targets, total=out.shape[0])
     if gain is not None:
         body *= np.float32(gain)
     if targets.room_tone_db is not None:
-        out += room_tone(out.shape[0], sr, targets.room_tone_db, seed=seed)
+        add_room_tone(out, sr, targets.room_tone_db, seed=seed)
     ceiling = targets.true_peak_dbfs - targets.limiter_margin_db
     limit_true_peak_in_place(out, sr, ceiling)
     if gain is not None:
@@ -65,12 +79,23 @@ def master_chapter(speech: np.ndarray, sr: int, targets: MasteringTargets, *, se
                 break
             out *= np.float32(10.0 ** (short / 20.0))
             limit_true_peak_in_place(out, sr, ceiling)
-    return Mastered(out, head)
+
+
+_BLOCK = 1 << 20
+
+
+def _energy(audio: np.ndarray) -> float:
+    """Sum of squares in float64, block by block (a float64 copy of an hour would be 1.3 GB)."""
+    total = 0.0
+    for begin in range(0, audio.shape[0], _BLOCK):
+        block = audio[begin : begin + _BLOCK].astype(np.float64)
+        total += float(np.dot(block, block))
+    return total
 
 
 def _level_gain(body: np.ndarray, sr: int, targets: MasteringTargets, *, total: int) -> float | None:
     if targets.rms_db is not None:
-        energy = float(np.dot(body.astype(np.float64), body.astype(np.float64)))
+        energy = _energy(body)
         if energy <= 0:
             return None
         return 10.0 ** (targets.rms_db / 20.0) / np.sqrt(energy / max(total, 1))
@@ -82,17 +107,25 @@ def _level_gain(body: np.ndarray, sr: int, targets: MasteringTargets, *, total: 
 
 
 def room_tone(n: int, sr: int, level_db: float, *, seed: int = 0) -> np.ndarray:
-    """`n` samples of soft, steady noise at `level_db` RMS: pink-ish (white through a one-pole low
-    pass), deterministic for a seed so a re-render of a chapter is identical."""
+    """`n` samples of soft, steady noise at `level_db` RMS (see `add_room_tone`)."""
+    out = np.zeros(n, dtype=np.float32)
+    add_room_tone(out, sr, level_db, seed=seed)
+    return out
+
+
+def add_room_tone(out: np.ndarray, sr: int, level_db: float, *, seed: int = 0) -> None:
+    """Add room tone to `out` in place: white noise through a one-pole low pass at about 2 kHz (a room's
+    air, not a hiss), at `level_db` RMS, deterministic for a seed so a re-render is identical. Made
+    block by block with the filter's state carried, so it costs no chapter-sized temporaries."""
     rng = np.random.default_rng(seed)
-    white = rng.standard_normal(n).astype(np.float32)
-    if n == 0:
-        return white
-    # One-pole low pass at about 2 kHz: a room's hum and air, not a hiss.
     pole = float(np.exp(-2.0 * np.pi * 2000.0 / sr))
-    shaped = np.asarray(scipy.signal.lfilter([1.0 - pole], [1.0, -pole], white), dtype=np.float32)
-    rms = float(np.sqrt(np.mean(np.square(shaped, dtype=np.float64)))) or 1.0
-    return shaped * np.float32(10.0 ** (level_db / 20.0) / rms)
+    # The filter's output RMS for unit white noise: sqrt((1 - p) / (1 + p)).
+    scale = 10.0 ** (level_db / 20.0) / np.sqrt((1.0 - pole) / (1.0 + pole))
+    state = np.zeros(1)
+    for begin in range(0, out.shape[0], _BLOCK):
+        white = rng.standard_normal(min(_BLOCK, out.shape[0] - begin))
+        shaped, state = scipy.signal.lfilter([1.0 - pole], [1.0, -pole], white, zi=state)
+        out[begin : begin + white.shape[0]] += (np.asarray(shaped) * scale).astype(np.float32)
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
@@ -100,7 +133,7 @@ def rms_dbfs(audio: np.ndarray) -> float:
     audio = as_mono_float32(audio)
     if audio.shape[0] == 0:
         return float("-inf")
-    mean_square = float(np.mean(np.square(audio, dtype=np.float64)))
+    mean_square = _energy(audio) / audio.shape[0]
     return float(10.0 * np.log10(mean_square)) if mean_square > 0 else float("-inf")
 
 
@@ -155,32 +188,108 @@ def _finite(value: float) -> float | None:
     return round(value, 2) if np.isfinite(value) else None
 
 
-def measure(audio: np.ndarray, sr: int, targets: MasteringTargets) -> MasteringReport:
-    """The report of a finished file's samples against `targets`."""
-    audio = as_mono_float32(audio)
-    levels = frame_levels(audio, sr, window_ms=NOISE_FLOOR_WINDOW_MS, hop_ms=100.0)
-    noise_floor = float(levels.db.min()) if levels.db.size else float("-inf")
-    if noise_floor <= -199.0:
+class Meter:
+    """The report's measurements made as a file's audio goes by, piece after piece (chapter by chapter),
+    so a whole book is measured without holding it: sum of squares, BS.1770 K-weighted energy per 100 ms
+    step (filter state carried), plain energy per step (noise floor: the quietest five steps), 10 ms
+    frame levels for the first and last sound, and the true peak with interpolation context carried."""
+
+    def __init__(self, sr: int) -> None:
+        self.sr = sr
+        self.step = round(sr * 0.1)
+        self.frame = max(1, self.step // 10)
+        self._sos = k_weighting_sos(sr)
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._pending = np.zeros(0, np.float32)
+        self._k_steps: list[np.ndarray] = []
+        self._plain_steps: list[np.ndarray] = []
+        self._sum_squares = 0.0
+        self._samples = 0
+        self._first_loud: int | None = None
+        self._last_loud_end: int | None = None
+        self._peak = 0.0
+        self._context = np.zeros(0, np.float32)
+        self._threshold = 10.0 ** (SILENCE_THRESHOLD_DB / 10.0)
+
+    def add(self, audio: np.ndarray) -> None:
+        audio = as_mono_float32(audio)
+        for begin in range(0, audio.shape[0], _BLOCK):
+            self._add_block(audio[begin : begin + _BLOCK])
+
+    def _add_block(self, block: np.ndarray) -> None:
+        self._peak = max(self._peak, true_peak_with_context(self._context, block))
+        self._context = np.concatenate([self._context, block])[-TRUE_PEAK_CONTEXT:]
+        data = np.concatenate([self._pending, block]) if self._pending.size else block
+        usable = data.shape[0] // self.step * self.step
+        whole, self._pending = data[:usable], data[usable:].copy()
+        if usable:
+            self._add_steps(whole)
+
+    def _add_steps(self, whole: np.ndarray) -> None:
+        as64 = whole.astype(np.float64)
+        squares = np.square(as64)
+        self._sum_squares += float(squares.sum())
+        offset = self._samples
+        self._samples += whole.shape[0]
+        self._plain_steps.append(squares.reshape(-1, self.step).sum(axis=1))
+        weighted, self._zi = scipy.signal.sosfilt(self._sos, as64, zi=self._zi)
+        self._k_steps.append(np.square(weighted).reshape(-1, self.step).sum(axis=1))
+        frames = squares[: whole.shape[0] // self.frame * self.frame].reshape(-1, self.frame).mean(axis=1)
+        loud = np.flatnonzero(frames >= self._threshold)
+        if loud.size:
+            if self._first_loud is None:
+                self._first_loud = offset + int(loud[0]) * self.frame
+            self._last_loud_end = offset + (int(loud[-1]) + 1) * self.frame
+
+    def report(self, targets: MasteringTargets) -> MasteringReport:
+        if self._pending.size:  # the last partial step counts for RMS, silence and peak, not loudness
+            rest, self._pending = self._pending, np.zeros(0, np.float32)
+            squares = np.square(rest.astype(np.float64))
+            self._sum_squares += float(squares.sum())
+            loud = np.flatnonzero(squares >= self._threshold)
+            if loud.size:
+                if self._first_loud is None:
+                    self._first_loud = self._samples + int(loud[0])
+                self._last_loud_end = self._samples + int(loud[-1]) + 1
+            self._samples += rest.shape[0]
+        n, sr = self._samples, self.sr
+        duration = n / sr
+        rms = 10.0 * np.log10(self._sum_squares / n) if n and self._sum_squares > 0 else float("-inf")
+        plain = np.concatenate(self._plain_steps) if self._plain_steps else np.zeros(0)
+        k_steps = np.concatenate(self._k_steps) if self._k_steps else np.zeros(0)
         noise_floor = float("-inf")
-    fine = frame_levels(audio, sr, window_ms=10.0, hop_ms=5.0)
-    loud = np.flatnonzero(fine.db >= SILENCE_THRESHOLD_DB)
-    duration = audio.shape[0] / sr
-    if loud.size:
-        head = float(fine.starts[loud[0]]) / sr
-        tail = max(0.0, duration - float(fine.starts[loud[-1]] + fine.window) / sr)
-    else:
-        head = tail = duration
-    report = MasteringReport(
-        preset=targets.preset.value,
-        sample_rate=sr,
-        duration_seconds=duration,
-        rms_db=rms_dbfs(audio),
-        loudness_lufs=integrated_loudness(audio, sr),
-        true_peak_dbfs=true_peak_dbfs(audio),
-        noise_floor_db=noise_floor,
-        head_silence_seconds=head,
-        tail_silence_seconds=tail,
-    )
+        if plain.size >= 5:
+            windows = np.lib.stride_tricks.sliding_window_view(plain, 5).sum(axis=1) / (5 * self.step)
+            quietest = float(windows.min())
+            noise_floor = 10.0 * np.log10(quietest) if quietest > 0 else float("-inf")
+        elif n and self._sum_squares > 0:
+            noise_floor = rms
+        head = (self._first_loud if self._first_loud is not None else n) / sr
+        tail = (n - self._last_loud_end) / sr if self._last_loud_end is not None else duration
+        peak = self._peak
+        report = MasteringReport(
+            preset=targets.preset.value,
+            sample_rate=sr,
+            duration_seconds=duration,
+            rms_db=float(rms),
+            loudness_lufs=gated_loudness(k_steps, self.step),
+            true_peak_dbfs=float(20.0 * np.log10(peak)) if peak > 0 else float("-inf"),
+            noise_floor_db=float(noise_floor),
+            head_silence_seconds=head,
+            tail_silence_seconds=max(0.0, tail),
+        )
+        return _with_rules(report, targets)
+
+
+def measure(audio: np.ndarray, sr: int, targets: MasteringTargets) -> MasteringReport:
+    """The report of a finished file's samples against `targets` (a `Meter` fed once)."""
+    meter = Meter(sr)
+    meter.add(audio)
+    return meter.report(targets)
+
+
+def _with_rules(report: MasteringReport, targets: MasteringTargets) -> MasteringReport:
+    head, tail = report.head_silence_seconds, report.tail_silence_seconds
     rules = [Rule("true_peak_dbfs", report.true_peak_dbfs, None, targets.true_peak_dbfs)]
     if targets.rms_range_db:
         rules.append(Rule("rms_db", report.rms_db, *targets.rms_range_db))
@@ -192,4 +301,4 @@ def measure(audio: np.ndarray, sr: int, targets: MasteringTargets) -> MasteringR
         rules.append(Rule("head_silence_seconds", head, *targets.head_range_s))
     if targets.tail_range_s:
         rules.append(Rule("tail_silence_seconds", tail, *targets.tail_range_s))
-    return MasteringReport(**{**asdict(report), "rules": rules})
+    return replace(report, rules=rules)

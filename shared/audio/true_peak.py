@@ -23,6 +23,7 @@ OVERSAMPLE = 4
 _BLOCK = 1 << 18
 _CONTEXT = 64
 """Samples of context either side of a block: more than the interpolation filter's half-length."""
+TRUE_PEAK_CONTEXT = _CONTEXT
 _PASSES = 6
 
 
@@ -53,6 +54,16 @@ def true_peak(audio: np.ndarray) -> float:
         up = scipy.signal.resample_poly(piece.astype(np.float64), OVERSAMPLE, 1)
         peak = max(peak, float(np.max(np.abs(up))), float(np.max(np.abs(piece))))
     return peak
+
+
+def true_peak_with_context(before: np.ndarray, block: np.ndarray) -> float:
+    """The true peak of `block` with the samples `before` it as the filter's history (a streaming meter
+    carries them from the previous block); the block's own end is read without look-ahead."""
+    if block.shape[0] == 0:
+        return 0.0
+    piece = np.concatenate([before, block]).astype(np.float64)
+    up = scipy.signal.resample_poly(piece, OVERSAMPLE, 1)[before.shape[0] * OVERSAMPLE :]
+    return max(float(np.max(np.abs(up))), float(np.max(np.abs(block))))
 
 
 def true_peak_dbfs(audio: np.ndarray) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from typing import Any
 
 import mutagen
 import numpy as np
@@ -90,14 +91,14 @@ def test_opus_audio_is_resampled_once_per_chapter_straight_to_the_rate_the_file_
     calls: list[tuple[int, int]] = []
 
     def counting(resample):
-        def wrapper(audio: np.ndarray, source: int, target: int) -> np.ndarray:
+        def wrapper(audio: np.ndarray, source: int, target: int, *args: int) -> Any:
             if source != target:  # the same rate is handed back untouched
                 calls.append((source, target))
-            return resample(audio, source, target)
+            return resample(audio, source, target, *args)
 
         return wrapper
 
-    monkeypatch.setattr(assembly, "resample", counting(assembly.resample))
+    monkeypatch.setattr(assembly, "resample_padded", counting(assembly.resample_padded))
     monkeypatch.setattr(encode_module, "resample", counting(encode_module.resample))
     rate = file_rate(AudioFormat.OPUS, SPEC.sample_rate or SR)
     rendered = render(outputs_for("job_1", SPEC)[0], rate)
