@@ -121,7 +121,12 @@ def _step_energies(audio: np.ndarray, sos: np.ndarray, step: int) -> np.ndarray:
 
 
 def limit_in_place(
-    out: np.ndarray, sr: int, ceiling: np.float32, *, magnitude: Callable[[np.ndarray], np.ndarray] | None = None
+    out: np.ndarray,
+    sr: int,
+    ceiling: np.float32,
+    *,
+    magnitude: Callable[[np.ndarray], np.ndarray] | None = None,
+    overs: np.ndarray | None = None,
 ) -> None:
     """Smoothly lower the gain around samples above `ceiling`, touching only the pieces that need it.
 
@@ -129,18 +134,23 @@ def limit_in_place(
     sample within reach of a peak gets at most the peak's needed gain, so the peak lands at or under
     the ceiling, and the gain curve has no steps. `magnitude` maps a stretch of samples to the level
     each stands for (default: its sample peak; `shared.audio.true_peak` passes the oversampled
-    envelope); with the default, float rounding is clipped away at the end.
+    envelope); with the default, float rounding is clipped away at the end. `overs`, the indices above
+    the ceiling, may be given by a caller that found them more cheaply.
     """
     level = magnitude or np.abs
     attack = max(1, round(sr * LIMITER_ATTACK_MS / 1000.0))
     margin = 4 * attack
     # Find the overs piece by piece: a whole-file np.abs would double the memory for a moment.
-    overs = np.concatenate(
-        [
-            np.flatnonzero(level(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
-            for begin in range(0, out.shape[0], _STREAM_SAMPLES)
-        ]
-        or [np.zeros(0, dtype=np.int64)]
+    overs = (
+        overs
+        if overs is not None
+        else np.concatenate(
+            [
+                np.flatnonzero(level(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
+                for begin in range(0, out.shape[0], _STREAM_SAMPLES)
+            ]
+            or [np.zeros(0, dtype=np.int64)]
+        )
     )
     if overs.size == 0:
         return

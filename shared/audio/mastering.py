@@ -217,7 +217,7 @@ class Meter:
             self._add_block(audio[begin : begin + _BLOCK])
 
     def _add_block(self, block: np.ndarray) -> None:
-        self._peak = max(self._peak, true_peak_with_context(self._context, block))
+        self._peak = true_peak_with_context(self._context, block, at_least=self._peak)
         self._context = np.concatenate([self._context, block])[-TRUE_PEAK_CONTEXT:]
         data = np.concatenate([self._pending, block]) if self._pending.size else block
         usable = data.shape[0] // self.step * self.step

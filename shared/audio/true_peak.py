@@ -6,8 +6,12 @@ resampling to 48 kHz. Retailers (ACX: -3 dBFS) and broadcasters (EBU R128: -1 dB
 so the limiter here works on the 4x-oversampled envelope, and runs on the audio at the rate the file
 will have (after the last resample).
 
-Both the meter and the limiter work block by block (with a few samples of context at each side for
-the interpolation filter), so their memory does not grow with the length of a chapter.
+The interpolation is a 128-tap Kaiser-windowed sinc, 4x polyphase (flat within 0.1 dB to 88 % of the
+Nyquist frequency; the 48 taps of annex 2 lose 1.5 dB there, which hot sibilants reach). Oversampling
+a whole 40-hour book several times would take longer than encoding it, and is not needed: an
+interpolated value is a weighted sum of the samples near it, so it can exceed a level P only where some
+sample there exceeds P / G (G: the largest sum of absolute taps of one phase, about 2.3). Only the
+stretches around such samples are oversampled; the result is the same as oversampling everything.
 """
 
 from __future__ import annotations
@@ -20,56 +24,115 @@ from shared.audio.loudness import limit_in_place
 
 OVERSAMPLE = 4
 """BS.1770-4 asks for at least 4x at 48 kHz; the same factor is used at every rate."""
-_BLOCK = 1 << 18
-_CONTEXT = 64
-"""Samples of context either side of a block: more than the interpolation filter's half-length."""
-TRUE_PEAK_CONTEXT = _CONTEXT
+_TAPS = 128
+_FILTER = (scipy.signal.firwin(_TAPS, 1.0 / OVERSAMPLE, window=("kaiser", 8.0)) * OVERSAMPLE).astype(np.float32)
+_DELAY = (_TAPS - 1) // 2
+_GAIN = float(max(np.abs(_FILTER[phase::OVERSAMPLE]).sum() for phase in range(OVERSAMPLE)))
+"""No interpolated value exceeds this times the largest sample within reach of the filter."""
+TRUE_PEAK_CONTEXT = _TAPS // OVERSAMPLE + 2
+"""Samples of context either side of a stretch: more than the filter's reach."""
+_BLOCK = 1 << 20
 _PASSES = 6
+_MERGE_GAP = 2048
 
 
-def _oversampled_envelope(audio: np.ndarray) -> np.ndarray:
-    """Per input sample, the largest magnitude of the 4x-oversampled waveform from that sample to the
-    next one (so the peak between two samples is attributed to the earlier)."""
-    n = audio.shape[0]
-    out = np.empty(n, dtype=np.float32)
-    for begin in range(0, n, _BLOCK):
-        end = min(n, begin + _BLOCK)
-        lo, hi = max(0, begin - _CONTEXT), min(n, end + _CONTEXT)
-        up = scipy.signal.resample_poly(audio[lo:hi].astype(np.float64), OVERSAMPLE, 1)
-        up = np.abs(up[(begin - lo) * OVERSAMPLE : (end - lo) * OVERSAMPLE])
-        # Each sample's span: its own oversampled value and the OVERSAMPLE-1 that follow it.
-        span = up.reshape(-1, OVERSAMPLE).max(axis=1)
-        out[begin:end] = np.maximum(span, np.abs(audio[begin:end]))
-    return out
+def _upsampled(piece: np.ndarray) -> np.ndarray:
+    """`piece` at 4x its rate, aligned: value 4i is at sample i (the filter's delay removed)."""
+    up = scipy.signal.upfirdn(_FILTER, piece.astype(np.float32, copy=False), up=OVERSAMPLE)
+    return up[_DELAY : _DELAY + piece.shape[0] * OVERSAMPLE]
 
 
-def true_peak(audio: np.ndarray) -> float:
-    """Largest magnitude of the 4x-oversampled waveform (linear; 0 for silence or no samples)."""
-    audio = as_mono_float32(audio)
-    if audio.shape[0] == 0:
-        return 0.0
+def _regions(indices: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Stretches `[lo, hi)` covering every index with the filter's context, merged where they touch."""
+    if indices.size == 0:
+        return []
+    # Stretches closer than _MERGE_GAP are read as one: fewer, longer filter calls (each has a fixed cost).
+    breaks = np.flatnonzero(np.diff(indices) > _MERGE_GAP)
+    starts = np.concatenate(([indices[0]], indices[breaks + 1]))
+    ends = np.concatenate((indices[breaks], [indices[-1]]))
+    return [
+        (max(0, int(lo) - TRUE_PEAK_CONTEXT), min(n, int(hi) + TRUE_PEAK_CONTEXT + 1))
+        for lo, hi in zip(starts, ends, strict=True)
+    ]
+
+
+def _candidates(audio: np.ndarray, level: float) -> np.ndarray:
+    """Indices of samples above `level / G`: the only places an interpolated value can pass `level`."""
+    threshold = np.float32(level / _GAIN)
+    found = [
+        np.flatnonzero(np.abs(audio[begin : begin + _BLOCK]) > threshold) + begin
+        for begin in range(0, audio.shape[0], _BLOCK)
+    ]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _stretch_peak(audio: np.ndarray, lo: int, hi: int) -> float:
+    """Largest interpolated magnitude of `audio[lo:hi]`, read with the context around it."""
+    a, b = max(0, lo - TRUE_PEAK_CONTEXT), min(audio.shape[0], hi + TRUE_PEAK_CONTEXT)
+    up = _upsampled(audio[a:b])[(lo - a) * OVERSAMPLE : (hi - a) * OVERSAMPLE]
+    return float(np.max(np.abs(up))) if up.size else 0.0
+
+
+def sample_peak(audio: np.ndarray) -> float:
     peak = 0.0
     for begin in range(0, audio.shape[0], _BLOCK):
-        piece = audio[max(0, begin - _CONTEXT) : begin + _BLOCK + _CONTEXT]
-        up = scipy.signal.resample_poly(piece.astype(np.float64), OVERSAMPLE, 1)
-        peak = max(peak, float(np.max(np.abs(up))), float(np.max(np.abs(piece))))
+        block = audio[begin : begin + _BLOCK]
+        peak = max(peak, float(np.max(np.abs(block)))) if block.size else peak
     return peak
 
 
-def true_peak_with_context(before: np.ndarray, block: np.ndarray) -> float:
-    """The true peak of `block` with the samples `before` it as the filter's history (a streaming meter
-    carries them from the previous block); the block's own end is read without look-ahead."""
-    if block.shape[0] == 0:
-        return 0.0
-    piece = np.concatenate([before, block]).astype(np.float64)
-    up = scipy.signal.resample_poly(piece, OVERSAMPLE, 1)[before.shape[0] * OVERSAMPLE :]
-    return max(float(np.max(np.abs(up))), float(np.max(np.abs(block))))
+def true_peak(audio: np.ndarray, *, at_least: float = 0.0) -> float:
+    """Largest magnitude of the 4x-oversampled waveform (linear; 0 for silence or no samples); only
+    values above `at_least` need to be found (a running meter passes its peak so far)."""
+    audio = as_mono_float32(audio)
+    if audio.shape[0] == 0:
+        return at_least
+    peak = max(at_least, sample_peak(audio))
+    if peak <= 0:
+        return peak
+    for lo, hi in _regions(_candidates(audio, peak), audio.shape[0]):
+        peak = max(peak, _stretch_peak(audio, lo, hi))
+    return peak
 
 
 def true_peak_dbfs(audio: np.ndarray) -> float:
     """`true_peak` in dBFS (dBTP); -inf for silence."""
     peak = true_peak(audio)
     return float(20.0 * np.log10(peak)) if peak > 0 else float("-inf")
+
+
+def true_peak_with_context(before: np.ndarray, block: np.ndarray, *, at_least: float = 0.0) -> float:
+    """The true peak of `block` with the samples `before` it as the filter's history (a streaming meter
+    carries them from the previous block); the block's own end is read without look-ahead."""
+    if block.shape[0] == 0:
+        return at_least
+    piece = np.concatenate([before, block])
+    peak = max(at_least, sample_peak(block))
+    if peak <= 0:
+        return peak
+    offset = before.shape[0]
+    indices = _candidates(piece, peak)
+    for lo, hi in _regions(indices, piece.shape[0]):
+        lo = max(lo, offset)
+        if hi > lo:
+            peak = max(peak, _stretch_peak(piece, lo, hi))
+    return peak
+
+
+def _envelope(piece: np.ndarray) -> np.ndarray:
+    """Per sample, the largest interpolated magnitude from it to the next sample (and its own)."""
+    up = np.abs(_upsampled(piece)).reshape(-1, OVERSAMPLE).max(axis=1)
+    return np.maximum(up, np.abs(piece))
+
+
+def _overs(audio: np.ndarray, ceiling: float) -> np.ndarray:
+    """Indices of samples whose envelope passes `ceiling`, from the stretches where that can happen."""
+    found = []
+    for lo, hi in _regions(_candidates(audio, ceiling), audio.shape[0]):
+        a, b = max(0, lo - TRUE_PEAK_CONTEXT), min(audio.shape[0], hi + TRUE_PEAK_CONTEXT)
+        envelope = _envelope(audio[a:b])[lo - a : hi - a]
+        found.append(np.flatnonzero(envelope > ceiling) + lo)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def limit_true_peak_in_place(audio: np.ndarray, sr: int, ceiling_dbfs: float) -> None:
@@ -83,9 +146,10 @@ def limit_true_peak_in_place(audio: np.ndarray, sr: int, ceiling_dbfs: float) ->
     ceiling = float(10.0 ** (ceiling_dbfs / 20.0))
     target = ceiling
     for _ in range(_PASSES):
-        if true_peak(audio) <= ceiling:
+        overs = _overs(audio, ceiling)
+        if overs.size == 0:
             return
-        limit_in_place(audio, sr, np.float32(target), magnitude=_oversampled_envelope)
+        limit_in_place(audio, sr, np.float32(target), magnitude=_envelope, overs=overs)
         target *= 0.995
     # Still over after every pass (pathological material such as full-scale square waves): scale the
     # whole signal, which always works and is never needed for speech.
