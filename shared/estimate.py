@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from shared.audio.presets import MasteringTargets
 from shared.jobs import JobCreate
+from shared.text.chunking import MAX_INLINE_PAUSE_MS, PAUSE_MARKER
 from shared.text.normalize import normalize
 
 MIN_AUDIO_FOR_RTF = 60.0
@@ -69,11 +70,15 @@ def estimate_job(
     spoken_total = 0
     ids, titles = spec.input_ids(), spec.input_titles()
     for index, item in enumerate(spec.inputs):
-        spoken = len(normalize(item.text).text)
+        inline = 0.0
+        for mark in PAUSE_MARKER.finditer(item.text):
+            value = float(mark.group(1))
+            inline += min(MAX_INLINE_PAUSE_MS, value if (mark.group(2) or "s").lower() == "ms" else value * 1000) / 1000
+        spoken = len(normalize(PAUSE_MARKER.sub(" ", item.text)).text)
         spoken_total += spoken
         sentences = len(_SENTENCE_END.findall(item.text)) or 1
         paragraphs = len(_PARAGRAPH.findall(item.text.strip())) + 1
-        seconds = spoken / chars_per_second
+        seconds = spoken / chars_per_second + inline
         seconds += (sentences - paragraphs) * pauses.sentence_ms / 1000 if sentences > paragraphs else 0.0
         seconds += (paragraphs - 1) * pauses.paragraph_ms / 1000
         seconds += targets.head_room_tone_s + targets.tail_room_tone_s

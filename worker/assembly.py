@@ -173,7 +173,12 @@ def build_file(
         chunks = plan.inputs[input_index]
         with phases.timed("stitching"):
             segments = [load(planned) for planned in chunks]
-            gaps = [pause_after(planned.chunk.boundary, pauses) for planned in chunks[:-1]]
+            gaps = [
+                planned.chunk.pause_ms
+                if planned.chunk.pause_ms is not None
+                else pause_after(planned.chunk.boundary, pauses)
+                for planned in chunks[:-1]
+            ]
             stitched = stitch(segments, gaps, sample_rate)
             del segments
         with phases.timed("loudness"):

@@ -153,3 +153,19 @@ def test_the_manifest_lists_each_separate_file_with_its_checksum_voice_and_text_
         assert entry["bytes"] == len(storage.get_bytes(entry["key"])) and entry["status"] == "succeeded"
         assert entry["voice"] == (item.voice or separate.voice or "fake")
         assert entry["text_sha256"] == hashlib.sha256(item.text.encode()).hexdigest()
+
+
+def test_job_pauses_and_inline_pauses_shape_the_file():
+    spec = JobCreate(
+        inputs=[{"id": "a", "text": "First part. [pause 2.5s] Second part."}, {"id": "b", "text": "Another one."}],
+        pauses={"chapter_ms": 3000},
+    )
+    plan = build_plan(spec, budget_seconds=30.0, chars_per_second=14.0, streams=1, voice_default="fake")
+    assert [c.chunk.pause_ms for c in plan.inputs[0]] == [2500, None]
+    rendered = build_file(
+        outputs_for("job_1", spec)[0], plan, load, sample_rate=SR, file_rate=SR, mastering=MASTERING,
+        input_ids=spec.input_ids(), phases=Phases(),
+    )  # fmt: skip
+    assert rendered.duration_seconds == pytest.approx(3 * SECONDS + 2.5 + 3.0, abs=0.01)
+    assert rendered.cues[1].start - rendered.cues[0].end == pytest.approx(2.5, abs=0.01)
+    assert rendered.chapters[1][0] - rendered.cues[1].end == pytest.approx(3.0, abs=0.01)
