@@ -25,7 +25,16 @@ from shared.audio.loudness import limit_in_place
 OVERSAMPLE = 4
 """BS.1770-4 asks for at least 4x at 48 kHz; the same factor is used at every rate."""
 _TAPS = 128
-_FILTER = (scipy.signal.firwin(_TAPS, 1.0 / OVERSAMPLE, window=("kaiser", 8.0)) * OVERSAMPLE).astype(np.float32)
+
+
+def _interpolation_filter() -> np.ndarray:
+    """Windowed sinc cut off at the original Nyquist frequency, gain OVERSAMPLE (scipy's `firwin`)."""
+    n = np.arange(_TAPS) - (_TAPS - 1) / 2
+    taps = np.sinc(n / OVERSAMPLE) * np.kaiser(_TAPS, 8.0)
+    return (taps / taps.sum() * OVERSAMPLE).astype(np.float32)
+
+
+_FILTER = _interpolation_filter()
 _DELAY = (_TAPS - 1) // 2
 _GAIN = float(max(np.abs(_FILTER[phase::OVERSAMPLE]).sum() for phase in range(OVERSAMPLE)))
 """No interpolated value exceeds this times the largest sample within reach of the filter."""
