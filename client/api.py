@@ -203,6 +203,27 @@ class ApiClient:
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         return self.request("POST", "/v1/jobs", json=body, headers=headers, idempotent=True).json()
 
+    def estimate(
+        self,
+        inputs: list[dict[str, str]],
+        *,
+        voice: str | None = None,
+        format: str = "mp3",
+        sample_rate: int | None = None,
+        concatenate: bool = True,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """`POST /v1/estimate`: the job's audio length per chapter and time to make it; nothing is queued."""
+        body: dict[str, Any] = {
+            "inputs": inputs,
+            "voice": voice,
+            "format": format,
+            "sample_rate": sample_rate,
+            "concatenate": concatenate,
+        }
+        body.update({name: value for name, value in options.items() if value is not None})
+        return self.request("POST", "/v1/estimate", json=body, idempotent=True).json()
+
     def submit_book(
         self,
         path: str | os.PathLike[str],
