@@ -10,6 +10,7 @@ second), when they made enough audio to say; else it is left out rather than gue
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -22,7 +23,6 @@ from shared.text.normalize import normalize
 
 MIN_AUDIO_FOR_RTF = 60.0
 """Seconds of audio a tenant's recent jobs must have made before their real-time factor is used."""
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
 
@@ -64,6 +64,7 @@ def estimate_job(
     pauses: Pauses,
     targets: MasteringTargets,
     rtf: float | None,
+    budget_seconds: float = 25.0,
 ) -> Estimate:
     chapters = []
     total = 0.0
@@ -76,11 +77,12 @@ def estimate_job(
             inline += min(MAX_INLINE_PAUSE_MS, value if (mark.group(2) or "s").lower() == "ms" else value * 1000) / 1000
         spoken = len(normalize(PAUSE_MARKER.sub(" ", item.text)).text)
         spoken_total += spoken
-        sentences = len(_SENTENCE_END.findall(item.text)) or 1
-        paragraphs = len(_PARAGRAPH.findall(item.text.strip())) + 1
+        paragraphs = [p for p in _PARAGRAPH.split(item.text.strip()) if p.strip()] or [item.text]
+        # Pauses fall between chunks (a chunk's sentences are spoken in one go): a paragraph longer than
+        # the chunk budget is cut into that many chunks, at sentence ends.
+        cuts = sum(max(0, math.ceil(len(p) / (budget_seconds * chars_per_second)) - 1) for p in paragraphs)
         seconds = spoken / chars_per_second + inline
-        seconds += (sentences - paragraphs) * pauses.sentence_ms / 1000 if sentences > paragraphs else 0.0
-        seconds += (paragraphs - 1) * pauses.paragraph_ms / 1000
+        seconds += cuts * pauses.sentence_ms / 1000 + (len(paragraphs) - 1) * pauses.paragraph_ms / 1000
         seconds += targets.head_room_tone_s + targets.tail_room_tone_s
         chapters.append(
             ChapterEstimate(

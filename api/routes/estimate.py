@@ -48,5 +48,6 @@ def estimate() -> ResponseReturnValue:
         pauses=Pauses(pauses["sentence"], pauses["paragraph"], pauses["chapter"]),
         targets=targets,
         rtf=rtf,
+        budget_seconds=settings.chunk_budget_seconds,
     )
     return jsonify(answer.model_dump(mode="json"))
