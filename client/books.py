@@ -6,6 +6,8 @@
   landmark/guide entry or its title, and left out unless asked for. The cover image comes along.
 - Markdown: a chapter per `#` (or, without any, `##`) heading; the text is rendered by markdown-it-py
   and read back as text, so emphasis, links and code marks are not spoken.
+- DOCX: a chapter per paragraph in the "Heading 1" style (or "Title"/"Heading 2" without any), read
+  with python-docx; the core properties give title and author.
 - Plain text: heading lines standing alone ("CHAPTER IV", "Chapter 12: The Storm", "PART TWO",
   "Prologue", a roman or arabic numeral on its own line); a table of contents (headings with no text
   between them) and a Project Gutenberg header and licence are left out.
@@ -63,12 +65,15 @@ class BookFormat(StrEnum):
     MARKDOWN = "markdown"
     TEXT = "text"
     HTML = "html"
+    DOCX = "docx"
 
     @classmethod
     def of(cls, path: Path) -> BookFormat:
         suffix = path.suffix.lower()
         if suffix == ".epub":
             return cls.EPUB
+        if suffix == ".docx":
+            return cls.DOCX
         if suffix in (".md", ".markdown"):
             return cls.MARKDOWN
         if suffix in (".html", ".htm", ".xhtml"):
@@ -106,6 +111,8 @@ def read_book(path: Path) -> Book:
     kind = BookFormat.of(path)
     if kind is BookFormat.EPUB:
         return read_epub(path)
+    if kind is BookFormat.DOCX:
+        return read_docx(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -266,6 +273,41 @@ def markdown_chapters(source: str) -> list[Chapter]:
     source = re.sub(r"(?m)^\[\^[^\]]+\]:.*(\n(?: {2,}|\t).*)*", "", source)  # footnote bodies
     rendered = MarkdownIt("commonmark").render(source)
     return html_chapters(f"<html><body>{rendered}</body></html>")
+
+
+# --- DOCX ------------------------------------------------------------------------------------
+
+
+def read_docx(path: Path) -> Book:
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except Exception as exc:  # python-docx raises zip, XML and its own errors alike
+        raise BookError(f"{path} is not a readable DOCX ({type(exc).__name__}: {exc})") from exc
+    paragraphs = [(p.style.name if p.style is not None else "", " ".join(p.text.split())) for p in document.paragraphs]
+    styles = {style for style, _ in paragraphs}
+    level = next((name for name in ("Heading 1", "Title", "Heading 2") if name in styles), None)
+    chapters: list[Chapter] = []
+    title, body = "", []
+    for style, text in paragraphs:
+        if not text:
+            continue
+        if style == level:
+            if title or body:
+                chapters.append(
+                    Chapter(title, _clean_marks("\n\n".join([title, *body]) if title else "\n\n".join(body)))
+                )
+            title, body = text, []
+        else:
+            body.append(text)
+    if title or body:
+        chapters.append(Chapter(title, _clean_marks("\n\n".join([title, *body]) if title else "\n\n".join(body))))
+    chapters = [replace(c, matter=not c.title or bool(MATTER_TITLES.match(c.title))) for c in chapters]
+    if len(chapters) == 1 and not chapters[0].title:
+        chapters = [replace(chapters[0], matter=False)]
+    properties = document.core_properties
+    return Book(chapters, title=properties.title or None, author=properties.author or None)
 
 
 # --- EPUB ------------------------------------------------------------------------------------

@@ -164,3 +164,25 @@ def test_plain_text_headings_contents_and_gutenberg_frame(tmp_path):
 def test_a_text_without_headings_is_one_chapter():
     assert [c.title for c in books.text_chapters("Just a story.\n\nWith two paragraphs.")] == [""]
     assert books.read_book(EXAMPLE).body()[0].title == "Chapter 1"
+
+
+def test_docx_chapters_at_heading_1_with_title_and_author(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = "A Short Book"
+    document.core_properties.author = "Someone"
+    document.add_paragraph("Copyright 2026. All rights reserved.")
+    document.add_heading("Contents", level=1)
+    document.add_paragraph("One ... 1")
+    document.add_heading("One", level=1)
+    document.add_paragraph("It was a dark night[1].")
+    document.add_paragraph("Then morning came.")
+    document.add_heading("Two: Day", level=1)
+    document.add_paragraph("The sun was out.")
+    path = tmp_path / "book.docx"
+    document.save(str(path))
+    book = books.read_book(path)
+    assert (book.title, book.author) == ("A Short Book", "Someone")
+    assert [c.title for c in book.body()] == ["One", "Two: Day"]
+    assert books.book_inputs(book)[0]["text"] == "One\n\nIt was a dark night.\n\nThen morning came."
