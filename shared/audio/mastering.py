@@ -22,7 +22,7 @@ import scipy.signal
 from shared.audio.levels import as_mono_float32
 from shared.audio.loudness import gated_loudness, integrated_loudness, k_weighting_sos
 from shared.audio.presets import MasteringTargets
-from shared.audio.true_peak import TRUE_PEAK_CONTEXT, limit_true_peak_in_place, true_peak_with_context
+from shared.audio.true_peak import TruePeakMeter, limit_true_peak_in_place
 
 NOISE_FLOOR_WINDOW_MS = 500.0
 """The noise floor is the RMS of the quietest window this long (how ACX's check reads it)."""
@@ -68,7 +68,9 @@ def master_padded(
         add_room_tone(out, sr, targets.room_tone_db, seed=seed)
     ceiling = targets.true_peak_dbfs - targets.limiter_margin_db
     limit_true_peak_in_place(out, sr, ceiling)
-    if gain is not None:
+    # The limiter leaves the level a little low; where the preset has a window to land in, that is made
+    # up (and limited again), a full read each time, so only when it is worth a tenth of a dB or more.
+    if gain is not None and (targets.rms_range_db or targets.loudness_range_lufs):
         for _ in range(_MAKEUP_PASSES):
             if targets.rms_db is not None:
                 short = targets.rms_db - rms_dbfs(out)
@@ -207,8 +209,7 @@ class Meter:
         self._samples = 0
         self._first_loud: int | None = None
         self._last_loud_end: int | None = None
-        self._peak = 0.0
-        self._context = np.zeros(0, np.float32)
+        self._true_peak = TruePeakMeter()
         self._threshold = 10.0 ** (SILENCE_THRESHOLD_DB / 10.0)
 
     def add(self, audio: np.ndarray) -> None:
@@ -217,8 +218,7 @@ class Meter:
             self._add_block(audio[begin : begin + _BLOCK])
 
     def _add_block(self, block: np.ndarray) -> None:
-        self._peak = true_peak_with_context(self._context, block, at_least=self._peak)
-        self._context = np.concatenate([self._context, block])[-TRUE_PEAK_CONTEXT:]
+        self._true_peak.add(block)
         data = np.concatenate([self._pending, block]) if self._pending.size else block
         usable = data.shape[0] // self.step * self.step
         whole, self._pending = data[:usable], data[usable:].copy()
@@ -266,7 +266,7 @@ class Meter:
             noise_floor = rms
         head = (self._first_loud if self._first_loud is not None else n) / sr
         tail = (n - self._last_loud_end) / sr if self._last_loud_end is not None else duration
-        peak = self._peak
+        peak = self._true_peak.finish()
         report = MasteringReport(
             preset=targets.preset.value,
             sample_rate=sr,
