@@ -37,10 +37,9 @@ def _upsampled(piece: np.ndarray) -> np.ndarray:
         end = min(n, begin + _BLOCK)
         lo, hi = max(0, begin - TRUE_PEAK_CONTEXT), min(n, end + TRUE_PEAK_CONTEXT)
         segment = piece[lo:hi].astype(np.float32, copy=False)  # single precision: twice as fast, 1e-7 off
-        size = scipy.fft.next_fast_len(segment.shape[0], real=True)
-        spectrum = scipy.fft.rfft(segment, size)
-        up = scipy.fft.irfft(spectrum, size * OVERSAMPLE)
-        up *= np.float32(OVERSAMPLE)
+        size = int(scipy.fft.next_fast_len(segment.shape[0], real=True) or segment.shape[0])
+        spectrum = np.asarray(scipy.fft.rfft(segment, size))
+        up = np.asarray(scipy.fft.irfft(spectrum, size * OVERSAMPLE)) * np.float32(OVERSAMPLE)
         out[begin * OVERSAMPLE : end * OVERSAMPLE] = up[(begin - lo) * OVERSAMPLE : (end - lo) * OVERSAMPLE]
     return out
 
