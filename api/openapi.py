@@ -15,6 +15,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from api.json_body import MAX_DEPTH, MAX_INT_DIGITS
 from api.params import IDEMPOTENCY_KEY_PATTERN
 from api.routes.voices import LANGUAGE_PATTERN, MAX_CONSENT_AT_CHARS
+from shared.estimate import Estimate
 from shared.jobs import JobCreate, JobPage, JobStatus, JobView
 from shared.store import CURSOR_PATTERN
 from shared.usage import UsageReport
@@ -63,6 +64,7 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (DeliveryList, "serialization"),
     (WebhookPayload, "serialization"),
     (UsageReport, "serialization"),
+    (Estimate, "serialization"),
 ]
 """The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
 
@@ -198,6 +200,14 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "The web page (HTML; its scripts and styles under /static/); it asks for the key",
                 "security": [],
                 "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/v1/estimate": {
+            "post": {
+                "summary": "Estimate a job's audio length per chapter and time to make, without queueing it",
+                "operationId": "estimateJob",
+                "requestBody": {"required": True, **_json("JobCreate")},
+                "responses": {"200": {"description": "The estimate", **_json("Estimate")}, **_errors(413, 415, 422)},
             }
         },
         "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},

@@ -5,13 +5,14 @@ It speaks only HTTP: no imports from the service, so it can be copied into any s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -62,6 +63,21 @@ def resource_path(collection: str, prefix: str, resource_id: str, suffix: str = 
         noun = collection.removesuffix("s")
         raise InvalidIdError(0, "invalid_id", f"{resource_id!r} is not a {noun} id (they look like {prefix}...)")
     return f"/v1/{collection}/{quote(resource_id, safe='')}{suffix}"
+
+
+def book_options(
+    book: Any, author: str | None, narrator: str | None, title: str | None, chapter_files: str | None
+) -> dict[str, Any]:
+    """The job's `book` field for a `client.books.Book`: given values over the book's own."""
+    options: dict[str, Any] = {
+        "title": title or book.title,
+        "author": author or book.author,
+        "narrator": narrator,
+        "chapter_files": chapter_files,
+    }
+    if book.cover is not None:
+        options["cover"] = {"media_type": book.cover[1], "data": base64.b64encode(book.cover[0]).decode()}
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def job_path(job_id: str, suffix: str = "") -> str:
@@ -167,9 +183,12 @@ class ApiClient:
         metadata: dict[str, Any] | None = None,
         sampling: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        **options: Any,
     ) -> Job:
         """Queue a job. A fresh Idempotency-Key is sent unless one is given, so the automatic retry of a
-        submit whose answer was lost returns the job the first attempt created instead of a second one."""
+        submit whose answer was lost returns the job the first attempt created instead of a second one.
+        `options` are further fields of the job body (`mastering`, `pauses`, `bitrate_kbps`, `book`);
+        None values are left out."""
         body: dict[str, Any] = {
             "inputs": inputs,
             "voice": voice,
@@ -180,8 +199,61 @@ class ApiClient:
         }
         if sampling:
             body["sampling"] = sampling
+        body.update({name: value for name, value in options.items() if value is not None})
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         return self.request("POST", "/v1/jobs", json=body, headers=headers, idempotent=True).json()
+
+    def estimate(
+        self,
+        inputs: list[dict[str, str]],
+        *,
+        voice: str | None = None,
+        format: str = "mp3",
+        sample_rate: int | None = None,
+        concatenate: bool = True,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """`POST /v1/estimate`: the job's audio length per chapter and time to make it; nothing is queued."""
+        body: dict[str, Any] = {
+            "inputs": inputs,
+            "voice": voice,
+            "format": format,
+            "sample_rate": sample_rate,
+            "concatenate": concatenate,
+        }
+        body.update({name: value for name, value in options.items() if value is not None})
+        return self.request("POST", "/v1/estimate", json=body, idempotent=True).json()
+
+    def submit_book(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        chapters: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        include_matter: bool = False,
+        substitutions: Sequence[str] = (),
+        author: str | None = None,
+        narrator: str | None = None,
+        title: str | None = None,
+        chapter_files: str | None = None,
+        format: str = "m4b",
+        **options: Any,
+    ) -> Job:
+        """Queue a book (EPUB, Markdown, HTML or plain text; `client.books`) as one job of titled chapters,
+        with its cover and tags; `substitutions` are `PATTERN=>REPLACEMENT` rules for the spoken text."""
+        from client import books
+
+        book = books.read_book(Path(path))
+        inputs = books.book_inputs(
+            book,
+            only=chapters,
+            skip=skip,
+            include_matter=include_matter,
+            substitutions=[books.Substitution.parse(rule) for rule in substitutions],
+        )
+        return self.submit(
+            inputs, format=format, book=book_options(book, author, narrator, title, chapter_files), **options
+        )
 
     def get_job(self, job_id: str) -> Job:
         return self.request("GET", job_path(job_id)).json()

@@ -14,19 +14,24 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from tqdm import tqdm
 
+from client import books
 from client import inputs as input_files
-from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job
+from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job, book_options
 from client.inputs import InputFormat, Inputs
 from client.voices_cli import voices
 from shared.audio.formats import AudioFormat
 
 FORMATS = tuple(fmt.value for fmt in AudioFormat)
+MASTERING_PRESETS = ("default", "acx", "podcast", "broadcast-ebu-r128")
+"""`shared.audio.presets.MasteringPreset` (the CLI takes only the format names from shared/)."""
+BITRATES = ("32", "48", "64", "96", "128", "160", "192", "256", "320")
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
@@ -58,6 +63,21 @@ def load_inputs(path: Path, input_id: str | None, voice_map_path: Path | None) -
         return input_files.read_inputs(path, input_id, voice_map)
     except input_files.InputFileError as exc:
         raise CliError(str(exc)) from exc
+
+
+def read_book_if_any(path: Path, input_id: str | None, voice_map: Path | None) -> books.Book | None:
+    """The book in `path`: an EPUB, Markdown or HTML file always; a plain text when it has at least two
+    chapter headings (else it stays one input, as before)."""
+    kind = books.BookFormat.of(path)
+    if InputFormat.of(path) is not InputFormat.TEXT or voice_map is not None:
+        return None
+    try:
+        book = books.read_book(path)
+    except books.BookError as exc:
+        raise CliError(str(exc)) from exc
+    if kind is books.BookFormat.TEXT and (input_id is not None or len(book.body()) < 2):
+        return None
+    return book
 
 
 def read_inputs(path: Path, input_id: str | None, voice_map_path: Path | None = None) -> list[dict[str, str]]:
@@ -197,21 +217,168 @@ def cli(ctx: click.Context, url: str, key: str | None) -> None:
     ctx.obj = client
 
 
+def job_options(command: Any) -> Any:
+    """The options that shape a job, shared by `submit` and `estimate`."""
+    options = [
+        click.option("--voice", help="Voice name (the server's default when omitted)."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="mp3", show_default=True),
+        click.option("--sample-rate", type=click.IntRange(8000, 48000), help="Output sample rate in Hz."),
+        click.option("--id", "input_id", help="Input id for a text file (default: the file name without suffix)."),
+        click.option(
+            "--voice-map",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="character -> voice for a table's character column: a JSON object, or a CSV/TSV with columns "
+            "character,voice.",
+        ),
+        click.option(
+            "--concatenate/--separate",
+            default=None,
+            help="One file for all inputs, or one per input (default: one for a text, one per table row).",
+        ),
+        click.option(
+            "--mastering", type=click.Choice(MASTERING_PRESETS), help="Mastering preset (default: the server's)."
+        ),
+        click.option("--bitrate", type=click.Choice(BITRATES), help="Constant bitrate of MP3/M4B files in kb/s."),
+        click.option(
+            "--chapter",
+            "chapters",
+            multiple=True,
+            help="Book: narrate only this chapter (number, range or title); repeatable.",
+        ),
+        click.option(
+            "--skip-chapter", "skip_chapters", multiple=True, help="Book: leave this chapter out; repeatable."
+        ),
+        click.option("--include-matter", is_flag=True, help="Book: keep front and back matter (contents, index, ...)."),
+        click.option(
+            "--substitute",
+            "substitutions",
+            multiple=True,
+            help="Book: PATTERN=>REPLACEMENT regex on the spoken text; repeatable.",
+        ),
+        click.option(
+            "--substitutions",
+            "substitutions_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Book: a file of PATTERN=>REPLACEMENT lines.",
+        ),
+        click.option("--title", help="Book title (default: the book's own)."),
+        click.option("--author", help="Book author (tags)."),
+        click.option("--narrator", help="Narrator (tags)."),
+        click.option(
+            "--cover",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Cover image (JPEG/PNG; default: the EPUB's).",
+        ),
+        click.option(
+            "--chapter-files", type=click.Choice(FORMATS), help="Book: also one file per chapter in this format."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@dataclass
+class Submission:
+    """A file's inputs and the job fields its options set, checked before anything is sent."""
+
+    inputs: Inputs
+    fields: dict[str, Any]
+
+
+def prepare(file: Path, options: dict[str, Any]) -> Submission:
+    """The inputs of `file` (a book's chapters, a text, a table) and the job body's other fields."""
+    book_fields: dict[str, Any] | None = None
+    book = read_book_if_any(file, options["input_id"], options["voice_map"])
+    if book is not None:
+        try:
+            rules = [books.Substitution.parse(rule) for rule in options["substitutions"]]
+            if options["substitutions_file"]:
+                rules += books.read_substitutions(options["substitutions_file"])
+            items = books.book_inputs(
+                book,
+                only=options["chapters"],
+                skip=options["skip_chapters"],
+                include_matter=options["include_matter"],
+                substitutions=rules,
+            )
+        except books.BookError as exc:
+            raise CliError(str(exc)) from exc
+        cover = options["cover"]
+        if cover is not None:
+            book.cover = (cover.read_bytes(), "image/png" if cover.suffix.lower() == ".png" else "image/jpeg")
+        book_fields = book_options(
+            book, options["author"], options["narrator"], options["title"], options["chapter_files"]
+        )
+        inputs = Inputs(items)
+        titles = ", ".join(item.get("title", item["id"]) for item in items[:6])
+        click.echo(f"book: {len(items)} chapter(s): {titles}{', ...' if len(items) > 6 else ''}", err=True)
+    else:
+        book_only = ("chapters", "skip_chapters", "substitutions", "substitutions_file", "chapter_files")
+        if any(options[name] for name in book_only):
+            raise CliError(
+                f"{file} has no chapters: --chapter, --skip-chapter, --substitute and --chapter-files are for books"
+            )
+        inputs = load_inputs(file, options["input_id"], options["voice_map"])
+    for note in inputs.notes:
+        click.echo(f"note: {note}", err=True)
+    concatenate = options["concatenate"]
+    if concatenate is None:
+        concatenate = book is not None or InputFormat.of(file) is InputFormat.TEXT
+    fields = {
+        "voice": options["voice"],
+        "format": options["fmt"],
+        "sample_rate": options["sample_rate"],
+        "concatenate": concatenate,
+        "mastering": options["mastering"],
+        "bitrate_kbps": int(options["bitrate"]) if options["bitrate"] else None,
+        "book": book_fields,
+    }
+    return Submission(inputs, fields)
+
+
+def first_minute(items: list[dict[str, str]], characters: int) -> list[dict[str, str]]:
+    """The opening of the first input, cut at the first sentence end past `characters` (about a minute
+    at the server's speech rate): what `--sample` renders before a full run."""
+    first = dict(items[0])
+    text = first["text"]
+    if len(text) > characters:
+        match = re.compile(r"[.!?…][\"'”’)]*(?=\s)").search(text, characters)
+        first["text"] = text[: match.end()] if match else text[:characters]
+    first["id"] = f"{first['id']}-sample"
+    return [first]
+
+
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--voice", help="Voice name (the server's default when omitted).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="mp3", show_default=True)
-@click.option("--sample-rate", type=click.IntRange(8000, 48000), help="Output sample rate in Hz.")
-@click.option("--id", "input_id", help="Input id for a text file (default: the file name without suffix).")
+@job_options
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@click.pass_obj
+def estimate(client: ApiClient, file: Path, as_json: bool, **options: Any) -> None:
+    """Estimate FILE's audio length per chapter and time to make it, without queueing anything."""
+    submission = prepare(file, options)
+    answer = client.estimate(submission.inputs.items, **submission.fields)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    for chapter in answer["chapters"]:
+        click.echo(f"{chapter['id']}  {_hms(chapter['audio_seconds'])}  {chapter['title']}")
+    total = f"{answer['characters']} characters, about {_hms(answer['audio_seconds'])} of audio"
+    if answer.get("processing_seconds") is not None:
+        total += f", about {_hms(answer['processing_seconds'])} to make (rtf {answer['rtf']})"
+    click.echo(total)
+
+
+def _hms(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@job_options
 @click.option(
-    "--voice-map",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="character -> voice for a table's character column: a JSON object, or a CSV/TSV with columns character,voice.",
-)
-@click.option(
-    "--concatenate/--separate",
-    default=None,
-    help="One file for all inputs, or one per input (default: one for a text, one per table row).",
+    "--sample", is_flag=True, help="Render only about the first minute (of the first chapter) to check the sound."
 )
 @click.option("--idempotency-key", help="Resubmitting with the same key returns the same job.")
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it finishes.")
@@ -228,35 +395,28 @@ def cli(ctx: click.Context, url: str, key: str | None) -> None:
 def submit(
     client: ApiClient,
     file: Path,
-    voice: str | None,
-    fmt: str,
-    sample_rate: int | None,
-    input_id: str | None,
-    voice_map: Path | None,
-    concatenate: bool | None,
+    sample: bool,
     idempotency_key: str | None,
     wait: bool,
     out: Path | None,
     poll_interval: float,
     timeout: float | None,
     as_json: bool,
+    **options: Any,
 ) -> None:
-    """Queue FILE for narration: a UTF-8 text, or a .csv/.tsv/.jsonl table with the columns id and text
-    (optionally voice, character), checked whole before anything is sent."""
-    inputs = load_inputs(file, input_id, voice_map)
-    for note in inputs.notes:
-        click.echo(f"note: {note}", err=True)
-    if concatenate is None:
-        concatenate = InputFormat.of(file) is InputFormat.TEXT
+    """Queue FILE for narration: a UTF-8 text, a book (.epub, .md, .html, or a text with chapter headings:
+    one titled input per chapter), or a .csv/.tsv/.jsonl table with the columns id and text (optionally
+    voice, character), checked whole before anything is sent."""
+    submission = prepare(file, options)
+    inputs = submission.inputs
+    fields = dict(submission.fields)
+    if sample:
+        answer = client.estimate(inputs.items, **fields)
+        inputs = Inputs(first_minute(inputs.items, answer["sample_characters"]))
+        fields["book"] = {key: value for key, value in (fields["book"] or {}).items() if key != "chapter_files"} or None
+        click.echo(f"sample: the first {len(inputs.items[0]['text'])} characters of {inputs.items[0]['id']}", err=True)
     try:
-        job = client.submit(
-            inputs.items,
-            voice=voice,
-            format=fmt,
-            sample_rate=sample_rate,
-            concatenate=concatenate,
-            idempotency_key=idempotency_key,
-        )
+        job = client.submit(inputs.items, idempotency_key=idempotency_key, **fields)
     except ApiError as exc:
         raise place_input_error(exc, file, inputs) from exc
     chars = sum(len(i["text"]) for i in inputs.items)

@@ -6,6 +6,8 @@ the OpenAPI document, so the three can never disagree.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from pydantic import (
 )
 
 from shared.audio.formats import FILE_TAGS, AudioFormat
+from shared.audio.presets import MasteringPreset, MasteringTargets, preset_targets, with_overrides
 from shared.text.normalize import is_speakable
 from shared.url_guard import UrlRefused, check_syntax
 
@@ -108,6 +111,95 @@ class SamplingOptions(_Strict):
     seed: int | None = Field(default=None, ge=0, lt=2**32, description="Same seed and text give the same audio.")
 
 
+MAX_TITLE_CHARS = 300
+MAX_COVER_BYTES = 2 * 1024 * 1024
+"""Largest cover image (decoded); it is stored with the job and written into every file's tags."""
+BITRATES_KBPS = (32, 48, 64, 96, 128, 160, 192, 256, 320)
+"""Constant bitrates a job may ask of MP3 and M4B (AAC) files."""
+
+
+class MasteringOptions(_Strict):
+    """A preset with explicit targets in place of its own (`mastering` may also be just a preset name)."""
+
+    preset: MasteringPreset = Field(default=MasteringPreset.DEFAULT)
+    loudness_lufs: float | None = Field(default=None, ge=-40.0, le=-5.0, description="Integrated loudness target.")
+    rms_db: float | None = Field(default=None, ge=-40.0, le=-6.0, description="RMS target (instead of loudness).")
+    true_peak_dbfs: float | None = Field(default=None, ge=-12.0, le=0.0, description="True-peak ceiling (dBTP).")
+    head_room_tone_seconds: float | None = Field(default=None, ge=0.0, le=5.0)
+    tail_room_tone_seconds: float | None = Field(default=None, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _one_level_target(self) -> MasteringOptions:
+        if self.loudness_lufs is not None and self.rms_db is not None:
+            raise ValueError("give loudness_lufs or rms_db, not both")
+        return self
+
+    def targets(self, *, default_lufs: float, default_peak_dbfs: float) -> MasteringTargets:
+        base = preset_targets(self.preset, default_lufs=default_lufs, default_peak_dbfs=default_peak_dbfs)
+        return with_overrides(
+            base,
+            loudness_lufs=self.loudness_lufs,
+            rms_db=self.rms_db,
+            true_peak_dbfs=self.true_peak_dbfs,
+            head_room_tone_s=self.head_room_tone_seconds,
+            tail_room_tone_s=self.tail_room_tone_seconds,
+        )
+
+
+class PauseOptions(_Strict):
+    """Silence after a clause, sentence or paragraph and between chapters (inputs); unset ones come from
+    the service's settings (`NARRATE_PAUSE_*_MS`)."""
+
+    clause_ms: int | None = Field(default=None, ge=0, le=5000)
+    sentence_ms: int | None = Field(default=None, ge=0, le=5000)
+    paragraph_ms: int | None = Field(default=None, ge=0, le=10000)
+    chapter_ms: int | None = Field(default=None, ge=0, le=20000)
+
+
+class Cover(_Strict):
+    """Cover art written into the files (M4B `covr`, MP3 APIC, FLAC/Opus picture)."""
+
+    media_type: str = Field(..., pattern=r"^image/(jpeg|png)$")
+    data: str = Field(..., description=f"Base64 of the image, at most {MAX_COVER_BYTES} bytes decoded.")
+
+    @field_validator("data")
+    @classmethod
+    def _is_an_image(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("cover data is not valid base64") from exc
+        if len(raw) > MAX_COVER_BYTES:
+            raise ValueError(f"cover image is {len(raw)} bytes; at most {MAX_COVER_BYTES}")
+        if not (raw.startswith(b"\xff\xd8\xff") or raw.startswith(b"\x89PNG\r\n\x1a\n")):
+            raise ValueError("cover data is neither a JPEG nor a PNG image")
+        return value
+
+    def image(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class Book(_Strict):
+    """What makes a job an audiobook: its tags and cover, and per-chapter files beside the whole book."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_CHARS)
+    author: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_CHARS)
+    narrator: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_CHARS)
+    cover: Cover | None = None
+    chapter_files: AudioFormat | None = Field(
+        default=None,
+        description="Also deliver one file per chapter (input) in this format, beside the whole book in "
+        "`format` (e.g. m4b with mp3 chapters); they are listed under `inputs` and in the manifest.",
+    )
+
+    @field_validator("title", "author", "narrator")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and has_control_characters(value, line_breaks_allowed=False):
+            raise ValueError("must be one line of text (no control characters or line breaks)")
+        return value
+
+
 class JobInput(_Strict):
     id: str | None = Field(
         None,
@@ -118,6 +210,20 @@ class JobInput(_Strict):
     )
     text: str = Field(..., min_length=1, description="Text to speak; paragraphs separated by blank lines.")
     voice: VoiceName | None = Field(None, description="Voice for this input; defaults to the job's voice.")
+    title: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TITLE_CHARS,
+        description="Chapter title: names its chapter mark, its file's title tag and (per-chapter files) its "
+        "file name. Defaults to the input's id.",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _title_is_one_line(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or has_control_characters(value, line_breaks_allowed=False)):
+            raise ValueError("title must be one line of text (no control characters or line breaks)")
+        return value
 
     @field_validator("id", mode="before")
     @classmethod
@@ -175,6 +281,17 @@ class JobCreate(_Strict):
         description="Scheduling class: `interactive` (short work someone waits for) runs ahead of `normal`, which "
         "runs ahead of `batch` (books, catalogues); within a class each tenant gets a fair share of the workers.",
     )
+    mastering: MasteringPreset | MasteringOptions = Field(
+        default=MasteringPreset.DEFAULT,
+        description="Mastering preset (default, acx, podcast, broadcast-ebu-r128) or explicit targets; every "
+        "file's result carries a mastering report measured against it. acx also makes 44.1 kHz the default "
+        "sample rate and 192 kb/s the default bitrate.",
+    )
+    pauses: PauseOptions = Field(default_factory=PauseOptions)
+    bitrate_kbps: int | None = Field(
+        default=None, description=f"Constant bitrate of MP3 and M4B files, one of {', '.join(map(str, BITRATES_KBPS))}."
+    )
+    book: Book | None = None
     webhook_url: str | None = Field(
         None,
         max_length=2048,
@@ -236,12 +353,55 @@ class JobCreate(_Strict):
             raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES}")
         return value
 
+    @field_validator("bitrate_kbps")
+    @classmethod
+    def _known_bitrate(cls, value: int | None) -> int | None:
+        if value is not None and value not in BITRATES_KBPS:
+            raise ValueError(f"bitrate_kbps must be one of {', '.join(map(str, BITRATES_KBPS))}")
+        return value
+
     @model_validator(mode="after")
     def _unique_ids(self) -> JobCreate:
         ids = [item.id for item in self.inputs if item.id is not None]
         if len(ids) != len(set(ids)):
             raise ValueError("input ids must be unique")
         return self
+
+    @model_validator(mode="after")
+    def _preset_delivery_defaults(self) -> JobCreate:
+        """A preset that delivers at a fixed rate and bitrate (ACX) sets them when the job names none, so
+        the job record says what the files are."""
+        targets = self.mastering_options().targets(default_lufs=-19.0, default_peak_dbfs=-1.0)
+        if self.sample_rate is None and targets.sample_rate is not None:
+            self.sample_rate = targets.sample_rate
+        if self.bitrate_kbps is None and targets.bitrate_kbps is not None:
+            self.bitrate_kbps = targets.bitrate_kbps
+        return self
+
+    def mastering_options(self) -> MasteringOptions:
+        if isinstance(self.mastering, MasteringOptions):
+            return self.mastering
+        return MasteringOptions(preset=self.mastering)
+
+    def effective_pauses(self, defaults: dict[str, int]) -> dict[str, int]:
+        """`defaults` (ms by boundary: clause, sentence, paragraph, end, chapter) with the job's own in
+        their place; a paragraph pause also ends an input's last chunk."""
+        own = self.pauses
+        pauses = dict(defaults)
+        for name, value in (
+            ("clause", own.clause_ms),
+            ("sentence", own.sentence_ms),
+            ("paragraph", own.paragraph_ms),
+            ("end", own.paragraph_ms),
+            ("chapter", own.chapter_ms),
+        ):
+            if value is not None:
+                pauses[name] = value
+        return pauses
+
+    def input_titles(self) -> list[str]:
+        """Each input's chapter title: its `title`, else its id."""
+        return [item.title or input_id for item, input_id in zip(self.inputs, self.input_ids(), strict=True)]
 
     def input_ids(self) -> list[str]:
         return [item.id or f"input-{index:05d}" for index, item in enumerate(self.inputs)]
@@ -250,12 +410,26 @@ class JobCreate(_Strict):
         return sum(len(item.text) for item in self.inputs)
 
     def file_tags(self) -> dict[str, str]:
-        """The metadata written as tags into the audio file: the `FILE_TAGS` keys with scalar values."""
-        return {
-            key: str(value)
-            for key, value in self.metadata.items()
-            if key in FILE_TAGS and isinstance(value, str | int | float)
-        }
+        """The tags written into the audio file: the book's title, author and narrator (as album, artist
+        and album_artist, composer and narrator, the audiobook conventions), then the metadata's
+        `FILE_TAGS` keys with scalar values (which win)."""
+        tags: dict[str, str] = {}
+        if self.book is not None:
+            if self.book.title:
+                tags["title"] = tags["album"] = self.book.title
+            if self.book.author:
+                tags["artist"] = tags["album_artist"] = self.book.author
+            if self.book.narrator:
+                tags["composer"] = tags["narrator"] = self.book.narrator
+            tags["genre"] = "Audiobook"
+        tags.update(
+            {
+                key: str(value)
+                for key, value in self.metadata.items()
+                if key in FILE_TAGS and isinstance(value, str | int | float)
+            }
+        )
+        return tags
 
 
 class StoredFile(BaseModel):
@@ -269,6 +443,7 @@ class StoredFile(BaseModel):
     bytes: int
     sha256: str
     subtitles: dict[str, str] = Field(default_factory=dict, description="Keys of `srt`, `vtt` and `timing`.")
+    mastering: dict[str, Any] | None = None
 
     @field_validator("subtitles")
     @classmethod
@@ -304,6 +479,30 @@ class FileLink(BaseModel):
     sha256: str
 
 
+class MasteringRule(BaseModel):
+    name: str
+    value: float | None = Field(..., description="Measured; null for digital silence (-inf).")
+    min: float | None
+    max: float | None
+    passed: bool
+
+
+class MasteringReportView(BaseModel):
+    """The mastering report of one file, measured on its final samples (after the last resample)."""
+
+    preset: str
+    sample_rate: int
+    duration_seconds: float | None
+    rms_db: float | None
+    loudness_lufs: float | None = Field(..., description="Integrated loudness, ITU-R BS.1770-4.")
+    true_peak_dbfs: float | None = Field(..., description="4x-oversampled true peak (dBTP).")
+    noise_floor_db: float | None = Field(..., description="RMS of the quietest 500 ms.")
+    head_silence_seconds: float | None
+    tail_silence_seconds: float | None
+    rules: list[MasteringRule]
+    passed: bool
+
+
 class FileResult(FileLink):
     filename: str
     format: AudioFormat
@@ -311,6 +510,9 @@ class FileResult(FileLink):
     subtitles: dict[str, str] = Field(
         default_factory=dict,
         description="URLs of `srt`, `vtt` and `timing` (JSON) files, minted with `url` and valid as long.",
+    )
+    mastering: MasteringReportView | None = Field(
+        default=None, description="How the file measures against the job's mastering targets."
     )
 
 

@@ -71,11 +71,11 @@ class Settings(BaseSettings):
     `dev_mode` adds the development key `dev-key-change-me` for tenant `dev`."""
     dev_mode: bool = False
     """Enables the development API key. Never in production."""
-    max_text_chars: int = Field(default=500_000, ge=1)
+    max_text_chars: int = Field(default=5_000_000, ge=1)
     """Largest total text of one job, in characters (413 above)."""
     max_inputs: int = Field(default=20_000, ge=1)
     """Most inputs in one job (a game studio's batch of lines)."""
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     """Largest JSON request body (413 above)."""
     rate_limit: str = "600 per minute"
     """Per-tenant limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""

@@ -70,7 +70,6 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     prefix = run_prefix(task.tenant, task.job_id, task.attempt)
     input_ids = spec.input_ids()
     mastering = assembly.Mastering.from_settings(task.settings)
-    rate = file_rate(spec.format, spec.sample_rate or task.sample_rate)
     tags = spec.file_tags()
     results: dict[str, StoredFile] = {}
     file_result: StoredFile | None = None
@@ -80,7 +79,8 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             plan,
             parts.load,
             sample_rate=task.sample_rate,
-            file_rate=rate,
+            # A book's chapter files may have a format of their own (and so a rate of their own).
+            file_rate=file_rate(output.format or spec.format, spec.sample_rate or task.sample_rate),
             mastering=mastering,
             input_ids=input_ids,
             phases=phases,

@@ -15,6 +15,8 @@ no hard edge. Speech at -19 LUFS has occasional plosive peaks near 0 dBFS, so th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.signal
 from pyloudnorm.iirfilter import IIRfilter
@@ -41,7 +43,7 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     audio = as_mono_float32(audio)
     if audio.shape[0] == 0:
         return float("-inf")
-    sos = _k_weighting_sos(sr)
+    sos = k_weighting_sos(sr)
     step = round(sr * _STEP_SECONDS)
     per_block = round(_BLOCK_SECONDS / _STEP_SECONDS)
     n = audio.shape[0]
@@ -52,6 +54,22 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
         step_energy = _step_energies(audio, sos, step)
         windows = np.lib.stride_tricks.sliding_window_view(step_energy, per_block)
         block_energy = windows.sum(axis=1) / (step * per_block)
+    return _gate(block_energy)
+
+
+def gated_loudness(step_energy: np.ndarray, step: int) -> float:
+    """Integrated loudness from K-weighted energies of consecutive 100 ms steps (a streaming meter's
+    running record); the same gating as `integrated_loudness`, which this is the second half of."""
+    per_block = round(_BLOCK_SECONDS / _STEP_SECONDS)
+    if step_energy.shape[0] == 0:
+        return float("-inf")
+    if step_energy.shape[0] < per_block:
+        return _gate(np.array([step_energy.sum() / (step * step_energy.shape[0])]))
+    windows = np.lib.stride_tricks.sliding_window_view(step_energy, per_block)
+    return _gate(windows.sum(axis=1) / (step * per_block))
+
+
+def _gate(block_energy: np.ndarray) -> float:
     with np.errstate(divide="ignore"):
         block_lufs = -0.691 + 10.0 * np.log10(block_energy)
     gated = block_energy[block_lufs >= _ABSOLUTE_GATE_LUFS]
@@ -78,11 +96,11 @@ def normalize_loudness(
     gain = np.float32(10.0 ** ((target_lufs - loudness) / 20.0))
     ceiling = np.float32(10.0 ** (peak_dbfs / 20.0))
     out = audio * gain
-    _limit_in_place(out, sr, ceiling)
+    limit_in_place(out, sr, ceiling)
     return out
 
 
-def _k_weighting_sos(sr: int) -> np.ndarray:
+def k_weighting_sos(sr: int) -> np.ndarray:
     """pyloudnorm's BS.1770 K-weighting (high shelf then high pass) as second-order sections."""
     shelf = IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf")
     high_pass = IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")
@@ -102,22 +120,37 @@ def _step_energies(audio: np.ndarray, sos: np.ndarray, step: int) -> np.ndarray:
     return energies
 
 
-def _limit_in_place(out: np.ndarray, sr: int, ceiling: np.float32) -> None:
+def limit_in_place(
+    out: np.ndarray,
+    sr: int,
+    ceiling: np.float32,
+    *,
+    magnitude: Callable[[np.ndarray], np.ndarray] | None = None,
+    overs: np.ndarray | None = None,
+) -> None:
     """Smoothly lower the gain around samples above `ceiling`, touching only the pieces that need it.
 
     Needed gain per sample -> minimum over ±2·attack -> two moving averages of `attack` length: every
     sample within reach of a peak gets at most the peak's needed gain, so the peak lands at or under
-    the ceiling, and the gain curve has no steps.
+    the ceiling, and the gain curve has no steps. `magnitude` maps a stretch of samples to the level
+    each stands for (default: its sample peak; `shared.audio.true_peak` passes the oversampled
+    envelope); with the default, float rounding is clipped away at the end. `overs`, the indices above
+    the ceiling, may be given by a caller that found them more cheaply.
     """
+    level = magnitude or np.abs
     attack = max(1, round(sr * LIMITER_ATTACK_MS / 1000.0))
     margin = 4 * attack
     # Find the overs piece by piece: a whole-file np.abs would double the memory for a moment.
-    overs = np.concatenate(
-        [
-            np.flatnonzero(np.abs(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
-            for begin in range(0, out.shape[0], _STREAM_SAMPLES)
-        ]
-        or [np.zeros(0, dtype=np.int64)]
+    overs = (
+        overs
+        if overs is not None
+        else np.concatenate(
+            [
+                np.flatnonzero(level(out[begin : begin + _STREAM_SAMPLES]) > ceiling) + begin
+                for begin in range(0, out.shape[0], _STREAM_SAMPLES)
+            ]
+            or [np.zeros(0, dtype=np.int64)]
+        )
     )
     if overs.size == 0:
         return
@@ -128,11 +161,11 @@ def _limit_in_place(out: np.ndarray, sr: int, ceiling: np.float32) -> None:
     for first, last in zip(region_starts, region_ends, strict=True):
         lo, hi = max(0, first - 2 * margin), min(out.shape[0], last + 2 * margin + 1)
         piece = out[lo:hi]
-        magnitude = np.abs(piece)
-        needed = np.minimum(1.0, ceiling / np.maximum(magnitude, np.float32(1e-12))).astype(np.float32)
+        needed = np.minimum(1.0, ceiling / np.maximum(level(piece), np.float32(1e-12))).astype(np.float32)
         gain = minimum_filter1d(needed, size=4 * attack + 1, mode="nearest")
         gain = uniform_filter1d(gain, size=attack + 1, mode="nearest")
         gain = uniform_filter1d(gain, size=attack + 1, mode="nearest")
         piece *= gain
-    # Float rounding in the filters may leave a sample a hair above the ceiling.
-    np.clip(out, -ceiling, ceiling, out=out)
+    if magnitude is None:
+        # Float rounding in the filters may leave a sample a hair above the ceiling.
+        np.clip(out, -ceiling, ceiling, out=out)

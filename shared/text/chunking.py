@@ -3,11 +3,16 @@
 Joining rule (tested as a property): the chunks' texts, each followed by ``SEPARATORS[boundary]``
 (a space inside a paragraph, ``"\\n\\n"`` between paragraphs, nothing after the last chunk), give back
 exactly ``normalize(text, language).text``: nothing lost, nothing repeated.
+
+Inline pauses: a marker ``[pause 1.5s]`` (or ``[pause 800ms]``) ends the chunk before it, which then
+carries ``pause_ms``, the silence the assembly puts after it instead of its boundary's pause. The
+marker itself is not spoken; the joining rule holds for the text between markers.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -46,6 +51,12 @@ class Chunk:
     est_seconds: float
     last_sentence: str
     """The final sentence of the chunk, or its final clause piece when cut inside a sentence."""
+    pause_ms: int | None = None
+    """Silence after this chunk from an inline `[pause ...]` marker, in place of its boundary's pause."""
+
+
+PAUSE_MARKER = re.compile(r"\[\s*pause\s+(\d{1,5}(?:\.\d{1,3})?)\s*(ms|s)?\s*\]", re.IGNORECASE)
+MAX_INLINE_PAUSE_MS = 30_000
 
 
 class _Unit(NamedTuple):
@@ -69,6 +80,56 @@ def chunk_text(
     language: str = "en",
 ) -> list[Chunk]:
     """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone."""
+    if PAUSE_MARKER.search(text):
+        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language)
+    return _chunk_plain(text, budget_seconds, chars_per_second, language)
+
+
+def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: float, language: str) -> list[Chunk]:
+    """Each stretch between markers chunked on its own, offsets into the whole text, the chunk before a
+    marker ending a sentence (a paragraph when a blank line follows) with the marker's pause."""
+    chunks: list[Chunk] = []
+    paragraphs = sentences = 0
+    begin = 0
+    marks = [*PAUSE_MARKER.finditer(text), None]
+    for mark in marks:
+        end = mark.start() if mark is not None else len(text)
+        piece = text[begin:end]
+        found = _chunk_plain(piece, budget_seconds, chars_per_second, language) if piece.strip() else []
+        if found and not found[-1].text.strip():
+            found = []
+        for chunk in found:
+            chunks.append(
+                replace(
+                    chunk,
+                    index=len(chunks),
+                    paragraph=chunk.paragraph + paragraphs,
+                    sentences=tuple(i + sentences for i in chunk.sentences),
+                    start=chunk.start + begin,
+                    end=chunk.end + begin,
+                )
+            )
+        if found:
+            paragraphs = chunks[-1].paragraph + 1
+            sentences = max(chunks[-1].sentences) + 1
+        if mark is not None and chunks:
+            value, unit = float(mark.group(1)), (mark.group(2) or "s").lower()
+            pause = min(MAX_INLINE_PAUSE_MS, round(value if unit == "ms" else value * 1000))
+            follows = text[mark.end() : mark.end() + 4]
+            boundary = Boundary.PARAGRAPH if re.match(r"[ \t]*\n[ \t]*\n", follows + "\n") else Boundary.SENTENCE
+            previous = chunks[-1]
+            if not found:  # markers in a row: their pauses add up
+                pause += previous.pause_ms or 0
+            chunks[-1] = replace(previous, boundary=boundary, pause_ms=pause)
+            if not found or boundary is Boundary.SENTENCE:
+                paragraphs = chunks[-1].paragraph + (1 if boundary is Boundary.PARAGRAPH else 0)
+        begin = mark.end() if mark is not None else len(text)
+    if chunks:
+        chunks[-1] = replace(chunks[-1], boundary=Boundary.END)
+    return chunks
+
+
+def _chunk_plain(text: str, budget_seconds: float, chars_per_second: float, language: str) -> list[Chunk]:
     if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
         raise ValueError(f"budget_seconds must be a positive number, not {budget_seconds!r}")
     if not (chars_per_second > 0 and math.isfinite(chars_per_second)):

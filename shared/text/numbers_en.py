@@ -32,6 +32,33 @@ _CURRENCIES = {
     "£": (("pound", "pounds"), ("penny", "pence")),
     "€": (("euro", "euros"), ("cent", "cents")),
 }
+# Country prefixes of a dollar sign (US$20, C$5): the country is said before "dollars".
+_DOLLAR_COUNTRIES = {
+    "US": "US",
+    "C": "Canadian",
+    "CA": "Canadian",
+    "A": "Australian",
+    "AU": "Australian",
+    "NZ": "New Zealand",
+    "HK": "Hong Kong",
+    "S": "Singapore",
+}
+# Scale letters glued to an amount ($5M, $2.5bn, £3k).
+_SCALE_SUFFIXES = {
+    "k": "thousand",
+    "K": "thousand",
+    "m": "million",
+    "M": "million",
+    "mn": "million",
+    "b": "billion",
+    "B": "billion",
+    "bn": "billion",
+    "t": "trillion",
+    "T": "trillion",
+    "tn": "trillion",
+}
+_COUNTRY = "|".join(sorted(_DOLLAR_COUNTRIES, key=len, reverse=True))
+_SCALE_SUFFIX = "|".join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))
 # Unit symbols that only ever mean one thing after a number (not "m", "in" or "g"): (singular, plural).
 _UNITS = {
     "km/h": ("kilometre per hour", "kilometres per hour"),
@@ -55,10 +82,16 @@ _MAX_DIGITS_AS_NUMBER = 15
 _YEAR_CUES = re.compile(r"(?i)(?:\b(?:in|since|by|until|till|from|of|during|circa|year|c\.)|" + _MONTH + r",?) $")
 _PARAGRAPH_END = re.compile(r" *(?:\n|$)")
 _SENTENCE_START = re.compile(r" +[\"'(]?[A-Z]")
+_SENTENCE_OPENING = re.compile(r"(?:^|[.!?][\"')]?\s+|\n\s*)$")
+_YEAR_VERBS = re.compile(
+    r"(?:,| (?:was|is|saw|brought|marked|began|ended|became|came|had|has|will|would|proved|changed|started|"
+    r"remains|remained|seemed|felt|looked|turned|went)\b)"
+)
+"""What follows a year that opens a sentence ("1984 was cold."), as opposed to a count ("1984 people")."""
 
 NUMBERS = re.compile(
     # Cheap guard first: every alternative below starts with one of these (months: J F M A S O N D).
-    r"(?=[-\d$£€'JFMASONDhw]|[\w.+-]+@)(?:"
+    r"(?=[-\d$£€'JFMASONDhwUCAHN(+]|[\w.+-]+@)(?:"
     r"(?P<url>\b(?:https?://|www\.)\S+|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
     rf"|(?P<iso>{_NOT_BEFORE}(?P<iso_year>\d{{4}})-(?P<iso_month>0[1-9]|1[0-2])-(?P<iso_day>0[1-9]|[12]\d|3[01])"
     rf"{_NOT_AFTER})"
@@ -66,11 +99,18 @@ NUMBERS = re.compile(
     rf"(?:,? (?P<dmy_year>\d{{4}}))?\b)"
     rf"|(?P<mdy>\b(?P<mdy_month>{_MONTH}) (?P<mdy_day>\d{{1,2}}){_ORD}?"
     rf"(?:,? (?P<mdy_year>\d{{4}}))?{_NOT_AFTER})"
+    rf"|(?P<sdate>{_NOT_BEFORE}(?P<sd_a>\d{{1,2}})(?P<sd_sep>/)(?P<sd_b>\d{{1,2}})/(?P<sd_year>\d{{4}}|\d{{2}})"
+    rf"{_NOT_AFTER})"
+    rf"|(?P<ddate>{_NOT_BEFORE}(?P<dd_day>\d{{1,2}})\.(?P<dd_month>\d{{1,2}})\.(?P<dd_year>\d{{4}}){_NOT_AFTER})"
+    rf"|(?P<phone>(?<![\w+-])(?:(?P<ph_plus>\+)?(?P<ph_one>1)[-. ]?)?(?:(?P<ph_area>\(\d{{3}}\)[- ]?|\d{{3}}[-.])?)"
+    rf"(?P<ph_ex>\d{{3}})-(?P<ph_line>\d{{4}})(?:-(?P<ph_ext>\d{{1,4}}))?(?![\w-]))"
     rf"|(?P<time>{_NOT_BEFORE}(?P<hour>\d{{1,2}})(?::(?P<minute>\d{{2}}))?"
     rf" ?(?P<meridiem>[aApP])\.?[mM]\.?(?!\w))"
     rf"|(?P<clock>{_NOT_BEFORE}(?P<c_hour>[01]?\d|2[0-3]):(?P<c_minute>[0-5]\d)(?::(?P<c_second>[0-5]\d))?"
     rf"{_NOT_AFTER})"
-    rf"|(?P<money>(?<![\w])(?P<symbol>[$£€]) ?(?P<amount>{_NUM})(?: (?P<scale>{_SCALES})\b)?)"
+    rf"|(?P<money>(?<![\w-])(?P<money_sign>-)?(?P<country>{_COUNTRY})?"
+    rf"(?P<symbol>(?<![\w])[$£€]|(?<=[A-Z])\$) ?(?P<amount>{_NUM})"
+    rf"(?:(?P<suffix>{_SCALE_SUFFIX})\b| (?P<scale>{_SCALES})\b)?)"
     rf"|(?P<percent>{_NOT_BEFORE}(?P<pct>{_NUM}) ?%)"
     rf"|(?P<measure>{_NOT_BEFORE}(?P<m_sign>-)?(?P<m_value>{_NUM}) ?(?P<unit>{_UNIT})(?![\w/]))"
     rf"|(?P<ordinal>{_NOT_BEFORE}(?P<ord>\d+){_ORD}\b)"
@@ -110,6 +150,22 @@ def _read(m: re.Match[str], text: str) -> str | None:
             return None
         said = f"{_month(m['mdy_month'])} {day}"
         return f"{said}, {year(m['mdy_year'])}" if m["mdy_year"] else said
+    if kind == "sdate":  # month first (the US order), unless the first number cannot be a month
+        first, second = int(m["sd_a"]), int(m["sd_b"])
+        month, day = (first, second) if first <= 12 else (second, first)
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return None
+        said = f"{MONTHS[month - 1]} {_ordinal(str(day))}"
+        return f"{said}, {year(m['sd_year'])}"
+    if kind == "ddate":  # 25.12.2023: day first, as everywhere dots separate a date
+        day, month = int(m["dd_day"]), int(m["dd_month"])
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return None
+        return f"the {_ordinal(str(day))} of {MONTHS[month - 1]} {year(m['dd_year'])}"
+    if kind == "phone":
+        groups = [m["ph_one"], (m["ph_area"] or "").strip("()-. "), m["ph_ex"], m["ph_line"], m["ph_ext"]]
+        said = ", ".join(_digit_by_digit(group) for group in groups if group)
+        return f"plus {said}" if m["ph_plus"] else said
     if kind == "time":
         return _time(m, text)
     if kind == "clock":
@@ -119,7 +175,9 @@ def _read(m: re.Match[str], text: str) -> str | None:
             said += f" and {_words(seconds)} second{'' if seconds == 1 else 's'}"
         return said
     if kind == "money":
-        return _money(m["symbol"], m["amount"], m["scale"])
+        scale = m["scale"] or (_SCALE_SUFFIXES[m["suffix"]] if m["suffix"] else None)
+        said = _money(m["symbol"], m["amount"], scale, _DOLLAR_COUNTRIES.get(m["country"] or ""))
+        return f"minus {said}" if m["money_sign"] else said
     if kind == "percent":
         return f"{cardinal(m['pct'])} percent"
     if kind == "measure":
@@ -209,6 +267,8 @@ def _month(name: str) -> str:
 def _looks_like_year(value: str, text: str, start: int) -> bool:
     if len(value) != 4 or not value.isdigit() or not 1100 <= int(value) <= 2099:
         return False
+    if _SENTENCE_OPENING.search(text, max(0, start - 4), start) and _YEAR_VERBS.match(text, start + 4):
+        return True
     return bool(_YEAR_CUES.search(text, max(0, start - 12), start))
 
 
@@ -241,8 +301,10 @@ def _ends_sentence(text: str, position: int) -> bool:
     return bool(_PARAGRAPH_END.match(text, position) or _SENTENCE_START.match(text, position))
 
 
-def _money(symbol: str, amount: str, scale: str | None) -> str:
+def _money(symbol: str, amount: str, scale: str | None, country: str | None = None) -> str:
     major, minor = _CURRENCIES[symbol]
+    if country and symbol == "$":
+        major = (f"{country} {major[0]}", f"{country} {major[1]}")
     if scale:
         return f"{cardinal(amount)} {scale} {major[1]}"
     try:

@@ -113,9 +113,10 @@ def test_text_above_the_maximum_is_413(service_env):
     assert _job_keys(service_env) == [] and _queue_length(service_env) == 0
 
 
-def test_default_maximum_is_half_a_million_characters(api_client, service_env):
-    response = api_client.post("/v1/jobs", json=_job("a" * 500_001), headers=AUTH)
-    assert response.status_code == 413
+def test_default_maximum_is_five_million_characters(api_client, service_env):
+    """A 40-hour book (issue 13) fits; one character more is refused before anything is stored."""
+    response = api_client.post("/v1/jobs", json=_job("a" * 5_000_001), headers=AUTH)
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "text_too_long"
     assert _job_keys(service_env) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from typing import Any
 
 import mutagen
 import numpy as np
@@ -86,25 +87,26 @@ def test_a_file_holds_every_chunk_with_its_pause_and_a_chapter_per_input():
     ]
 
 
-def test_opus_audio_is_resampled_once_straight_to_the_rate_the_file_gets(monkeypatch, tmp_path):
+def test_opus_audio_is_resampled_once_per_chapter_straight_to_the_rate_the_file_gets(monkeypatch, tmp_path):
     calls: list[tuple[int, int]] = []
 
     def counting(resample):
-        def wrapper(audio: np.ndarray, source: int, target: int) -> np.ndarray:
+        def wrapper(audio: np.ndarray, source: int, target: int, *args: int) -> Any:
             if source != target:  # the same rate is handed back untouched
                 calls.append((source, target))
-            return resample(audio, source, target)
+            return resample(audio, source, target, *args)
 
         return wrapper
 
-    monkeypatch.setattr(assembly, "resample", counting(assembly.resample))
+    monkeypatch.setattr(assembly, "resample_padded", counting(assembly.resample_padded))
     monkeypatch.setattr(encode_module, "resample", counting(encode_module.resample))
     rate = file_rate(AudioFormat.OPUS, SPEC.sample_rate or SR)
     rendered = render(outputs_for("job_1", SPEC)[0], rate)
     upload_file(
         LocalStorage(str(tmp_path)), "results/", OutputFile("job_1", [0, 1]), rendered, SPEC.format, {}, Phases()
     )
-    assert calls == [(SR, 48000)] and rendered.sample_rate == 48000
+    # Chapters are mastered one by one at the file's rate: each is resampled once, and never again.
+    assert calls == [(SR, 48000)] * len(SPEC.inputs) and rendered.sample_rate == 48000
     decoded, decoded_rate = decode_audio((tmp_path / "results" / "job_1.opus").read_bytes())
     assert decoded_rate == 48000 and len(decoded) / decoded_rate == pytest.approx(rendered.duration_seconds, abs=0.03)
 
@@ -151,3 +153,19 @@ def test_the_manifest_lists_each_separate_file_with_its_checksum_voice_and_text_
         assert entry["bytes"] == len(storage.get_bytes(entry["key"])) and entry["status"] == "succeeded"
         assert entry["voice"] == (item.voice or separate.voice or "fake")
         assert entry["text_sha256"] == hashlib.sha256(item.text.encode()).hexdigest()
+
+
+def test_job_pauses_and_inline_pauses_shape_the_file():
+    spec = JobCreate(
+        inputs=[{"id": "a", "text": "First part. [pause 2.5s] Second part."}, {"id": "b", "text": "Another one."}],
+        pauses={"chapter_ms": 3000},
+    )
+    plan = build_plan(spec, budget_seconds=30.0, chars_per_second=14.0, streams=1, voice_default="fake")
+    assert [c.chunk.pause_ms for c in plan.inputs[0]] == [2500, None]
+    rendered = build_file(
+        outputs_for("job_1", spec)[0], plan, load, sample_rate=SR, file_rate=SR, mastering=MASTERING,
+        input_ids=spec.input_ids(), phases=Phases(),
+    )  # fmt: skip
+    assert rendered.duration_seconds == pytest.approx(3 * SECONDS + 2.5 + 3.0, abs=0.01)
+    assert rendered.cues[1].start - rendered.cues[0].end == pytest.approx(2.5, abs=0.01)
+    assert rendered.chapters[1][0] - rendered.cues[1].end == pytest.approx(3.0, abs=0.01)

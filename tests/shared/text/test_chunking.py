@@ -196,3 +196,23 @@ def test_streams_edge_cases() -> None:
     assert split_streams(chunks, 10) == [[chunks[0]], [chunks[1]]]
     with pytest.raises(ValueError):
         split_streams(chunks, 0)
+
+
+def test_an_inline_pause_ends_its_chunk_carries_its_length_and_is_not_spoken():
+    text = "He waited. [pause 2s] Then he spoke. And more.\n\nNew para [pause 500ms] [PAUSE 1.5 s]\n\nEnd here."
+    chunks = chunk_text(text, budget_seconds=30.0, chars_per_second=14.0)
+    assert [(c.text, c.boundary, c.pause_ms) for c in chunks] == [
+        ("He waited.", Boundary.SENTENCE, 2000),
+        ("Then he spoke. And more.", Boundary.PARAGRAPH, None),
+        ("New para", Boundary.PARAGRAPH, 2000),
+        ("End here.", Boundary.END, None),
+    ]
+    assert all("pause" not in c.text.lower() for c in chunks)
+    assert [text[c.start : c.end] for c in chunks] == [
+        "He waited.",
+        "Then he spoke. And more.",
+        "New para",
+        "End here.",
+    ]
+    assert [c.paragraph for c in chunks] == [0, 0, 1, 2]
+    assert [c.index for c in chunks] == [0, 1, 2, 3]
