@@ -113,14 +113,14 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def limits_storage(settings: Settings) -> tuple[str, dict[str, object]]:
+def limits_storage(settings: Settings) -> tuple[str, dict[str, str | int]]:
     """The `limits` storage URI and options of the rate limits: the same Redis (through Sentinel too)."""
     hosts = settings.redis_sentinels
     if hosts is None:
         return settings.redis_url, {}
     password, db = sentinel_auth(settings.redis_url)
     where = ",".join(f"{host}:{port}" for host, port in hosts)
-    options: dict[str, object] = {"db": db, **({"password": password} if password else {})}
+    options: dict[str, str | int] = {"db": db, **({"password": password} if password else {})}
     return f"redis+sentinel://{where}/{settings.redis_sentinel_master}", options
 
 
