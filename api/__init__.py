@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import auth, context, errors, http_metrics, params
 from api.routes import estimate, files, health, jobs, pages, usage, voices, webhooks
 from shared.downloads import FILES_ROUTE
-from shared.services import Services
+from shared.services import Services, limits_storage
 from shared.settings import Settings, get_settings
 
 
@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         default_limits=[settings.rate_limit],
         default_limits_exempt_when=lambda: request.method in ("GET", "HEAD"),
         application_limits=[settings.read_rate_limit],
-        storage_uri=settings.redis_url,
+        storage_uri=limits_storage(settings)[0],
+        storage_options=limits_storage(settings)[1],
         key_prefix=f"{settings.key_prefix}:ratelimit",
         strategy="moving-window",
     )

@@ -13,6 +13,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from api.errors import ApiError
+from shared.services import limits_storage
 from shared.settings import DEV_KEY, DEV_TENANT, Settings
 
 
@@ -56,7 +57,8 @@ class FailureLimit:
 
     def __init__(self, settings: Settings) -> None:
         self.item = parse(settings.auth_failure_limit)
-        self.window = MovingWindowRateLimiter(storage_from_string(settings.redis_url))
+        uri, options = limits_storage(settings)
+        self.window = MovingWindowRateLimiter(storage_from_string(uri, **options))
         self.namespace = f"{settings.key_prefix}:auth-failures"
 
     def refusal(self, address: str) -> Response | None:

@@ -55,6 +55,8 @@ def make_celery(settings: Settings, name: str) -> Celery:
             # visibility timeout, not up to 100 s later (kombu's default interval x throttle).
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_seconds // 10)),
             "unacked_restore_throttle": 1,
+            # With a `sentinel://` broker URL: the primary kombu asks the sentinels for.
+            **({"master_name": settings.redis_sentinel_master} if settings.redis_sentinels else {}),
         },
         broker_connection_retry_on_startup=True,
         worker_send_task_events=False,

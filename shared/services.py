@@ -14,10 +14,11 @@ from functools import cache
 
 import redis
 from celery import Celery
+from redis.sentinel import Sentinel
 
 from shared.downloads import Links, links_for
 from shared.queue import CLONE_VOICE_TASK, DELIVER_WEBHOOK_TASK, WORK_TASK, make_celery
-from shared.settings import Settings
+from shared.settings import Settings, sentinel_auth
 from shared.storage import Storage, storage_from_settings
 from shared.store import JobStore
 from shared.units import UnitStore
@@ -63,7 +64,7 @@ class Services:
     ) -> Services:
         """Nothing connects yet: Redis, the broker and S3 are reached on first use. The Celery client is
         built on the first send, so a worker process (which never sends) holds no second Celery app."""
-        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        client = redis_client(settings)
 
         @cache
         def celery() -> Celery:
@@ -97,6 +98,30 @@ class Services:
             ),
             enqueue_webhook=_sender(celery, DELIVER_WEBHOOK_TASK, settings.webhook_queue_name),
         )
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """The process's Redis: the URL's server, or with `sentinel://` whichever server the sentinels name
+    primary now (asked again on every new connection, so a failover needs no restart)."""
+    hosts = settings.redis_sentinels
+    if hosts is None:
+        return redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    password, db = sentinel_auth(settings.redis_url)
+    sentinel = Sentinel(hosts, socket_timeout=5)
+    return sentinel.master_for(
+        settings.redis_sentinel_master, db=db, password=password, socket_timeout=30, health_check_interval=30
+    )
+
+
+def limits_storage(settings: Settings) -> tuple[str, dict[str, str | int]]:
+    """The `limits` storage URI and options of the rate limits: the same Redis (through Sentinel too)."""
+    hosts = settings.redis_sentinels
+    if hosts is None:
+        return settings.redis_url, {}
+    password, db = sentinel_auth(settings.redis_url)
+    where = ",".join(f"{host}:{port}" for host, port in hosts)
+    options: dict[str, str | int] = {"db": db, **({"password": password} if password else {})}
+    return f"redis+sentinel://{where}/{settings.redis_sentinel_master}", options
 
 
 def _work_sender(celery: Callable[[], Celery], queue: str) -> EnqueueWork:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,7 +29,11 @@ class Settings(BaseSettings):
 
     # --- services -------------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis for the job store and the Celery broker."""
+    """Redis for the job store, the rate limits and the Celery broker: `redis://[:password@]host:port/db`,
+    or through Sentinel (failover) `sentinel://[:password@]host:port;sentinel://host:port/db`, the
+    sentinels' addresses in kombu's notation; the primary is the one named `redis_sentinel_master`."""
+    redis_sentinel_master: str = "mymaster"
+    """Name of the primary the sentinels watch (`sentinel monitor <name> ...`); only with `sentinel://`."""
     key_prefix: str = "narrate"
     """Prefix of every Redis key the job store writes (lets several deployments or test runs share one Redis)."""
     queue_name: str = "narrate"
@@ -241,6 +246,20 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(default=400, ge=31)
     """How long the per-tenant daily usage counters are kept."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            raise ValueError("redis_url must be redis://, rediss://, unix:// or sentinel://host:port;...")
+        if value.startswith("sentinel://"):
+            sentinels(value)  # every address parses
+        return value
+
+    @property
+    def redis_sentinels(self) -> list[tuple[str, int]] | None:
+        """The sentinels' (host, port) when `redis_url` is a `sentinel://` URL, else None."""
+        return sentinels(self.redis_url) if self.redis_url.startswith("sentinel://") else None
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, value: str) -> str:
@@ -257,6 +276,23 @@ class Settings(BaseSettings):
     def character_quota(self, tenant: str) -> int | None:
         """The monthly character quota of `tenant`: its override, else the default (None: unlimited)."""
         return _parse_quotas(self.tenant_quotas).get(tenant, self.monthly_character_quota)
+
+
+def sentinels(url: str) -> list[tuple[str, int]]:
+    """(host, port) of every `sentinel://` address in kombu's `;`-separated notation."""
+    found = []
+    for part in url.split(";"):
+        where = urlsplit(part.strip())
+        if where.scheme != "sentinel" or not where.hostname:
+            raise ValueError(f"not a sentinel://host:port address: {part!r}")
+        found.append((where.hostname, where.port or 26379))
+    return found
+
+
+def sentinel_auth(url: str) -> tuple[str | None, int]:
+    """The Redis password (on the first address, as kombu reads it) and the database number (on the last)."""
+    first, last = urlsplit(url.split(";")[0]), urlsplit(url.split(";")[-1])
+    return first.password, int(last.path.strip("/") or 0)
 
 
 def _parse_quotas(value: str) -> dict[str, int]:
