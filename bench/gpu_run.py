@@ -380,6 +380,8 @@ def main() -> None:
         # CUDA graphs of the eager step (what SlotBatcher captures on CUDA); inductor would compile each of
         # up to 11 slot buckets cold on this machine, minutes the one call does not have.
         defaults += ["--compiled", "off", "--rows-per-slot", "2", "--engine-batch", "64", "--no-ops-compiled"]
+        # five copies of the plan: the workload of bench/gpu_units.py's 64 jobs, which run right after
+        defaults += ["--engine-copies", "5"]
     bench.main(
         defaults + bench_args,
         prebuilt={"model": model, "tokenizer": tokenizer, "checkpoint": workdir / config, "codec_path": codec_path},

@@ -49,7 +49,7 @@ fi
   "$PY" -c "import nemo; print('nemo', nemo.__version__)" 2>&1 | tail -1
 } 2>&1 | tee "$OUT_DIR/environment.txt"
 
-budget=170
+budget=150
 [[ $smoke == 1 ]] && budget=900
 timeout $((budget + 40)) "$PY" bench/gpu_run.py --out "$OUT_DIR" --time-budget "$budget" "$@" 2>&1 |
   grep --line-buffered -v -E "Warning|warnings.warn|^ *$|USDT:" | tee "$OUT_DIR/log.txt"
@@ -59,7 +59,7 @@ status=${PIPESTATUS[0]}
 # of 64 slots) against the engine benchmark's figure at the same batch, just written above.
 units_args=(--out "$OUT_DIR" --timeout 60)
 [[ $smoke == 1 ]] && units_args+=(--smoke --timeout 600)
-timeout $([[ $smoke == 1 ]] && echo 900 || echo 100) "$PY" bench/gpu_units.py "${units_args[@]}" 2>&1 |
+timeout $([[ $smoke == 1 ]] && echo 900 || echo 120) "$PY" bench/gpu_units.py "${units_args[@]}" 2>&1 |
   grep --line-buffered -v -E "Warning|warnings.warn|^ *$|USDT:" | tee "$OUT_DIR/units-log.txt"
 units_status=${PIPESTATUS[0]}
 [[ $status == 0 ]] && status=$units_status

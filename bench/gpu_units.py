@@ -72,22 +72,29 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("redis-server did not answer")
 
 
-def job_bodies(count: int, *, paragraphs_per_job: int) -> list[dict[str, Any]]:
-    """The chapter's paragraphs as batch jobs, then game lines as one-line jobs, `count` in all."""
+def job_bodies(count: int) -> list[dict[str, Any]]:
+    """Copies of the engine benchmark's workload as jobs: the chapter (one batch job, in the engine
+    plan's 4 streams) and each game line (interactive and normal by turns), `count` jobs in all; the
+    engine benchmark runs as many copies of its plan (`--engine-copies`, bench/gpu_run.sh)."""
     chapter = (ROOT / "examples" / "pride-and-prejudice-ch1.txt").read_text(encoding="utf-8")
-    paragraphs = [p for p in chapter.split("\n\n") if p.strip()]
-    bodies: list[dict[str, Any]] = []
-    for start in range(0, len(paragraphs), paragraphs_per_job):
-        text = "\n\n".join(paragraphs[start : start + paragraphs_per_job])
-        bodies.append({"inputs": [{"text": text}], "priority": "batch"})
     with (ROOT / "examples" / "game-lines.csv").open(encoding="utf-8", newline="") as handle:
         lines = [row["text"] for row in csv.DictReader(handle)]
-    for index, line in enumerate(lines):
-        bodies.append({"inputs": [{"text": line}], "priority": "interactive" if index % 2 else "normal"})
-    bodies = bodies[:count]
+    one_copy: list[dict[str, Any]] = [{"inputs": [{"text": chapter}], "priority": "batch", "streams": 4}]
+    one_copy += [
+        {"inputs": [{"text": line}], "priority": "interactive" if index % 2 else "normal"}
+        for index, line in enumerate(lines)
+    ]
+    bodies = [dict(body) for _ in range(-(-count // len(one_copy))) for body in one_copy][:count]
     for seed, body in enumerate(bodies):
         body.update(format="wav", sampling={"seed": seed})
     return bodies
+
+
+def copies_for(count: int) -> int:
+    """How many copies of the engine benchmark's plan `count` jobs hold (the `--engine-copies` to match)."""
+    with (ROOT / "examples" / "game-lines.csv").open(encoding="utf-8", newline="") as handle:
+        per_copy = 1 + sum(1 for _ in csv.DictReader(handle))
+    return -(-count // per_copy)
 
 
 def main() -> int:
@@ -143,13 +150,15 @@ def main() -> int:
     if not cuda:
         models["OMP_NUM_THREADS"] = "1"
     redis_proc, redis_url = start_redis(workdir)
-    report: dict[str, Any] = {"benchmark": "gpu_units", "config": config, "jobs": jobs, "batch": batch}
+    report: dict[str, Any] = {
+        "benchmark": "gpu_units", "config": config, "jobs": jobs, "batch": batch, "plan_copies": copies_for(jobs),
+    }  # fmt: skip
     try:
         with stackbench.stack(workdir, models, redis_url, use_api=False) as deployment:
             worker = deployment.start_worker()
             report["worker_start_seconds"] = round(time.perf_counter() - started, 1)
             deployment.wait([deployment.submit({"inputs": [{"text": "Warming up."}], "format": "wav"})], timeout=300)
-            bodies = job_bodies(jobs, paragraphs_per_job=3)
+            bodies = job_bodies(jobs)
             begun = time.perf_counter()
             done = deployment.wait([deployment.submit(body) for body in bodies], timeout=args.timeout)
             wall = time.perf_counter() - begun
@@ -172,6 +181,7 @@ def main() -> int:
         if "audio_seconds_per_second" in engine:
             report["engine_audio_seconds_per_second"] = engine["audio_seconds_per_second"]
             report["engine_batch"] = engine.get("batch_size")
+            report["engine_chunks"] = engine.get("chunks")
             report["share_of_engine"] = round(
                 report["audio_seconds_per_second"] / engine["audio_seconds_per_second"], 3
             )

@@ -84,6 +84,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "commit": commit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],  # a shared machine: say how shared
     }
 
 
