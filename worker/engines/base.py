@@ -148,8 +148,16 @@ class Engine(ABC):
         thread.
         """
         lock = self._generate_lock()
-        with lock:
-            ticket = self.submit(requests, carry_in, review)
+        admission = self._admission()
+        with admission:  # the thread collecting now returns at its next step boundary and lets us in
+            self._admission_waiting[0] += 1
+        try:
+            with lock:
+                ticket = self.submit(requests, carry_in, review)
+        finally:
+            with admission:
+                self._admission_waiting[0] -= 1
+                admission.notify_all()
         try:
             while True:
                 with lock:  # take, pending and collect as one step: another caller may collect for us
@@ -159,7 +167,13 @@ class Engine(ABC):
                             return
                         for other, result in self.collect():
                             self._parked().setdefault(other, []).append(result)
-                        continue
+                        mine = self._take(ticket)
+                if not mine:
+                    # No result yet: if callers wait to submit, let them add their rows to the running
+                    # batch before this thread drives it on.
+                    with admission:
+                        admission.wait_for(lambda: self._admission_waiting[0] == 0, timeout=1.0)
+                    continue
                 yield from mine  # outside the lock: other callers' tickets go on meanwhile
         finally:
             with lock:
@@ -215,6 +229,25 @@ class Engine(ABC):
         if lock is None:
             lock = vars(self).setdefault("_generate_rlock", threading.RLock())
         return lock
+
+    def _admission(self) -> threading.Condition:
+        """Callers of `generate` waiting to submit (`_admission_waiting[0]`), guarded by this condition."""
+        condition = vars(self).get("_admission_condition")
+        if condition is None:
+            with self._generate_lock():
+                condition = vars(self).setdefault("_admission_condition", threading.Condition())
+                vars(self).setdefault("_admission_count", [0])
+        return condition
+
+    @property
+    def _admission_waiting(self) -> list[int]:
+        return vars(self).setdefault("_admission_count", [0])
+
+    def admission_waiting(self) -> bool:
+        """Whether a `generate` caller waits to submit: a batching engine's `collect` returns at its next
+        step boundary then (with what is ready, maybe nothing), so the newcomer's rows join the batch
+        now instead of after the next finished chunk."""
+        return self._admission_waiting[0] > 0
 
     def _take(self, ticket: Ticket) -> list[ChunkResult]:
         return self._parked().pop(ticket, [])

@@ -250,8 +250,12 @@ class KaniTTS2Engine(Engine):
         return ticket
 
     def collect(self) -> list[tuple[Ticket, ChunkResult]]:
+        """Run until a result is ready, or until another `generate` caller waits to submit (its rows then
+        join the batch at this step boundary; the result may be [] while work is still pending)."""
         while not any(self._outbox.values()) and (self._batcher_busy() or self._decoding):
             self._advance()
+            if self.admission_waiting():
+                break
         ready = [(ticket, result) for ticket, results in self._outbox.items() for result in results]
         for results in self._outbox.values():
             results.clear()
