@@ -329,3 +329,41 @@ def test_chunks_of_threads_calling_generate_at_once_share_the_batch(tiny_engine)
     stats = engine.batcher().stats
     assert stats.row_steps / stats.frames > 2.5  # rows side by side (one at a time would be 1.0)
     assert not engine.pending()
+
+
+def test_a_thread_arriving_while_another_drives_the_engine_joins_its_running_batch(tiny_engine) -> None:
+    """A worker's unit threads share the engine: one thread's three-chunk stream is running when three
+    more threads each bring a chunk; their rows are admitted at the next frame step, not after the
+    running chunk is done, so all three are finished before that stream's second chunk."""
+    import threading
+    import time
+
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    engine = KaniTTS2Engine(  # chunks long enough that the threads surely start within the first one
+        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, batch_size=4, max_frames_per_chunk=48
+    )
+    stream = [r for r in _requests() if r.stream == 0]  # three chunks, one after another
+    singles = [[ChunkRequest(key=f"line/{i}", text="A line.", sampling=Sampling(seed=i), expected_seconds=0.3)]
+               for i in range(3)]  # fmt: skip
+    done: list[str] = []
+    order_lock = threading.Lock()
+
+    def run(requests: list[ChunkRequest]) -> None:
+        for result in engine.generate(requests):
+            with order_lock:
+                done.append(result.key)
+
+    first = threading.Thread(target=run, args=(stream,))
+    first.start()
+    deadline = time.monotonic() + 60
+    while (engine._batcher is None or engine._batcher.stats.frames < 1) and time.monotonic() < deadline:
+        time.sleep(0.001)  # the stream's first chunk is generating
+    others = [threading.Thread(target=run, args=(requests,)) for requests in singles]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(timeout=120)
+    assert sorted(done) == sorted([r.key for r in stream] + ["line/0", "line/1", "line/2"])
+    second = done.index(stream[1].key)
+    assert all(done.index(f"line/{i}") < second for i in range(3)), done
