@@ -13,11 +13,12 @@ from typing import Any
 
 import av
 import numpy as np
+import soxr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.audio.encode import encode
 from shared.audio.resample import resample
-from shared.audio.tempo import MAX_SPEED, MIN_SPEED, change_speed
+from shared.audio.tempo import MAX_SPEED, MIN_SPEED, Tempo, change_speed
 
 MAX_INPUT_CHARS = 4096
 """OpenAI's limit for one request; longer text goes to `POST /v1/jobs`."""
@@ -55,6 +56,13 @@ _CONTENT_TYPES = {
     SpeechFormat.WAV: "audio/wav",
     SpeechFormat.PCM: "audio/pcm",
 }
+
+
+STREAMED_FORMATS = frozenset(
+    {SpeechFormat.MP3, SpeechFormat.OPUS, SpeechFormat.AAC, SpeechFormat.WAV, SpeechFormat.PCM}
+)
+"""Formats answered as a stream as the audio is generated (a whole-file client reads to the end). FLAC is
+answered whole: a FLAC stream of unknown length is valid, but common readers (libsndfile) refuse it."""
 
 
 class StreamFormat(StrEnum):
@@ -130,3 +138,84 @@ def _adts(audio: np.ndarray, sr: int) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
+
+
+class _Sink:
+    """A write-only file for PyAV's muxer: what it writes is taken by the stream after each feed."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+_STREAM_CODECS = {
+    SpeechFormat.MP3: ("mp3", "libmp3lame", {"write_xing": "0"}),  # no length header: it is not known yet
+    SpeechFormat.AAC: ("adts", "aac", {}),
+    SpeechFormat.OPUS: ("ogg", "libopus", {}),
+    SpeechFormat.FLAC: ("flac", "flac", {}),
+}
+_WAV_UNKNOWN = 0xFFFFFFFF
+
+
+def _streaming_wav_header(sr: int) -> bytes:
+    """A 16-bit mono WAV header whose sizes say "unknown" (0xFFFFFFFF), as streaming writers do."""
+    fmt = (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + sr.to_bytes(4, "little")
+    fmt += (sr * 2).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    return (b"RIFF" + _WAV_UNKNOWN.to_bytes(4, "little") + b"WAVE" + b"fmt " + (16).to_bytes(4, "little") + fmt
+            + b"data" + _WAV_UNKNOWN.to_bytes(4, "little"))  # fmt: skip
+
+
+class StreamEncoder:
+    """Pieces of audio in, encoded bytes out as they are ready: one time-stretch, one resampler and one
+    encoder for the whole response, so there is no seam between pieces."""
+
+    def __init__(self, fmt: SpeechFormat, sample_rate: int, speed: float) -> None:
+        self.fmt = fmt
+        self._tempo = Tempo(sample_rate, speed) if speed != 1.0 else None
+        self._resampler = soxr.ResampleStream(sample_rate, SPEECH_RATE, 1, dtype="float32")
+        self._header = _streaming_wav_header(SPEECH_RATE) if fmt == SpeechFormat.WAV else b""
+        self._sink = _Sink()
+        self._pts = 0
+        self._container: Any = None
+        if fmt in _STREAM_CODECS:
+            muxer, codec, options = _STREAM_CODECS[fmt]
+            self._container = av.open(self._sink, "w", format=muxer, container_options=options)
+            self._stream = self._container.add_stream(codec, rate=SPEECH_RATE, layout="mono")
+            if fmt != SpeechFormat.FLAC:
+                self._stream.bit_rate = 64000
+
+    def feed(self, audio: np.ndarray) -> bytes:
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if self._tempo is not None:
+            audio = self._tempo.push(audio)
+        return self._encode(self._resampler.resample_chunk(audio, last=False))
+
+    def finish(self) -> bytes:
+        tail = self._tempo.finish() if self._tempo is not None else np.zeros(0, np.float32)
+        data = self._encode(self._resampler.resample_chunk(tail, last=True))
+        if self._container is not None:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+            data += self._sink.take()
+        return data
+
+    def _encode(self, audio: np.ndarray) -> bytes:
+        head, self._header = self._header, b""
+        if self._container is None:  # wav and pcm: the samples themselves
+            return head + pcm16(audio)
+        if len(audio):
+            frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = SPEECH_RATE
+            frame.pts = self._pts
+            self._pts += len(audio)
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        return self._sink.take()

@@ -8,13 +8,17 @@ thread) and answers the whole file. Errors on these routes are in OpenAI's shape
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -26,7 +30,18 @@ from shared import metrics
 from shared.audio.formats import AudioFormat
 from shared.jobs import JobCreate, JobPriority, JobStatus
 from shared.services import Services
-from shared.speech import MAX_INPUT_CHARS, MODELS, OPENAI_VOICES, SpeechCreate, render
+from shared.speech import (
+    MAX_INPUT_CHARS,
+    MODELS,
+    OPENAI_VOICES,
+    STREAMED_FORMATS,
+    SpeechCreate,
+    StreamEncoder,
+    StreamFormat,
+    render,
+)
+from shared.speech_stream import SpeechChannel, SpeechPiece
+from shared.webhooks import emit_job_event
 
 bp = Blueprint("speech", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -141,11 +156,99 @@ def create_speech() -> ResponseReturnValue:
         usage=found.usage, quota=found.settings.character_quota(g.tenant),
     )  # fmt: skip
     metrics.JOBS_SUBMITTED.inc()
-    audio, rate = wait_for_audio(found, job_id, g.tenant)
-    data = render(audio, rate, body.response_format, body.speed)
-    response = Response(data, mimetype=body.response_format.content_type)
+    fmt = body.response_format
+    if body.stream_format == StreamFormat.SSE or fmt in STREAMED_FORMATS:
+        channel = SpeechChannel(found.redis, found.settings.key_prefix)
+        channel.open(job_id)  # before its plan unit has cut it into speak units, which look for it
+        chunks = stream_speech(found, channel, job_id, g.tenant, body)
+        first = next(chunks, b"")  # a job that fails before any audio is still a clean error
+        if body.stream_format == StreamFormat.SSE:
+            response = Response(
+                stream_with_context(_sse_events(_with(first, chunks), body)), mimetype="text/event-stream"
+            )
+        else:
+            response = Response(stream_with_context(_with(first, chunks)), mimetype=fmt.content_type)
+    else:
+        audio, rate = wait_for_audio(found, job_id, g.tenant)
+        response = Response(render(audio, rate, fmt, body.speed), mimetype=fmt.content_type)
     response.headers["X-Narrate-Job"] = job_id
     return response
+
+
+def _with(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _sse_events(chunks: Iterator[bytes], body: SpeechCreate) -> Iterator[bytes]:
+    """OpenAI's speech events: `speech.audio.delta` with base64 audio, then `speech.audio.done` with usage
+    (characters stand in for tokens)."""
+    for chunk in chunks:
+        if chunk:
+            yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+    used = len(body.input)
+    yield _sse({"type": "speech.audio.done", "usage": {"input_tokens": used, "output_tokens": 0, "total_tokens": used}})
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+def stream_speech(
+    found: Services, channel: SpeechChannel, job_id: str, tenant: str, body: SpeechCreate
+) -> Iterator[bytes]:
+    """The job's audio encoded as it is generated, in reading order. The generator's end (the client
+    went away, or the request ended) cancels a job still running and closes the channel."""
+    encoder: StreamEncoder | None = None
+    waiting: dict[int, SpeechPiece] = {}
+    sent = 0
+    pause_ms = 0
+    after = "0"
+    finished = False
+    deadline = time.monotonic() + found.settings.speech_wait_seconds
+    try:
+        while True:
+            after, pieces = channel.read(job_id, after, block_ms=200)
+            for piece in pieces:
+                waiting.setdefault(piece.index, piece)  # a redelivered chunk is sent once
+            while sent in waiting:
+                piece = waiting.pop(sent)
+                if encoder is None:
+                    encoder = StreamEncoder(body.response_format, piece.sample_rate, body.speed)
+                silence = np.zeros(piece.sample_rate * pause_ms // 1000, np.float32)
+                yield encoder.feed(np.concatenate([silence, piece.audio]))
+                pause_ms, sent = piece.pause_ms, sent + 1
+            if pieces:
+                continue
+            view = found.jobs.view(job_id, tenant=tenant)
+            if view is None or view.status in (JobStatus.FAILED, JobStatus.CANCELED):
+                if encoder is None:
+                    wait_for_audio(found, job_id, tenant)  # raises the job's error
+                log.warning("job %s ended %s while its speech was streamed", job_id, view and view.status)
+                finished = True
+                return
+            total = view.progress.chunks_total
+            if total and sent >= total:
+                break
+            if view.status == JobStatus.SUCCEEDED:  # every piece was published before the job could succeed
+                if sent == 0:  # the chunks were spoken before the channel opened: send the file
+                    audio, rate = wait_for_audio(found, job_id, tenant)
+                    encoder = StreamEncoder(body.response_format, rate, body.speed)
+                    yield encoder.feed(audio)
+                else:
+                    log.warning("job %s: %d of %d pieces of its speech stream were lost", job_id, total - sent, total)
+                break
+            if time.monotonic() > deadline:
+                raise ApiError(504, "timeout", f"Job {job_id} did not finish within the wait.")
+        finished = True
+        if encoder is not None:
+            yield encoder.finish()
+    finally:
+        if not finished:
+            outcome, _ = found.jobs.cancel(job_id)
+            if outcome == "ok":
+                emit_job_event(found, job_id)
+        channel.close(job_id)
 
 
 def wait_for_audio(found: Services, job_id: str, tenant: str) -> tuple[np.ndarray, int]:

@@ -28,6 +28,53 @@ def _factors(speed: float) -> list[float]:
     return factors
 
 
+class Tempo:
+    """A time-stretch that audio is pushed through piece by piece (a stream): one filter graph keeps its
+    state across pieces, so the joins are as smooth as inside a piece."""
+
+    def __init__(self, sr: int, speed: float) -> None:
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise ValueError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
+        self.sr = sr
+        self._graph = av.filter.Graph()
+        self._source = node = self._graph.add_abuffer(format="flt", sample_rate=sr, layout="mono")
+        for factor in _factors(speed):
+            stage = self._graph.add("atempo", f"{factor:.6f}")
+            node.link_to(stage)
+            node = stage
+        self._sink = self._graph.add("abuffersink")
+        node.link_to(self._sink)
+        self._graph.configure()
+        self._pts = 0
+
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        """What is ready of the stretched audio after `audio` (some of it comes with the next push)."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.size:
+            frame = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
+            frame.sample_rate = self.sr
+            frame.pts = self._pts
+            self._pts += audio.size
+            self._source.push(frame)
+        return self._pull()
+
+    def finish(self) -> np.ndarray:
+        """The rest, once no more audio comes."""
+        self._source.push(None)
+        return self._pull()
+
+    def _pull(self) -> np.ndarray:
+        out: list[np.ndarray] = []
+        while True:
+            try:
+                pulled = self._sink.pull()
+            except (NotYet, Drained):
+                break
+            assert isinstance(pulled, av.AudioFrame)  # an audio graph yields audio frames
+            out.append(pulled.to_ndarray().reshape(-1))
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
 def change_speed(audio: np.ndarray, sr: int, speed: float) -> np.ndarray:
     """`audio` played `speed` times as fast at the same pitch (mono float32 in, mono float32 out)."""
     if not MIN_SPEED <= speed <= MAX_SPEED:
@@ -35,27 +82,5 @@ def change_speed(audio: np.ndarray, sr: int, speed: float) -> np.ndarray:
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if speed == 1.0 or audio.size == 0:
         return audio
-    graph = av.filter.Graph()
-    node = graph.add_abuffer(format="flt", sample_rate=sr, layout="mono")
-    source = node
-    for factor in _factors(speed):
-        stage = graph.add("atempo", f"{factor:.6f}")
-        node.link_to(stage)
-        node = stage
-    sink = graph.add("abuffersink")
-    node.link_to(sink)
-    graph.configure()
-    frame = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
-    frame.sample_rate = sr
-    frame.pts = 0
-    source.push(frame)
-    source.push(None)
-    out: list[np.ndarray] = []
-    while True:
-        try:
-            pulled = sink.pull()
-        except (NotYet, Drained):
-            break
-        assert isinstance(pulled, av.AudioFrame)  # an audio graph yields audio frames
-        out.append(pulled.to_ndarray().reshape(-1))
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+    tempo = Tempo(sr, speed)
+    return np.concatenate([tempo.push(audio), tempo.finish()])

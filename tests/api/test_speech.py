@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
+import av
 import numpy as np
 import openai
 import pytest
+import requests
 
 from devstack.stack import LocalStack
-from shared.audio.decode import decode_audio
 from shared.settings import DEV_KEY
-from tests.conftest import ServiceEnv
+from tests.conftest import ServiceEnv, wait_for
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
@@ -36,13 +42,20 @@ def client(stack: LocalStack) -> openai.OpenAI:
 
 
 def _seconds(data: bytes, fmt: str) -> float:
+    """Seconds of speech in a response, decoded by FFmpeg (PyAV) as players do: a streamed MP3 has no
+    length header, which libsndfile's own check takes for truncation."""
     if fmt == "pcm":  # 24 kHz 16-bit mono little endian, no header
         assert len(data) % 2 == 0
-        return len(data) / 2 / 24000
-    audio, rate = decode_audio(data)
-    assert rate == 24000
+        audio = np.frombuffer(data, "<i2").astype(np.float32) / 32767
+    else:
+        with av.open(io.BytesIO(data)) as container:
+            frames = list(container.decode(audio=0))
+        assert {frame.sample_rate for frame in frames} == {48000 if fmt == "opus" else 24000}
+        audio = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
+        if fmt == "opus":  # Ogg Opus always decodes at 48 kHz
+            audio = audio[::2]
     assert np.abs(audio).max() > 0.01, "silence"
-    return len(audio) / rate
+    return len(audio) / 24000
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
@@ -135,3 +148,63 @@ def test_the_speech_is_a_job_of_the_tenant_with_its_usage_counted(client, stack)
     assert job["priority"] == "interactive"
     assert job["usage"]["characters"] == len(TEXT)
     assert _seconds(raw.content, "mp3") > 2.5
+
+
+PASSAGE = " ".join(
+    f"Chapter {n} began on a grey morning, when the harbour bells rang out across the water and the "
+    "fishermen hauled their nets ashore, talking quietly about the weather that was coming in from the west."
+    for n in range(1, 7)
+)
+"""About 1,000 characters: several chunks, so the first is spoken well before the job ends."""
+
+
+def test_streaming_sends_the_first_audio_before_the_job_has_finished(client):
+    started = time.time()
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=PASSAGE, response_format="mp3"
+    ) as response:
+        job_id = response.headers["X-Narrate-Job"]
+        parts, first_at = [], None
+        for part in response.iter_bytes():
+            if part and first_at is None:
+                first_at = time.time()
+            parts.append(part)
+    streamed_at = time.time()
+    # the stream ends with the last chunk; the job's file is assembled after it
+    job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}", cast_to=object))["status"] == "succeeded" and j)
+    finished_at = datetime.fromisoformat(job["finished_at"]).timestamp()
+    print(
+        f"first audio byte after {first_at - started:.2f} s, last after {streamed_at - started:.2f} s; "
+        f"job finished after {finished_at - started:.2f} s"
+    )
+    assert job["status"] == "succeeded" and job["progress"]["chunks_total"] > 1
+    assert first_at < finished_at
+    seconds = _seconds(b"".join(parts), "mp3")
+    assert seconds == pytest.approx(job["result"]["duration_seconds"], rel=0.1)  # all of it, pauses included
+
+
+def test_sse_sends_base64_audio_deltas_then_done(stack):
+    response = requests.post(
+        f"{stack.url}/v1/audio/speech",
+        json={"model": "tts-1", "voice": "joe", "input": TEXT, "response_format": "pcm", "stream_format": "sse"},
+        headers={"Authorization": f"Bearer {DEV_KEY}"},
+        stream=True,
+        timeout=120,
+    )
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in response.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    assert [e["type"] for e in events][-1] == "speech.audio.done"
+    assert {e["type"] for e in events[:-1]} == {"speech.audio.delta"}
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    assert 2.5 < len(pcm) / 2 / 24000 < 12.0
+    assert events[-1]["usage"]["input_tokens"] == len(TEXT)
+
+
+def test_a_client_that_goes_away_cancels_the_job(client):
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="joe", input=(PASSAGE * 4)[:4000], response_format="pcm"
+    ) as response:
+        job_id = response.headers["X-Narrate-Job"]
+        next(response.iter_bytes())
+    # the connection is closed here, long before the job's 4,000 characters are spoken
+    wait_for(lambda: client.get(f"/jobs/{job_id}", cast_to=object)["status"] == "canceled", timeout=60)
