@@ -208,3 +208,29 @@ def test_a_client_that_goes_away_cancels_the_job(client):
         next(response.iter_bytes())
     # the connection is closed here, long before the job's 4,000 characters are spoken
     wait_for(lambda: client.get(f"/jobs/{job_id}", cast_to=object)["status"] == "canceled", timeout=60)
+
+
+def test_twenty_concurrent_streams_on_two_api_workers_all_complete(stack):
+    """deploy/gunicorn.conf.py's gevent workers: each stream is a greenlet waiting on Redis, so 20 at once
+    on 2 API processes all finish while the API still answers other requests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(n: int) -> bytes:
+        body = {
+            "model": "tts-1",
+            "voice": "joe",
+            "input": f"Stream number {n} is speaking now.",
+            "response_format": "pcm",
+        }
+        with requests.post(
+            f"{stack.url}/v1/audio/speech", json=body, headers={"Authorization": f"Bearer {DEV_KEY}"},
+            stream=True, timeout=300,
+        ) as response:  # fmt: skip
+            assert response.status_code == 200, response.text
+            return b"".join(response.iter_content(chunk_size=None))
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        streams = [pool.submit(one, n) for n in range(20)]
+        assert requests.get(f"{stack.url}/healthz", timeout=10).status_code == 200
+        results = [future.result() for future in streams]
+    assert all(1.0 < _seconds(pcm, "pcm") < 8.0 for pcm in results)
