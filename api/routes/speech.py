@@ -151,15 +151,16 @@ def create_speech() -> ResponseReturnValue:
     found = services()
     body = parse_speech()
     spec = speech_job(body, resolve_voice(body.voice, known_voices(found, g.tenant)))
+    fmt = body.response_format
+    streamed = body.stream_format == StreamFormat.SSE or fmt in STREAMED_FORMATS
+    channel = SpeechChannel(found.redis, found.settings.key_prefix)
     job_id, _ = submit(
         found.jobs, found.enqueue_job, g.tenant, spec, None,
         usage=found.usage, quota=found.settings.character_quota(g.tenant),
+        before_enqueue=channel.open if streamed else None,  # open before any speak unit can look for it
     )  # fmt: skip
     metrics.JOBS_SUBMITTED.inc()
-    fmt = body.response_format
-    if body.stream_format == StreamFormat.SSE or fmt in STREAMED_FORMATS:
-        channel = SpeechChannel(found.redis, found.settings.key_prefix)
-        channel.open(job_id)  # before its plan unit has cut it into speak units, which look for it
+    if streamed:
         chunks = stream_speech(found, channel, job_id, g.tenant, body)
         first = next(chunks, b"")  # a job that fails before any audio is still a clean error
         if body.stream_format == StreamFormat.SSE:
