@@ -310,7 +310,10 @@ def _openai_errors(*codes: int) -> dict[str, Any]:
 
 
 def _speech_paths() -> dict[str, Any]:
-    audio = {fmt.content_type: {"schema": {"type": "string", "format": "binary"}} for fmt in SpeechFormat}
+    audio: dict[str, Any] = {
+        fmt.content_type: {"schema": {"type": "string", "format": "binary"}} for fmt in SpeechFormat
+    }
+    audio["text/event-stream"] = {"schema": {"type": "string"}}
     listing = {"type": "object", "required": ["object", "data"], "properties": {"object": {"const": "list"}}}
     return {
         "/v1/audio/speech": {
@@ -319,14 +322,17 @@ def _speech_paths() -> dict[str, Any]:
                 "description": "OpenAI's `POST /v1/audio/speech`. Each OpenAI voice name (alloy, echo, fable, onyx, "
                 "nova, shimmer, ...) is spoken by the engine's default voice unless a voice of that id exists; "
                 "`instructions` is accepted and ignored; `speed` time-stretches (pitch kept). Every format is "
-                "24 kHz mono; `pcm` is raw 16-bit little-endian samples. The job is listed under /v1/jobs "
+                "24 kHz mono; `pcm` is raw 16-bit little-endian samples. mp3, opus, aac, wav and pcm stream as the "
+                "audio is generated (chunked; a WAV stream's sizes read 0xFFFFFFFF), flac comes whole; "
+                "`stream_format: sse` sends `speech.audio.delta` events (base64 audio) and a final "
+                "`speech.audio.done`. A client that disconnects cancels the job. The job is listed under /v1/jobs "
                 "(header `X-Narrate-Job`) and counts against the quota and usage like any other. Extension: "
                 "`seed`.",
                 "operationId": "createSpeech",
                 "requestBody": {"required": True, **_json("SpeechCreate")},
                 "responses": {
                     "200": {
-                        "description": "The whole audio file",
+                        "description": "The audio (streamed; flac whole), or with `stream_format: sse` its events",
                         "headers": {"X-Narrate-Job": {"schema": {"type": "string"}, "description": "The job's id."}},
                         "content": audio,
                     },
