@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.json_body import MAX_DEPTH, MAX_INT_DIGITS
@@ -17,6 +17,7 @@ from api.params import IDEMPOTENCY_KEY_PATTERN
 from api.routes.voices import LANGUAGE_PATTERN, MAX_CONSENT_AT_CHARS
 from shared.estimate import Estimate
 from shared.jobs import JobCreate, JobPage, JobStatus, JobView
+from shared.speech import MAX_INPUT_CHARS, SpeechCreate, SpeechFormat
 from shared.store import CURSOR_PATTERN
 from shared.usage import UsageReport
 from shared.voice_store import VoiceList, VoicePatch, VoiceView
@@ -44,6 +45,19 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(..., description="invalid_request_error, authentication_error, rate_limit_error, server_error")
+    param: str | None = Field(..., description="The body field at fault, or null.")
+    code: str | None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """The error shape of the OpenAI-compatible routes (`/v1/audio/*`, `/v1/models`), as OpenAI's clients read it."""
+
+    error: OpenAIErrorDetail
+
+
 def _json(ref: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}}
 
@@ -65,6 +79,8 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (WebhookPayload, "serialization"),
     (UsageReport, "serialization"),
     (Estimate, "serialization"),
+    (SpeechCreate, "validation"),
+    (OpenAIErrorResponse, "serialization"),
 ]
 """The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
 
@@ -178,6 +194,7 @@ def openapi_document() -> dict[str, Any]:
         **_file_paths(),
         **_voice_paths(),
         **_webhook_paths(),
+        **_speech_paths(),
         "/v1/usage": {
             "get": {
                 "summary": "Characters, audio seconds and engine seconds used per UTC day, totals and the quota",
@@ -278,6 +295,88 @@ def _file_paths() -> dict[str, Any]:
                 },
             }
         }
+    }
+
+
+_SPEECH_DESCRIPTIONS = {
+    400: f"A field is invalid (`param` names it): input longer than {MAX_INPUT_CHARS} characters "
+    "(`input_too_long`: send it to POST /v1/jobs), an unknown voice (`voice_not_found`) or model "
+    "(`model_not_found`), a value out of range; also invalid JSON",
+    404: "Not found",
+    409: "The job was canceled (by the tenant, through /v1/jobs) before it finished",
+    413: "Body larger than the configured maximum",
+    415: "Unsupported content type",
+    500: "The job failed (`code` is the job's error code)",
+    504: "The job did not finish within NARRATE_SPEECH_WAIT_SECONDS; it was canceled",
+}
+
+
+def _openai_errors(*codes: int) -> dict[str, Any]:
+    """Error answers of an OpenAI-compatible operation, in OpenAI's shape."""
+    text = {**_DESCRIPTIONS, **_SPEECH_DESCRIPTIONS}
+    return {
+        str(code): {"description": text[code], **_json("OpenAIErrorResponse")} for code in sorted({*codes, *V1_ERRORS})
+    }
+
+
+def _speech_paths() -> dict[str, Any]:
+    audio: dict[str, Any] = {
+        fmt.content_type: {"schema": {"type": "string", "format": "binary"}} for fmt in SpeechFormat
+    }
+    audio["text/event-stream"] = {"schema": {"type": "string"}}
+    listing = {"type": "object", "required": ["object", "data"], "properties": {"object": {"const": "list"}}}
+    return {
+        "/v1/audio/speech": {
+            "post": {
+                "summary": "OpenAI-compatible speech: the text as one interactive-priority job, answered as audio",
+                "description": "OpenAI's `POST /v1/audio/speech`. Each OpenAI voice name (alloy, echo, fable, onyx, "
+                "nova, shimmer, ...) is spoken by the engine's default voice unless a voice of that id exists; "
+                "`instructions` is accepted and ignored; `speed` time-stretches (pitch kept). Every format is "
+                "24 kHz mono; `pcm` is raw 16-bit little-endian samples. mp3, opus, aac, wav and pcm stream as the "
+                "audio is generated (chunked; a WAV stream's sizes read 0xFFFFFFFF), flac comes whole; "
+                "`stream_format: sse` sends `speech.audio.delta` events (base64 audio) and a final "
+                "`speech.audio.done`. A client that disconnects cancels the job. The job is listed under /v1/jobs "
+                "(header `X-Narrate-Job`) and counts against the quota and usage like any other. Extension: "
+                "`seed`.",
+                "operationId": "createSpeech",
+                "requestBody": {"required": True, **_json("SpeechCreate")},
+                "responses": {
+                    "200": {
+                        "description": "The audio (streamed; flac whole), or with `stream_format: sse` its events",
+                        "headers": {"X-Narrate-Job": {"schema": {"type": "string"}, "description": "The job's id."}},
+                        "content": audio,
+                    },
+                    **_openai_errors(400, 409, 413, 415, 500, 504),
+                },
+            }
+        },
+        "/v1/audio/voices": {
+            "get": {
+                "summary": "Voices `voice` takes: the engine's, the tenant's ready cloned voices, OpenAI's names",
+                "operationId": "listSpeechVoices",
+                "responses": {
+                    "200": {
+                        "description": "`voices`: ids; `data`: `{id, object: voice}`; `aliases`: OpenAI's names "
+                        "and the voice id each is spoken by (null: the engine's default voice)",
+                        "content": {"application/json": {"schema": listing}},
+                    },
+                    **_openai_errors(),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "Models `model` takes (OpenAI's TTS model names and the engine's name): all run the engine",
+                "operationId": "listModels",
+                "responses": {
+                    "200": {
+                        "description": "`data`: `{id, object: model, created, owned_by}`",
+                        "content": {"application/json": {"schema": listing}},
+                    },
+                    **_openai_errors(),
+                },
+            }
+        },
     }
 
 

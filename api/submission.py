@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from api import json_body
@@ -73,10 +74,12 @@ def submit(
     *,
     usage: UsageStore,
     quota: int | None,
+    before_enqueue: Callable[[str], None] | None = None,
 ) -> tuple[str, bool]:
     """Reserve the characters against the tenant's monthly quota, store and enqueue; if any step fails,
     what was done is undone (record removed, characters given back), so nothing is half-done. An
-    idempotent replay returns the earlier job without counting anything."""
+    idempotent replay returns the earlier job without counting anything. `before_enqueue(job_id)` runs
+    once the job is stored, before its work token is sent (a speech stream opens its channel there)."""
     digest = body_hash(spec)
     try:
         if idempotency_key and (earlier := store.find_idempotent(tenant, idempotency_key, digest)):
@@ -104,6 +107,8 @@ def submit(
         usage.release(reservation)
         return job_id, False
     try:
+        if before_enqueue is not None:
+            before_enqueue(job_id)
         enqueue(job_id)
     except Exception as exc:
         store.delete(job_id, idempotency=(tenant, idempotency_key) if idempotency_key else None)

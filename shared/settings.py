@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """Enables the development API key. Never in production."""
     max_text_chars: int = Field(default=5_000_000, ge=1)
     """Largest total text of one job, in characters (413 above)."""
+    speech_wait_seconds: float = Field(default=300.0, gt=0)
+    """Longest `POST /v1/audio/speech` waits for its job (4,096 characters take seconds on a GPU); after it
+    the job is canceled and the answer is a 504."""
     max_inputs: int = Field(default=20_000, ge=1)
     """Most inputs in one job (a game studio's batch of lines)."""
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

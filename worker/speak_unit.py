@@ -24,14 +24,16 @@ from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
 from shared.jobs import JobPriority
 from shared.lease import LeaseLost
+from shared.speech_stream import SpeechChannel, SpeechPiece
 from shared.storage import StorageError
 from shared.storage_keys import checkpoint_part_key
 from shared.units import DurableChunk, UnitClaim
 from shared.usage import record_chunk_usage
 from worker import checkpoints
+from worker.assembly import Mastering
 from worker.engines.base import ChunkRequest, ChunkResult
 from worker.outcomes import Stopped
-from worker.planning import PlannedChunk, chunks_from_json
+from worker.planning import PlannedChunk, chunks_from_json, pause_after
 from worker.runtime import Runtime
 from worker.voice_embeddings import load_job_voices
 
@@ -210,6 +212,7 @@ def _generate(
             metrics.CHUNKS_REDRAWN.inc()
         return False
 
+    listener = _Listener.of(claim, rt, remaining)
     results = engine.generate(requests, carry_in, review)
     try:
         for result in results:
@@ -218,6 +221,8 @@ def _generate(
             if not rt.units.progress(claim, seconds=seconds, synth_seconds=result.synth_seconds):
                 raise Stopped
             writer.add(_Finished(result, audio))
+            if listener is not None:
+                listener.publish(result.key, audio)
             metrics.AUDIO_SECONDS.inc(seconds)
             metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
             if seconds > 0:
@@ -227,3 +232,35 @@ def _generate(
                 raise ShuttingDown
     finally:
         results.close()  # cancels what is left of this unit's rows; the engine stays usable
+
+
+@dataclass
+class _Listener:
+    """A streaming speech request waits for this job's audio (`shared.speech_stream`): every kept chunk
+    is published as it is generated, with its place in reading order and the pause after it."""
+
+    channel: SpeechChannel
+    job_id: str
+    sample_rate: int
+    chunks: dict[str, tuple[int, int]]
+    """chunk key -> (index in reading order, pause after it in ms)"""
+
+    @classmethod
+    def of(cls, claim: UnitClaim, rt: Runtime, remaining: list[PlannedChunk]) -> _Listener | None:
+        channel = SpeechChannel(rt.services.redis, rt.settings.key_prefix)
+        try:
+            if not channel.is_open(claim.job_id):
+                return None
+        except Exception as exc:  # Redis down: the unit fails on its next store call, not here
+            log.warning("job %s: could not look for a speech stream (%s)", claim.job_id, exc)
+            return None
+        pauses = Mastering.from_settings(rt.settings).pauses
+        chunks = {p.key: (p.chunk.index, pause_after(p.chunk.boundary, pauses)) for p in remaining}
+        return cls(channel, claim.job_id, rt.engine.sample_rate, chunks)
+
+    def publish(self, key: str, audio: np.ndarray) -> None:
+        index, pause_ms = self.chunks[key]
+        try:
+            self.channel.publish(self.job_id, SpeechPiece(index, audio, self.sample_rate, pause_ms))
+        except Exception as exc:  # the stream is a courtesy: the job's file does not depend on it
+            log.warning("job %s: could not publish chunk %s to its speech stream (%s)", self.job_id, key, exc)
