@@ -233,17 +233,10 @@ def _picture(cover: tuple[bytes, str]) -> Picture:
     return picture
 
 
-def _vorbis_comments(
-    kind: type[FLAC] | type[OggOpus],
-    data: bytes,
-    metadata: Mapping[str, str],
-    spans: Spans,
-    cover: tuple[bytes, str] | None = None,
-) -> bytes:
-    if not metadata and not spans and cover is None:
-        return data
-    buffer = io.BytesIO(data)
-    tagged = kind(buffer)
+def _fill_vorbis_comments(
+    tagged: FLAC | OggOpus, metadata: Mapping[str, str], spans: Spans, cover: tuple[bytes, str] | None
+) -> None:
+    """Tags, chapter marks (CHAPTERnnn / CHAPTERnnnNAME) and the cover as Vorbis comments."""
     if tagged.tags is None:
         tagged.add_tags()
     for key, value in metadata.items():
@@ -256,6 +249,20 @@ def _vorbis_comments(
             tagged.add_picture(_picture(cover))
         else:
             tagged["METADATA_BLOCK_PICTURE"] = base64.b64encode(_picture(cover).write()).decode()
+
+
+def _vorbis_comments(
+    kind: type[FLAC] | type[OggOpus],
+    data: bytes,
+    metadata: Mapping[str, str],
+    spans: Spans,
+    cover: tuple[bytes, str] | None = None,
+) -> bytes:
+    if not metadata and not spans and cover is None:
+        return data
+    buffer = io.BytesIO(data)
+    tagged = kind(buffer)
+    _fill_vorbis_comments(tagged, metadata, spans, cover)
     buffer.seek(0)
     tagged.save(buffer)
     return buffer.getvalue()
@@ -464,16 +471,5 @@ def _vorbis_comments_file(
     if not metadata and not spans and cover is None:
         return
     tagged = kind(path)
-    if tagged.tags is None:
-        tagged.add_tags()
-    for key, value in metadata.items():
-        tagged[key] = str(value)
-    for number, (start, _, title) in enumerate(spans, start=1):
-        tagged[f"CHAPTER{number:03d}"] = _hhmmss(start)
-        tagged[f"CHAPTER{number:03d}NAME"] = title
-    if cover is not None:
-        if isinstance(tagged, FLAC):
-            tagged.add_picture(_picture(cover))
-        else:
-            tagged["METADATA_BLOCK_PICTURE"] = base64.b64encode(_picture(cover).write()).decode()
+    _fill_vorbis_comments(tagged, metadata, spans, cover)
     tagged.save()
