@@ -189,17 +189,10 @@ class ApiClient:
         submit whose answer was lost returns the job the first attempt created instead of a second one.
         `options` are further fields of the job body (`mastering`, `pauses`, `bitrate_kbps`, `book`);
         None values are left out."""
-        body: dict[str, Any] = {
-            "inputs": inputs,
-            "voice": voice,
-            "format": format,
-            "sample_rate": sample_rate,
-            "concatenate": concatenate,
-            "metadata": metadata or {},
-        }
+        body = _job_body(inputs, voice, format, sample_rate, concatenate, options)
+        body["metadata"] = metadata or {}
         if sampling:
             body["sampling"] = sampling
-        body.update({name: value for name, value in options.items() if value is not None})
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         return self.request("POST", "/v1/jobs", json=body, headers=headers, idempotent=True).json()
 
@@ -214,14 +207,7 @@ class ApiClient:
         **options: Any,
     ) -> dict[str, Any]:
         """`POST /v1/estimate`: the job's audio length per chapter and time to make it; nothing is queued."""
-        body: dict[str, Any] = {
-            "inputs": inputs,
-            "voice": voice,
-            "format": format,
-            "sample_rate": sample_rate,
-            "concatenate": concatenate,
-        }
-        body.update({name: value for name, value in options.items() if value is not None})
+        body = _job_body(inputs, voice, format, sample_rate, concatenate, options)
         return self.request("POST", "/v1/estimate", json=body, idempotent=True).json()
 
     def submit_book(
@@ -371,3 +357,23 @@ class ApiClient:
                 yield from response.iter_content(1024 * 1024)
         except requests.RequestException as exc:
             raise DownloadError(0, "download_failed", f"GET {url}: {exc}") from exc
+
+
+def _job_body(
+    inputs: list[dict[str, str]],
+    voice: str | None,
+    format: str,
+    sample_rate: int | None,
+    concatenate: bool,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """A job's body as `POST /v1/jobs` and `POST /v1/estimate` both take it; None options are left out."""
+    body: dict[str, Any] = {
+        "inputs": inputs,
+        "voice": voice,
+        "format": format,
+        "sample_rate": sample_rate,
+        "concatenate": concatenate,
+    }
+    body.update({name: value for name, value in options.items() if value is not None})
+    return body
