@@ -6,6 +6,10 @@
   landmark/guide entry or its title, and left out unless asked for. The cover image comes along.
 - Markdown: a chapter per `#` (or, without any, `##`) heading; the text is rendered by markdown-it-py
   and read back as text, so emphasis, links and code marks are not spoken.
+- PDF (with a text layer): read with pypdf; chapters at the document outline's top-level entries (the
+  bookmarks a PDF reader shows), else at heading lines as in plain text. Running headers and footers
+  (a line repeated at the top or bottom of most pages), bare page numbers and line-end hyphenation are
+  removed, and lines are joined into paragraphs. A PDF without text (a scan) is refused: it needs OCR.
 - DOCX: a chapter per paragraph in the "Heading 1" style (or "Title"/"Heading 2" without any), read
   with python-docx; the core properties give title and author.
 - Plain text: heading lines standing alone ("CHAPTER IV", "Chapter 12: The Storm", "PART TWO",
@@ -20,6 +24,7 @@ substitutions rewrite the spoken text only, never the titles.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +71,7 @@ class BookFormat(StrEnum):
     TEXT = "text"
     HTML = "html"
     DOCX = "docx"
+    PDF = "pdf"
 
     @classmethod
     def of(cls, path: Path) -> BookFormat:
@@ -74,6 +80,8 @@ class BookFormat(StrEnum):
             return cls.EPUB
         if suffix == ".docx":
             return cls.DOCX
+        if suffix == ".pdf":
+            return cls.PDF
         if suffix in (".md", ".markdown"):
             return cls.MARKDOWN
         if suffix in (".html", ".htm", ".xhtml"):
@@ -107,10 +115,13 @@ class Book:
 
 
 def read_book(path: Path) -> Book:
-    """The chapters of `path` by its suffix: .epub, .md/.markdown, .html, anything else plain text."""
+    """The chapters of `path` by its suffix: .epub, .pdf, .docx, .md/.markdown, .html, anything else
+    plain text."""
     kind = BookFormat.of(path)
     if kind is BookFormat.EPUB:
         return read_epub(path)
+    if kind is BookFormat.PDF:
+        return read_pdf(path)
     if kind is BookFormat.DOCX:
         return read_docx(path)
     try:
@@ -308,6 +319,162 @@ def read_docx(path: Path) -> Book:
         chapters = [replace(chapters[0], matter=False)]
     properties = document.core_properties
     return Book(chapters, title=properties.title or None, author=properties.author or None)
+
+
+# --- PDF -------------------------------------------------------------------------------------
+
+_PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:of|/)\s*\d{1,4})?\s*$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?:;\"'\u201d\u2019)\]]$")
+
+
+def read_pdf(path: Path) -> Book:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise BookError(f"{path} is encrypted: remove its password first")
+        pages = _with_paragraph_breaks([_page_lines(page) for page in reader.pages])
+        starts = _outline_starts(reader)
+        info = reader.metadata
+    except (PdfReadError, OSError, ValueError) as exc:
+        raise BookError(f"{path} is not a readable PDF ({type(exc).__name__}: {exc})") from exc
+    if not "".join(pages).strip():
+        raise BookError(f"{path} has no text layer (a scanned PDF needs OCR before it can be read)")
+    pages = _strip_running_lines(pages)
+    title = (info.title or None) if info is not None else None
+    author = (info.author or None) if info is not None else None
+    if not starts:
+        return Book(text_chapters("\n\n".join(_paragraphs(page) for page in pages)), title=title, author=author)
+    chapters: list[Chapter] = []
+    if starts[0][1] > 0:
+        front = "\n\n".join(_paragraphs(page) for page in pages[: starts[0][1]]).strip()
+        if front:
+            chapters.append(Chapter("Front matter", front, matter=True))
+    for index, (heading, first) in enumerate(starts):
+        last = starts[index + 1][1] if index + 1 < len(starts) else len(pages)
+        text = _clean_marks("\n\n".join(_paragraphs(page) for page in pages[first : max(last, first + 1)]).strip())
+        if not text.startswith(heading):
+            text = f"{heading}\n\n{text}"
+        chapters.append(Chapter(heading, text, matter=bool(MATTER_TITLES.match(heading))))
+    return Book(chapters, title=title, author=author)
+
+
+def _page_lines(page: object) -> list[tuple[float, str]]:
+    """A page's text as (baseline height, text) lines, top to bottom as drawn."""
+    lines: list[tuple[float, str]] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], _font: object, _size: object) -> None:
+        if not text.strip("\n"):
+            return
+        y = tm[5] * cm[3] + cm[5]
+        if lines and abs(lines[-1][0] - y) < 1.0:
+            lines[-1] = (lines[-1][0], lines[-1][1] + text)
+        else:
+            lines.append((y, text))
+
+    page.extract_text(visitor_text=visit)  # type: ignore[attr-defined]
+    return lines
+
+
+def _with_paragraph_breaks(pages: list[list[tuple[float, str]]]) -> list[str]:
+    """Each page's lines, with a blank line where the gap to the line before is well over the book's
+    line spacing: the paragraph breaks that plain extraction loses. The spacing is a low percentile of
+    all the gaps in the book, so pages of one-line paragraphs (dialogue) do not set it."""
+    gaps = sorted(
+        above[0] - below[0]
+        for lines in pages
+        for above, below in itertools.pairwise(lines)
+        if above[0] - below[0] > 2.0
+    )
+    spacing = gaps[len(gaps) // 10] if gaps else 0.0
+    texts: list[str] = []
+    for lines in pages:
+        out: list[str] = []
+        for index, (y, text) in enumerate(lines):
+            if index and spacing and lines[index - 1][0] - y > 1.4 * spacing:
+                out.append("")
+            out.extend(part for part in text.split("\n") if part.strip())
+        texts.append("\n".join(out))
+    return texts
+
+
+def _outline_starts(reader: object) -> list[tuple[str, int]]:
+    """(title, first page index) of the outline's top-level entries, in page order, one per page."""
+    from pypdf import PdfReader
+
+    assert isinstance(reader, PdfReader)
+    starts: dict[int, str] = {}
+    for entry in reader.outline:
+        if isinstance(entry, list):  # the children of the entry before: chapters are the top level
+            continue
+        try:
+            page = reader.get_destination_page_number(entry)
+        except Exception:  # an entry without a page (a link elsewhere) names no chapter
+            continue
+        title = " ".join(str(entry.title or "").split())
+        if title and page is not None and page not in starts:
+            starts[page] = title
+    return sorted(((title, page) for page, title in starts.items()), key=lambda item: item[1])
+
+
+def _strip_running_lines(pages: list[str]) -> list[str]:
+    """Pages without their running header/footer lines and bare page numbers.
+
+    A line is running when it stands first or last on at least half the pages (digits aside, so
+    "Chapter One 12" and "Chapter One 13" count as one) in a document of three pages or more; a bare
+    page number is dropped wherever it stands first or last.
+    """
+
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.split()).lower())
+
+    split = [page.splitlines() for page in pages]
+    counts: dict[str, int] = {}
+    for lines in split:
+        text = [line for line in lines if line.strip()]
+        for line in {key(line) for line in text[:1] + text[-1:]}:
+            counts[line] = counts.get(line, 0) + 1
+    running = {line for line, count in counts.items() if len(pages) >= 3 and count >= len(pages) / 2}
+    cleaned: list[str] = []
+    for lines in split:
+        text = [index for index, line in enumerate(lines) if line.strip()]
+        edge = set(text[:1] + text[-1:])
+        kept = [
+            line
+            for index, line in enumerate(lines)
+            if not (index in edge and (key(line) in running or _PAGE_NUMBER.match(line)))
+        ]
+        cleaned.append("\n".join(kept).strip("\n"))
+    return cleaned
+
+
+def _paragraphs(page: str) -> str:
+    """A page's lines joined into paragraphs: a hyphen at a line end joins the word, and a paragraph
+    ends at a blank line, or at a line that ends a sentence and stops well short of the page's typical
+    line length (the last line of a paragraph)."""
+    lines = [" ".join(line.split()) for line in page.splitlines()]
+    widths = sorted(len(line) for line in lines if line)
+    typical = widths[int(len(widths) * 0.8)] if widths else 0
+    paragraphs: list[str] = []
+    current = ""
+    for line in lines:
+        if not line:
+            if current:
+                paragraphs.append(current)
+            current = ""
+            continue
+        if current.endswith("-") and len(current) > 1 and current[-2].isalpha() and line[:1].islower():
+            current = current[:-1] + line
+        else:
+            current = f"{current} {line}" if current else line
+        if (is_heading(line) and current == line) or (_SENTENCE_END.search(line) and len(line) < 0.8 * typical):
+            paragraphs.append(current)
+            current = ""
+    if current:
+        paragraphs.append(current)
+    return "\n\n".join(paragraphs)
 
 
 # --- EPUB ------------------------------------------------------------------------------------

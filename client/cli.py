@@ -66,7 +66,7 @@ def load_inputs(path: Path, input_id: str | None, voice_map_path: Path | None) -
 
 
 def read_book_if_any(path: Path, input_id: str | None, voice_map: Path | None) -> books.Book | None:
-    """The book in `path`: an EPUB, Markdown or HTML file always; a plain text when it has at least two
+    """The book in `path`: an EPUB, PDF, DOCX, Markdown or HTML file always; a plain text when it has at least two
     chapter headings (else it stays one input, as before)."""
     kind = books.BookFormat.of(path)
     if InputFormat.of(path) is not InputFormat.TEXT or voice_map is not None:
@@ -404,7 +404,7 @@ def submit(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Queue FILE for narration: a UTF-8 text, a book (.epub, .md, .html, or a text with chapter headings:
+    """Queue FILE for narration: a UTF-8 text, a book (.epub, .pdf, .docx, .md, .html, or a text with chapter headings:
     one titled input per chapter), or a .csv/.tsv/.jsonl table with the columns id and text (optionally
     voice, character), checked whole before anything is sent."""
     submission = prepare(file, options)

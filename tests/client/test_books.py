@@ -186,3 +186,81 @@ def test_docx_chapters_at_heading_1_with_title_and_author(tmp_path):
     assert (book.title, book.author) == ("A Short Book", "Someone")
     assert [c.title for c in book.body()] == ["One", "Two: Day"]
     assert books.book_inputs(book)[0]["text"] == "One\n\nIt was a dark night.\n\nThen morning came."
+
+
+def make_pdf(path: Path, chapters: list[tuple[str, list[str]]], *, outline: bool) -> Path:
+    """A PDF written with fpdf2: a title page, then each chapter on new pages with a running header,
+    page numbers in the footer and long paragraphs that wrap."""
+    from fpdf import FPDF
+
+    class Pdf(FPDF):
+        def header(self) -> None:
+            if self.page_no() > 1:
+                self.set_font("Helvetica", size=9)
+                self.cell(0, 8, "Pride and Prejudice", align="C")
+                self.ln(12)
+
+        def footer(self) -> None:
+            self.set_y(-15)
+            self.set_font("Helvetica", size=9)
+            self.cell(0, 10, str(self.page_no()), align="C")
+
+    pdf = Pdf()
+    pdf.set_title("Pride and Prejudice")
+    pdf.set_author("Jane Austen")
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=20)
+    pdf.cell(0, 20, "Pride and Prejudice")
+    for title, paragraphs in chapters:
+        pdf.add_page()
+        if outline:
+            pdf.start_section(title)
+        pdf.set_font("Helvetica", size=16)
+        pdf.cell(0, 12, title)
+        pdf.ln(16)
+        pdf.set_font("Helvetica", size=11)
+        for paragraph in paragraphs:
+            pdf.multi_cell(0, 6, paragraph)
+            pdf.ln(4)
+    pdf.output(str(path))
+    return path
+
+
+def pdf_chapters() -> list[tuple[str, list[str]]]:
+    example = books.read_book(EXAMPLE).body()[0].text.split("\n\n")[1:]
+    return [("Chapter 1", example[:8]), ("Chapter 2", ["Mr. Bennet was among the earliest of those who waited."])]
+
+
+@pytest.mark.parametrize("outline", [True, False], ids=["outline", "headings"])
+def test_pdf_chapters_from_outline_or_headings_without_running_lines(tmp_path, outline):
+    chapters = pdf_chapters()
+    book = books.read_book(make_pdf(tmp_path / "book.pdf", chapters, outline=outline))
+    assert (book.title, book.author) == ("Pride and Prejudice", "Jane Austen")
+    assert [c.title for c in book.body()] == ["Chapter 1", "Chapter 2"]
+    first = book.body()[0].text
+    paragraphs = first.split("\n\n")
+    assert paragraphs[0] == "Chapter 1"
+    # Each paragraph comes back whole, its wrapped lines joined, with no header or page number inside.
+    assert paragraphs[1:] == [" ".join(p.split()) for p in chapters[0][1]]
+    assert book.body()[1].text == "Chapter 2\n\nMr. Bennet was among the earliest of those who waited."
+
+
+def test_pdf_line_end_hyphens_joined():
+    page = "It was a truth universally acknow-\nledged that a single man must be in want\nof a wife."
+    joined = "It was a truth universally acknowledged that a single man must be in want of a wife."
+    assert books._paragraphs(page) == joined
+
+
+def test_pdf_without_text_layer_is_refused_with_the_reason(tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.image(Image.new("RGB", (200, 300), (255, 255, 255)), w=100)  # a scanned page: an image, no text
+    path = tmp_path / "scan.pdf"
+    pdf.output(str(path))
+    with pytest.raises(books.BookError, match=r"no text layer.*OCR"):
+        books.read_book(path)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\nnot really")
+    with pytest.raises(books.BookError, match="not a readable PDF"):
+        books.read_book(tmp_path / "broken.pdf")
