@@ -369,6 +369,7 @@ def scenario_c(root: Path, models: dict[str, str], redis_url: str, repeats: int,
         "NARRATE_UNIT_AUDIO_SECONDS": "30",
         "NARRATE_LEASE_SECONDS": str(lease),
         "NARRATE_CHECKPOINT_INTERVAL_SECONDS": "5",
+        "NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS": "0",
     }
     runs: list[dict[str, float]] = []
     with stack(root, models, redis_url, **extra) as deployment:

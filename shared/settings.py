@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     """Wall seconds between two checkpoint part objects of a running speak unit (also written at the
     unit's end and when it stops): at most this much of a unit's work is done again after a crash (0: a
     part per chunk)."""
+    checkpoint_min_audio_seconds: float = Field(default=60.0, ge=0)
+    """A part is rolled at the interval only once it holds at least this much audio, so that a slow engine
+    (a CPU) still writes at most one part per this much speech; the unit's end and a stop write what is
+    left. A crash then costs at most the longer of the interval and the time to make this much audio."""
     sweep_seconds: float | None = Field(default=None, gt=0)
     """How often a worker process's sweeper returns units of expired leases, stalled units and units whose
     hand-back delay is over to the ready queue (unset: a third of `lease_seconds`)."""

@@ -5,8 +5,10 @@ holds (a unit given back resumes after them, each stream from the carry of its l
 and hands the rest to `Engine.generate`, which shares the process's batch with every other unit
 running in this process. Every kept chunk is counted at once (`UnitStore.progress`: what the job's
 progress shows; False means the job stopped) and kept in memory; a background writer rolls what it
-holds into one FLAC part every `NARRATE_CHECKPOINT_INTERVAL_SECONDS`, at the end and when the worker
-is told to stop, so generation never waits on storage and a crash costs at most one interval of work.
+holds into one FLAC part every `NARRATE_CHECKPOINT_INTERVAL_SECONDS` once it holds at least
+`NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS` of audio, at the end and when the worker is told to stop, so
+generation never waits on storage, storage sees at most one part per that much speech, and a crash
+costs at most one interval (or that much audio) of work.
 """
 
 from __future__ import annotations
@@ -62,12 +64,15 @@ class PartWriter:
     rt: Runtime
     claim: UnitClaim
     interval: float
+    min_samples: int = 0
+    """Samples a part must hold before the interval rolls it."""
     buffer: list[_Finished] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     recorded: set[str] = field(default_factory=set)
     _pending: list[Future[None]] = field(default_factory=list)
     _last_roll: float = field(default_factory=time.monotonic)
     _parts: int = 0
+    _buffered: int = 0
 
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
@@ -75,7 +80,8 @@ class PartWriter:
     def add(self, finished: _Finished) -> None:
         self.raise_failed()
         self.buffer.append(finished)
-        if time.monotonic() - self._last_roll >= self.interval:
+        self._buffered += len(finished.audio)
+        if time.monotonic() - self._last_roll >= self.interval and self._buffered >= self.min_samples:
             self.roll()
 
     def roll(self) -> None:
@@ -83,7 +89,7 @@ class PartWriter:
         self._last_roll = time.monotonic()
         if not self.buffer:
             return
-        chunks, self.buffer = self.buffer, []
+        chunks, self.buffer, self._buffered = self.buffer, [], 0
         key = checkpoint_part_key(self.claim.job_id, self.claim.unit, self.claim.attempts, self._parts)
         self._parts += 1
         self.written.append(key)
@@ -154,7 +160,12 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
     if raw is None or spec is None:
         raise Stopped
     chunks = chunks_from_json(raw, load_job_voices(spec, claim.tenant, rt))
-    writer = PartWriter(rt, claim, rt.settings.checkpoint_interval_seconds)
+    writer = PartWriter(
+        rt,
+        claim,
+        rt.settings.checkpoint_interval_seconds,
+        min_samples=round(rt.settings.checkpoint_min_audio_seconds * rt.engine.sample_rate),
+    )
     try:
         try:
             _generate(claim, rt, chunks, writer, shutting_down)

@@ -79,6 +79,7 @@ def s3(service_env: ServiceEnv, s3_server: S3Server) -> Iterator[ProxiedS3]:
             NARRATE_S3_ENDPOINT_URL=proxy.url,  # the worker reaches S3 only through the proxy
             NARRATE_WORKER_METRICS_PORT=str(port),
             NARRATE_CHECKPOINT_INTERVAL_SECONDS="0",  # a part per chunk: an outage can start at any chunk
+            NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS="0",
         )
         yield ProxiedS3(service_env, s3_server, bucket, proxy, port)
 

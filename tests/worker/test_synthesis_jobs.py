@@ -105,7 +105,9 @@ def test_a_canceled_running_job_stops_at_the_next_chunk(api_client, service_env,
 def test_job_survives_the_whole_worker_being_killed_and_resumes_from_its_checkpoints(
     api_client, service_env, start_worker
 ):
-    service_env.extra.update(SMALL_CHUNKS, NARRATE_CHECKPOINT_INTERVAL_SECONDS="1")
+    service_env.extra.update(
+        SMALL_CHUNKS, NARRATE_CHECKPOINT_INTERVAL_SECONDS="1", NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS="0"
+    )
     worker = start_worker(service_env)
     job_id = _submit(api_client, {"inputs": [{"text": LONG_TEXT}], "format": "mp3"})
     store = service_env.store()

@@ -31,6 +31,7 @@ UNITS = {
     "NARRATE_UNIT_AUDIO_SECONDS": "15",  # a long text becomes several speak units
     "NARRATE_LEASE_SECONDS": str(LEASE),
     "NARRATE_CHECKPOINT_INTERVAL_SECONDS": "1",
+    "NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS": "0",  # the tiny model's short chunks: a part every second
 }
 TAKEN = re.compile(r"job (job_[\w-]+): (plan|speak|assemble) unit (-?\d+) taken \(attempt (\d+)\)")
 OTHER_KEY = "other-tenant-key"

@@ -120,6 +120,29 @@ def test_checkpoints_are_one_part_per_unit_and_interval_not_one_object_per_chunk
     assert run_until_idle(rt) == ["assemble:succeeded"]
 
 
+def test_a_part_waits_for_its_minimum_of_audio_so_a_slow_engine_writes_few_parts(service_env, queue_job):
+    """Interval 0 (roll at every chunk) but 6 s of audio per part at least: a slow engine (a CPU) writes
+    one part per that much speech, and the unit's end writes the rest."""
+    engine = FakeEngine()
+    rt = runtime_with(
+        service_env,
+        engine,
+        NARRATE_UNIT_AUDIO_SECONDS="300",  # one unit of the whole text
+        NARRATE_CHECKPOINT_INTERVAL_SECONDS="0",
+        NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS="6",
+    )
+    job_id = queue_job({"inputs": [{"text": TEXT}], "format": "wav", "streams": 1})
+    assert [run_token(rt) for _ in range(2)] == ["plan:1 units", "speak:assemble"]
+    done = service_env.services().jobs.done_chunks(job_id)
+    seconds_by_part: dict[str, float] = {}
+    for chunk in done.values():
+        seconds_by_part[chunk.part] = seconds_by_part.get(chunk.part, 0.0) + chunk.seconds
+    in_order = sorted(seconds_by_part, key=lambda key: int(key.rsplit("part-", 1)[1].split(".")[0]))
+    *full, last = [seconds_by_part[part] for part in in_order]
+    assert full and all(seconds >= 6.0 for seconds in full) and last > 0  # the end wrote what was left
+    assert len(seconds_by_part) < len(done)
+
+
 def test_a_unit_whose_worker_died_resumes_after_its_last_part_and_continues_its_stream(
     services, service_env, queue_job
 ):
@@ -132,7 +155,13 @@ def test_a_unit_whose_worker_died_resumes_after_its_last_part_and_continues_its_
 
     first = FakeEngine(before_chunk=die_at_fourth)
     # One unit of one stream; a part per chunk, so the test knows what is durable.
-    rt = runtime_with(service_env, first, NARRATE_UNIT_AUDIO_SECONDS="300", NARRATE_CHECKPOINT_INTERVAL_SECONDS="0")
+    rt = runtime_with(
+        service_env,
+        first,
+        NARRATE_UNIT_AUDIO_SECONDS="300",
+        NARRATE_CHECKPOINT_INTERVAL_SECONDS="0",
+        NARRATE_CHECKPOINT_MIN_AUDIO_SECONDS="0",
+    )
     assert run_token(rt) == "plan:1 units"
     with pytest.raises(WorkerDied):
         run_token(rt)
