@@ -75,6 +75,6 @@ def test_voices_come_from_the_input_then_the_job_then_the_engine_and_clones_carr
 
 
 def test_pauses_follow_the_chunk_boundary():
-    pauses = {"clause": 1, "sentence": 2, "paragraph": 3, "end": 4, "chapter": 5}
-    assert [pause_after(b, pauses) for b in Boundary] == [1, 2, 3, 4]
+    pauses = {"clause": 1, "sentence": 2, "paragraph": 3, "end": 4, "chapter": 5, "turn": 6}
+    assert [pause_after(b, pauses) for b in Boundary] == [1, 2, 3, 4, 6]
     assert pause_after(Boundary.END, {"sentence": 2}) == 2  # a boundary without its own pause: a sentence's
