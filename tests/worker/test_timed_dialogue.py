@@ -166,18 +166,19 @@ def test_a_dialogue_speaks_each_turn_in_its_speakers_voice_in_order(api_client, 
     )
 
 
+CY = {"speaker": "Cy", "text": "Yo."}
 BAD = [
     # (description, body, status, code, field)
     (
         "speaker without a voice",
-        {"voices": {"Ana": "joe"}, "inputs": [{"segments": [{"speaker": "Ana", "text": "Hi."}, {"speaker": "Cy", "text": "Yo."}]}]},
+        {"voices": {"Ana": "joe"}, "inputs": [{"segments": [{"speaker": "Ana", "text": "Hi."}, CY]}]},
         400,
         "unknown_speaker",
         "inputs.0",
     ),
     ("tagged speaker without a voice", {"voices": {"Ana": "joe"}, "inputs": [{"text": "[Ana] Hi.\n[Cy] Yo."}]}, 400,
      "unknown_speaker", "inputs.0"),
-    ("segments without voices", {"inputs": [{"segments": [{"speaker": "Cy", "text": "Yo."}]}]}, 400,
+    ("segments without voices", {"inputs": [{"segments": [CY]}]}, 400,
      "unknown_speaker", "inputs.0"),
     ("unknown voice for a speaker", {"voices": {"Ana": "nobody"}, "inputs": [{"text": "[Ana] Hi."}]}, 422,
      "unknown_voice", "voices.Ana"),
