@@ -84,6 +84,12 @@ def estimate_job(
         seconds = spoken / chars_per_second + inline
         seconds += cuts * pauses.sentence_ms / 1000 + (len(paragraphs) - 1) * pauses.paragraph_ms / 1000
         seconds += targets.head_room_tone_s + targets.tail_room_tone_s
+        if item.speed is not None:
+            seconds /= item.speed
+        if item.target_seconds is not None:  # a timed line is fitted to its slot (as far as the bounds allow)
+            seconds = item.target_seconds
+        elif item.max_seconds is not None:
+            seconds = min(seconds, item.max_seconds)
         chapters.append(
             ChapterEstimate(
                 id=ids[index], title=titles[index], characters=len(item.spoken_text), audio_seconds=round(seconds, 1)

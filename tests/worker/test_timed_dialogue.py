@@ -208,3 +208,19 @@ def test_bad_timed_and_dialogue_jobs_are_refused_naming_the_problem(api_client, 
 def test_speaker_tags_are_plain_text_in_a_job_without_voices(api_client):
     response = api_client.post("/v1/jobs", json={"inputs": [{"text": "[Chapter 1] It began in May."}]}, headers=AUTH)
     assert response.status_code == 202, response.get_json()
+
+
+def test_an_estimate_counts_a_timed_line_at_its_slot_and_a_dialogue_at_its_text(api_client):
+    body = {
+        "voices": {"Ana": "joe"},
+        "inputs": [
+            {"text": LINES["a"], "target_seconds": 9.5},
+            {"text": LINES["b"] * 3, "max_seconds": 2.0},
+            {"segments": [{"speaker": "Ana", "text": LINES["c"]}]},
+        ],
+    }
+    response = api_client.post("/v1/estimate", json=body, headers=AUTH)
+    assert response.status_code == 200, response.get_json()
+    chapters = response.get_json()["chapters"]
+    assert [c["audio_seconds"] for c in chapters[:2]] == [9.5, 2.0]
+    assert chapters[2]["characters"] == len(f"[Ana] {LINES['c']}") and chapters[2]["audio_seconds"] > 2
