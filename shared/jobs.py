@@ -248,7 +248,6 @@ class LineFit(BaseModel):
     duration_seconds: float = Field(..., description="The line's measured duration (its audio with padding).")
     target_seconds: float = Field(..., description="The target, or the maximum for `max_seconds`.")
     ratio: float = Field(..., description="Duration after / before the time-stretch (1.0: none).")
-    draws: int = Field(default=1, description="Draws generated to find one that fits.")
 
 
 class JobInput(_Strict):
