@@ -42,6 +42,16 @@ def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> Jo
             raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}.", f"inputs.{index}.voice")
     if spec.voice is not None and spec.voice not in known_voices:
         raise ApiError(422, "unknown_voice", f"Unknown voice {spec.voice!r}; see GET /v1/voices.", "voice")
+    for speaker, voice in spec.voices.items():
+        if voice not in known_voices:
+            raise ApiError(
+                422, "unknown_voice", f"Unknown voice {voice!r} for speaker {speaker!r}.", f"voices.{speaker}"
+            )
+    for index, speaker in spec.unknown_speakers()[:1]:
+        raise ApiError(
+            400, "unknown_speaker",
+            f"Input {index} names the speaker {speaker!r}, who has no voice in `voices`.", f"inputs.{index}",
+        )  # fmt: skip
     if spec.webhook_url is not None:
         check_webhook_url(spec.webhook_url, settings, "webhook_url")
     return spec

@@ -106,9 +106,14 @@ class Links:
         """The view with its result, per-input results and manifest linked."""
         stored = view.stored_result
         inputs = [
-            item.model_copy(update={"result": self.file(stored.inputs[item.id], base_url=base_url)})
-            if item.id in stored.inputs
-            else item
+            item.model_copy(
+                update={
+                    "result": self.file(stored.inputs[item.id], base_url=base_url)
+                    if item.id in stored.inputs
+                    else item.result,
+                    "fit": stored.fits.get(item.id, item.fit),
+                }
+            )
             for item in view.inputs
         ]
         linked = view.model_copy(

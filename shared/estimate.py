@@ -72,21 +72,27 @@ def estimate_job(
     ids, titles = spec.input_ids(), spec.input_titles()
     for index, item in enumerate(spec.inputs):
         inline = 0.0
-        for mark in PAUSE_MARKER.finditer(item.text):
+        for mark in PAUSE_MARKER.finditer(item.spoken_text):
             value = float(mark.group(1))
             inline += min(MAX_INLINE_PAUSE_MS, value if (mark.group(2) or "s").lower() == "ms" else value * 1000) / 1000
-        spoken = len(normalize(PAUSE_MARKER.sub(" ", item.text)).text)
+        spoken = len(normalize(PAUSE_MARKER.sub(" ", item.spoken_text)).text)
         spoken_total += spoken
-        paragraphs = [p for p in _PARAGRAPH.split(item.text.strip()) if p.strip()] or [item.text]
+        paragraphs = [p for p in _PARAGRAPH.split(item.spoken_text.strip()) if p.strip()] or [item.spoken_text]
         # Pauses fall between chunks (a chunk's sentences are spoken in one go): a paragraph longer than
         # the chunk budget is cut into that many chunks, at sentence ends.
         cuts = sum(max(0, math.ceil(len(p) / (budget_seconds * chars_per_second)) - 1) for p in paragraphs)
         seconds = spoken / chars_per_second + inline
         seconds += cuts * pauses.sentence_ms / 1000 + (len(paragraphs) - 1) * pauses.paragraph_ms / 1000
         seconds += targets.head_room_tone_s + targets.tail_room_tone_s
+        if item.speed is not None:
+            seconds /= item.speed
+        if item.target_seconds is not None:  # a timed line is fitted to its slot (as far as the bounds allow)
+            seconds = item.target_seconds
+        elif item.max_seconds is not None:
+            seconds = min(seconds, item.max_seconds)
         chapters.append(
             ChapterEstimate(
-                id=ids[index], title=titles[index], characters=len(item.text), audio_seconds=round(seconds, 1)
+                id=ids[index], title=titles[index], characters=len(item.spoken_text), audio_seconds=round(seconds, 1)
             )
         )
         total += seconds

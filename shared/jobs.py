@@ -27,6 +27,7 @@ from pydantic import (
 
 from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.audio.presets import MasteringPreset, MasteringTargets, preset_targets, with_overrides
+from shared.text.dialogue import SPEAKER_PATTERN, Turn, parse_speaker_tags
 from shared.text.normalize import is_speakable
 from shared.url_guard import UrlRefused, check_syntax
 
@@ -154,6 +155,7 @@ class PauseOptions(_Strict):
     sentence_ms: int | None = Field(default=None, ge=0, le=5000)
     paragraph_ms: int | None = Field(default=None, ge=0, le=10000)
     chapter_ms: int | None = Field(default=None, ge=0, le=20000)
+    turn_ms: int | None = Field(default=None, ge=0, le=10000, description="Between two speakers' turns of a dialogue.")
 
 
 class Cover(_Strict):
@@ -200,6 +202,54 @@ class Book(_Strict):
         return value
 
 
+SpeakerName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SPEAKER_PATTERN)]
+MAX_SEGMENTS = 1000
+MAX_LINE_SECONDS = 600.0
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+
+def _check_speakable(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text is empty")
+    if not is_speakable(value):
+        raise ValueError("text has nothing to speak (no letters or digits)")
+    if _CONTROL.search(value):
+        raise ValueError("text contains control characters")
+    return value
+
+
+class DialogueSegment(_Strict):
+    """One turn of a dialogue input: its speaker (a key of the job's `voices`) and what they say."""
+
+    speaker: SpeakerName
+    text: str = Field(..., min_length=1)
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_speakable(cls, value: str) -> str:
+        return _check_speakable(value)
+
+
+class FitStatus(StrEnum):
+    """How a timed line met its `target_seconds` or `max_seconds`."""
+
+    FITTED = "fitted"
+    """Time-stretched (within the service's ratio bounds) to the target, or under the maximum."""
+    WITHIN = "within"
+    """Already under `max_seconds`: left as generated."""
+    OVER_LIMIT = "over_limit"
+    """No draw could be fitted within the ratio bounds: stretched as far as they allow, never cut."""
+
+
+class LineFit(BaseModel):
+    """What fitting a timed line to its time slot did (`inputs[].fit`)."""
+
+    status: FitStatus
+    duration_seconds: float = Field(..., description="The line's measured duration (its audio with padding).")
+    target_seconds: float = Field(..., description="The target, or the maximum for `max_seconds`.")
+    ratio: float = Field(..., description="Duration after / before the time-stretch (1.0: none).")
+
+
 class JobInput(_Strict):
     id: str | None = Field(
         None,
@@ -208,8 +258,33 @@ class JobInput(_Strict):
         pattern=ID_PATTERN,
         description="Caller's id (file names, manifest). Defaults to the input's position.",
     )
-    text: str = Field(..., min_length=1, description="Text to speak; paragraphs separated by blank lines.")
+    segments: list[DialogueSegment] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SEGMENTS,
+        description="A dialogue instead of `text`: turns of speakers named in the job's `voices`.",
+    )
+    text: str | None = Field(
+        None,
+        min_length=1,
+        validate_default=True,
+        description="Text to speak; paragraphs separated by blank lines. In a job with `voices`, lines "
+        "starting with a speaker tag (`[Alice] ...`) are that speaker's turns.",
+    )
     voice: VoiceName | None = Field(None, description="Voice for this input; defaults to the job's voice.")
+    target_seconds: float | None = Field(
+        None,
+        gt=0.0,
+        le=MAX_LINE_SECONDS,
+        description="Fit the line to this duration (its file, padding included) by time-stretching within "
+        "the service's bounds; `inputs[].fit` reports how.",
+    )
+    max_seconds: float | None = Field(
+        None, gt=0.0, le=MAX_LINE_SECONDS, description="Fit the line under this duration (shortened only if longer)."
+    )
+    speed: float | None = Field(
+        None, ge=MIN_SPEED, le=MAX_SPEED, description="Speaking rate (1.0 as generated), pitch kept, before any fit."
+    )
     title: str | None = Field(
         None,
         min_length=1,
@@ -237,16 +312,49 @@ class JobInput(_Strict):
             raise ValueError("id 'manifest' is reserved for the batch manifest file")
         return value
 
-    @field_validator("text")
+    @field_validator("text", mode="after")
     @classmethod
-    def _text_is_speakable(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is empty")
-        if not is_speakable(value):
-            raise ValueError("text has nothing to speak (no letters or digits)")
-        if _CONTROL.search(value):
-            raise ValueError("text contains control characters")
-        return value
+    def _text_is_speakable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Also run when `text` is absent (`validate_default`), so that the refusal names `text`."""
+        if "segments" not in info.data:  # the segments were refused already: one error is enough
+            return value
+        if value is not None and info.data["segments"] is not None:
+            raise ValueError("give text or segments, not both")
+        if value is None:
+            if info.data["segments"] is None:
+                raise ValueError("text is required (or segments, for a dialogue)")
+            return None
+        return _check_speakable(value)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> JobInput:
+        if self.target_seconds is not None and self.max_seconds is not None:
+            raise ValueError("give target_seconds or max_seconds, not both")
+        return self
+
+    @property
+    def spoken_text(self) -> str:
+        """The input's text; a dialogue's segments as tagged lines (what is counted and digested)."""
+        if self.segments is None:
+            return self.text or ""
+        return "\n\n".join(f"[{segment.speaker}] {segment.text}" for segment in self.segments)
+
+    def turns(self, *, tags: bool) -> list[Turn]:
+        """Who speaks what, in order: the segments, the text's speaker tags (when `tags`: the job maps
+        speakers to voices), else the whole text in the input's voice."""
+        if self.segments is not None:
+            turns, start = [], 0
+            for segment in self.segments:
+                start += len(segment.speaker) + 3  # "[speaker] " of `spoken_text`
+                turns.append(Turn(segment.speaker, segment.text, start))
+                start += len(segment.text) + 2
+            return turns
+        return parse_speaker_tags(self.spoken_text) if tags else [Turn(None, self.spoken_text)]
+
+    @property
+    def timed(self) -> bool:
+        """A line fitted to a time slot or spoken at another speed (one stream, fitted after assembly)."""
+        return self.target_seconds is not None or self.max_seconds is not None or self.speed is not None
 
 
 class JobCreate(_Strict):
@@ -288,6 +396,19 @@ class JobCreate(_Strict):
         "sample rate and 192 kb/s the default bitrate.",
     )
     pauses: PauseOptions = Field(default_factory=PauseOptions)
+    voices: dict[SpeakerName, VoiceName] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Dialogue casting: speaker name -> voice. Every speaker of a segment or speaker tag must "
+        "be named here (else 400 `unknown_speaker`); speaker tags in text are read only when it is given.",
+    )
+    padding_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=5000,
+        description="Trim each input's leading and trailing silence to exactly this much (game engines), in "
+        "place of the mastering preset's room tone head and tail.",
+    )
     bitrate_kbps: int | None = Field(
         default=None, description=f"Constant bitrate of MP3 and M4B files, one of {', '.join(map(str, BITRATES_KBPS))}."
     )
@@ -394,6 +515,7 @@ class JobCreate(_Strict):
             ("paragraph", own.paragraph_ms),
             ("end", own.paragraph_ms),
             ("chapter", own.chapter_ms),
+            ("turn", own.turn_ms),
         ):
             if value is not None:
                 pauses[name] = value
@@ -407,7 +529,17 @@ class JobCreate(_Strict):
         return [item.id or f"input-{index:05d}" for index, item in enumerate(self.inputs)]
 
     def total_chars(self) -> int:
-        return sum(len(item.text) for item in self.inputs)
+        return sum(len(item.spoken_text) for item in self.inputs)
+
+    def unknown_speakers(self) -> list[tuple[int, str]]:
+        """(input index, speaker) of every speaker the inputs name that `voices` does not cast."""
+        tags = bool(self.voices)
+        return [
+            (index, turn.speaker)
+            for index, item in enumerate(self.inputs)
+            for turn in item.turns(tags=tags)
+            if turn.speaker is not None and turn.speaker not in self.voices
+        ]
 
     def file_tags(self) -> dict[str, str]:
         """The tags written into the audio file: the book's title, author and narrator (as album, artist
@@ -469,6 +601,7 @@ class StoredResult(BaseModel):
     file: StoredFile | None = None
     inputs: dict[str, StoredFile] = Field(default_factory=dict)
     manifest: StoredObject | None = None
+    fits: dict[str, LineFit] = Field(default_factory=dict, description="Input id -> fit of its timed line.")
 
 
 class FileLink(BaseModel):
@@ -541,6 +674,9 @@ class InputView(BaseModel):
     chars: int
     voice: str | None = None
     result: FileResult | None = None
+    fit: LineFit | None = Field(
+        default=None, description="A timed line's fit (`target_seconds`, `max_seconds`, `speed`)."
+    )
 
 
 class JobView(BaseModel):

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
     """Pause after a chunk that ends a paragraph."""
     pause_chapter_ms: int = Field(default=1500, ge=0, le=20000)
     """Pause between inputs when they are concatenated into one file."""
+    pause_turn_ms: int = Field(default=350, ge=0, le=10000)
+    """Pause between two speakers' turns of a dialogue input."""
+    fit_min_ratio: float = Field(default=0.8, ge=0.25, le=1.0)
+    """Shortest a timed line may be stretched to, as a share of its generated duration."""
+    fit_max_ratio: float = Field(default=1.25, ge=1.0, le=4.0)
+    """Longest a timed line may be stretched to, as a multiple of its generated duration."""
+    fit_redraws: int = Field(default=2, ge=0, le=10)
+    """Draws of a timed line with other seeds when its fit would pass the ratio bounds."""
 
     # --- KaniTTS2 engine --------------------------------------------------------------------------
     kanitts2_model: str = "nineninesix/kani-tts-2-en"

@@ -184,7 +184,7 @@ class JobStore:
             "webhook_url": spec.webhook_url,
         }
         inputs = [
-            {"id": input_id, "chars": len(item.text), "voice": item.voice}
+            {"id": input_id, "chars": len(item.spoken_text), "voice": item.voice}
             for input_id, item in zip(spec.input_ids(), spec.inputs, strict=True)
         ]
         pipe = self._redis.pipeline()

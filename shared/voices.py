@@ -7,7 +7,10 @@ validates against this catalogue of the configured engine.
 from __future__ import annotations
 
 BUILTIN_VOICES: dict[str, list[dict[str, str]]] = {
-    "piper": [{"id": "joe", "description": "Piper en_US 'joe' (medium), CPU preview voice", "language": "en"}],
+    "piper": [
+        {"id": "joe", "description": "Piper en_US 'joe' (medium), CPU preview voice", "language": "en"},
+        {"id": "joe-quick", "description": "Piper 'joe' at a brisker pace, CPU preview voice", "language": "en"},
+    ],
     "kanitts2": [
         {"id": "default", "description": "The model's own default voice", "language": "en"},
         {"id": "en_us", "description": "Language/accent tag en_us", "language": "en"},

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from shared.audio.encode import SNDFILE_TAGS, encode_to_file
+from shared.audio.fit import FitBounds, plan_fit, stretch
 from shared.audio.formats import AudioFormat
 from shared.audio.mastering import MasteringReport, Meter, master_padded, padding, room_tone
 from shared.audio.pcm import ArraySamples, PcmFile, Samples
@@ -30,7 +31,8 @@ from shared.audio.presets import MasteringTargets
 from shared.audio.resample import resample_padded
 from shared.audio.stitch import stitch
 from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
-from shared.jobs import JobCreate, MasteringOptions, StoredFile, StoredObject
+from shared.audio.trim import sound_bounds
+from shared.jobs import JobCreate, LineFit, MasteringOptions, StoredFile, StoredObject
 from shared.settings import Settings
 from shared.storage import Storage
 from worker.phases import Phases
@@ -62,6 +64,8 @@ class Mastering:
     between inputs (`chapter`)."""
     loudness_target_lufs: float
     peak_dbfs: float
+    fit: FitBounds = field(default_factory=lambda: FitBounds(0.8, 1.25))
+    """How far a timed line may be time-stretched."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Mastering:
@@ -71,8 +75,10 @@ class Mastering:
             "paragraph": settings.pause_paragraph_ms,
             "end": settings.pause_paragraph_ms,
             "chapter": settings.pause_chapter_ms,
+            "turn": settings.pause_turn_ms,
         }
-        return cls(pauses, settings.loudness_target_lufs, settings.peak_dbfs)
+        fit = FitBounds(settings.fit_min_ratio, settings.fit_max_ratio)
+        return cls(pauses, settings.loudness_target_lufs, settings.peak_dbfs, fit)
 
     def pauses_for(self, spec: JobCreate | None) -> dict[str, int]:
         """The settings' pauses with the job's own in their place."""
@@ -106,6 +112,8 @@ class RenderedFile:
     """(start seconds, title) of every input in the file: its `title`, else its id."""
     spans: list[InputSpan]
     report: MasteringReport | None = None
+    fits: dict[str, LineFit] = field(default_factory=dict)
+    """Input id -> fit of each timed line in the file."""
 
     @property
     def duration_seconds(self) -> float:
@@ -166,6 +174,7 @@ def build_file(
     single: np.ndarray | None = None
     meter = Meter(file_rate)
     cues: list[Cue] = []
+    fits: dict[str, LineFit] = {}
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
     offset = 0  # samples at `file_rate` so far
@@ -181,17 +190,37 @@ def build_file(
             ]
             stitched = stitch(segments, gaps, sample_rate)
             del segments
+        speech_audio, stitched_spans = stitched.audio, stitched.spans
+        del stitched
+        in_head, in_tail = head, tail
+        if spec is not None and spec.padding_ms is not None:
+            speech_audio, stitched_spans = _trim_to_sound(speech_audio, stitched_spans, sample_rate)
+            in_head = in_tail = round(spec.padding_ms * file_rate / 1000)
+        item = spec.inputs[input_index] if spec is not None else None
+        if item is not None and item.timed:
+            with phases.timed("fitting"):
+                fit = plan_fit(item, len(speech_audio) / sample_rate, (in_head + in_tail) / file_rate, mastering.fit)
+                speech_audio = stretch(speech_audio, sample_rate, fit.stretch)
+                stitched_spans = [(start * fit.stretch, end * fit.stretch) for start, end in stitched_spans]
+        else:
+            fit = None
         with phases.timed("loudness"):
             # Resampled straight into the chapter's padded buffer: the last resample, before mastering.
-            audio, length = resample_padded(stitched.audio, sample_rate, file_rate, head, tail)
-            stitched_spans = stitched.spans
-            del stitched
-            master_padded(audio, head, length, file_rate, targets, seed=input_index)
+            audio, length = resample_padded(speech_audio, sample_rate, file_rate, in_head, in_tail)
+            del speech_audio
+            master_padded(audio, in_head, length, file_rate, targets, seed=input_index)
             meter.add(audio)
+        if fit is not None and fit.status is not None and fit.target_seconds is not None:
+            fits[input_ids[input_index]] = LineFit(
+                status=fit.status,
+                duration_seconds=round(audio.shape[0] / file_rate, 3),
+                target_seconds=fit.target_seconds,
+                ratio=round(fit.ratio, 4),
+            )
         base = offset / file_rate
-        speech = base + head / file_rate
+        speech = base + in_head / file_rate
         cues += [
-            Cue(speech + start, speech + end, p.chunk.text)
+            Cue(speech + start, speech + end, p.chunk.text, p.speaker)
             for p, (start, end) in zip(chunks, stitched_spans, strict=True)
         ]
         chapters.append((base, titles[input_index]))
@@ -221,7 +250,21 @@ def build_file(
     samples: Samples = (
         pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
     )
-    return RenderedFile(samples, file_rate, cues, chapters, spans, report)
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits)
+
+
+def _trim_to_sound(
+    audio: np.ndarray, spans: list[tuple[float, float]], sr: int
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """An input's stitched speech without silence at either end (its padding is laid anew around it),
+    and its chunks' spans moved with it."""
+    bounds = sound_bounds(audio, sr)
+    if bounds is None:
+        return audio, spans
+    start, end = bounds
+    shift, last = start / sr, (end - start) / sr
+    moved = [(min(last, max(0.0, a - shift)), min(last, max(0.0, b - shift))) for a, b in spans]
+    return audio[start:end], moved
 
 
 def upload_file(
@@ -300,7 +343,13 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
 
 
 def upload_manifest(
-    storage: Storage, key: str, job_id: str, spec: JobCreate, results: dict[str, StoredFile], default_voice: str
+    storage: Storage,
+    key: str,
+    job_id: str,
+    spec: JobCreate,
+    results: dict[str, StoredFile],
+    default_voice: str,
+    fits: dict[str, LineFit] | None = None,
 ) -> StoredObject:
     """A batch of separate files also gets a manifest listing them (what a game studio imports): per line
     its file, checksum, voice and a digest of its text, so a client can check a download and tell which
@@ -316,9 +365,10 @@ def upload_manifest(
             "bytes": result.bytes,
             "sha256": result.sha256,
             "voice": texts[input_id].voice or spec.voice or default_voice,
-            "text_sha256": hashlib.sha256(texts[input_id].text.encode()).hexdigest(),
+            "text_sha256": hashlib.sha256(texts[input_id].spoken_text.encode()).hexdigest(),
             "status": "succeeded",
         }
+        | ({"fit": fits[input_id].model_dump(mode="json")} if fits and input_id in fits else {})
         for input_id, result in results.items()
     ]
     data = json.dumps({"job_id": job_id, "files": files}, indent=2).encode()

@@ -28,6 +28,8 @@ class PlannedChunk:
     input_index: int
     chunk: Chunk
     request: ChunkRequest
+    speaker: str | None = None
+    """The dialogue speaker whose turn this chunk is (named in subtitles and timing)."""
 
     @property
     def key(self) -> str:
@@ -59,7 +61,7 @@ def planned_to_dict(planned: PlannedChunk) -> dict[str, Any]:
     chunk["sentences"] = list(planned.chunk.sentences)
     chunk["boundary"] = planned.chunk.boundary.value
     request = planned.request
-    return {
+    out: dict[str, Any] = {
         "input": planned.input_index,
         "chunk": chunk,
         "request": {
@@ -72,6 +74,9 @@ def planned_to_dict(planned: PlannedChunk) -> dict[str, Any]:
             "expected_seconds": request.expected_seconds,
         },
     }
+    if planned.speaker is not None:
+        out["speaker"] = planned.speaker
+    return out
 
 
 def planned_from_dict(data: dict[str, Any]) -> PlannedChunk:
@@ -80,7 +85,7 @@ def planned_from_dict(data: dict[str, Any]) -> PlannedChunk:
     fields = dict(data["request"])
     sampling = Sampling(**fields.pop("sampling"))
     request = ChunkRequest(text=chunk.text, last_sentence=chunk.last_sentence, sampling=sampling, **fields)
-    return PlannedChunk(int(data["input"]), chunk, request)
+    return PlannedChunk(int(data["input"]), chunk, request, data.get("speaker"))
 
 
 def chunks_to_json(chunks: list[PlannedChunk]) -> str:
@@ -110,7 +115,12 @@ def pack_units(plan: Plan, unit_audio_seconds: float) -> list[list[PlannedChunk]
     streams: dict[int, list[PlannedChunk]] = {}
     for planned in plan.generation_order():
         streams.setdefault(planned.request.stream, []).append(planned)
-    split_inputs = {index for index, chunks in enumerate(plan.inputs) if len({p.request.stream for p in chunks}) > 1}
+    # A dialogue's streams (one per speaker) stay together: its turns alternate, and a timed line is fitted whole.
+    split_inputs = {
+        index
+        for index, chunks in enumerate(plan.inputs)
+        if len({p.request.stream for p in chunks}) > 1 and not any(p.speaker for p in chunks)
+    }
     units: list[list[PlannedChunk]] = []
     packing: list[PlannedChunk] | None = None
     load = 0.0
@@ -148,34 +158,66 @@ def build_plan(
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
     estimated audio (a stream is a unit of work: a book spreads over many workers). Every input gets
-    streams of its own (inputs never share context). Chunks in a cloned voice carry its embedding and,
-    when it has one, its language tag."""
+    streams of its own (inputs never share context); a dialogue gets one per speaker, in that
+    speaker's voice from the job's `voices`, and a timed line exactly one. Chunks in a cloned voice
+    carry its embedding and, when it has one, its language tag."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
+
+    def request_for(input_index: int, chunk: Chunk, stream: int, seq: int, voice: str) -> ChunkRequest:
+        clone = cloned.get(voice)
+        return ChunkRequest(
+            key=chunk_key(input_index, chunk.index),
+            text=chunk.text,
+            stream=stream,
+            seq=seq,
+            voice=voice,
+            speaker_embedding=clone.embedding if clone else None,
+            language=clone.language if clone and clone.language else language,
+            sampling=sampling,
+            last_sentence=chunk.last_sentence,
+            expected_seconds=chunk.est_seconds,
+        )
+
     for input_index, item in enumerate(spec.inputs):
         voice = item.voice or spec.voice or voice_default
-        clone = cloned.get(voice)
-        chunks = chunk_text(
-            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
-        )
+        turns = item.turns(tags=bool(spec.voices))
         planned: list[PlannedChunk] = []
-        for stream_chunks in _streams_of(chunks, streams, unit_audio_seconds):
-            for seq, chunk in enumerate(stream_chunks):
-                request = ChunkRequest(
-                    key=chunk_key(input_index, chunk.index),
-                    text=chunk.text,
-                    stream=next_stream,
-                    seq=seq,
-                    voice=voice,
-                    speaker_embedding=clone.embedding if clone else None,
-                    language=clone.language if clone and clone.language else language,
-                    sampling=sampling,
-                    last_sentence=chunk.last_sentence,
-                    expected_seconds=chunk.est_seconds,
+        if any(turn.speaker is not None for turn in turns):
+            # A dialogue: one stream per speaker, so each speaker's chunk follows that speaker's last one.
+            own_streams: dict[str | None, int] = {}
+            seqs: dict[int, int] = {}
+            for position, turn in enumerate(turns):
+                turn_voice = spec.voices[turn.speaker] if turn.speaker is not None else voice
+                stream = own_streams.setdefault(turn.speaker, next_stream + len(own_streams))
+                chunks = chunk_text(
+                    turn.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
                 )
-                planned.append(PlannedChunk(input_index, chunk, request))
+                for number, chunk in enumerate(chunks):
+                    chunk = replace(
+                        chunk, index=len(planned), start=chunk.start + turn.start, end=chunk.end + turn.start
+                    )
+                    if number == len(chunks) - 1 and position < len(turns) - 1 and chunk.pause_ms is None:
+                        chunk = replace(chunk, boundary=Boundary.TURN)
+                    seq = seqs.get(stream, 0)
+                    seqs[stream] = seq + 1
+                    request = request_for(input_index, chunk, stream, seq, turn_voice)
+                    planned.append(PlannedChunk(input_index, chunk, request, turn.speaker))
+            next_stream += len(own_streams)
+            planned_inputs.append(planned)
+            continue
+        chunks = chunk_text(
+            item.spoken_text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
+        )
+        # A timed line is one stream in one unit: it is measured, redrawn and fitted whole.
+        split = (1, None) if item.timed else (streams, unit_audio_seconds)
+        for stream_chunks in _streams_of(chunks, *split):
+            for seq, chunk in enumerate(stream_chunks):
+                planned.append(
+                    PlannedChunk(input_index, chunk, request_for(input_index, chunk, next_stream, seq, voice))
+                )
             next_stream += 1
         planned.sort(key=lambda p: p.chunk.index)
         planned_inputs.append(planned)

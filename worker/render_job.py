@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from shared.audio.formats import file_rate
-from shared.jobs import JobCreate, StoredFile, StoredResult
+from shared.jobs import JobCreate, LineFit, StoredFile, StoredResult
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
 from shared.storage_keys import manifest_key, run_prefix
@@ -72,6 +72,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     mastering = assembly.Mastering.from_settings(task.settings)
     tags = spec.file_tags()
     results: dict[str, StoredFile] = {}
+    fits: dict[str, LineFit] = {}
     file_result: StoredFile | None = None
     for output in assembly.outputs_for(task.job_id, spec):
         rendered = assembly.build_file(
@@ -85,6 +86,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             input_ids=input_ids,
             phases=phases,
         )
+        fits.update(rendered.fits)
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
         if output.per_input:
             results[input_ids[output.inputs[0]]] = uploaded
@@ -99,6 +101,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             spec,
             results,
             task.default_voice,
+            fits,
         )
-    result = StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
+    result = StoredResult(file=file_result, inputs=results, manifest=manifest, fits=fits).model_dump(mode="json")
     return result, phases.rounded()

@@ -24,7 +24,7 @@ import numpy as np
 from shared import metrics
 from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
-from shared.jobs import JobPriority
+from shared.jobs import JobCreate, JobPriority
 from shared.lease import LeaseLost
 from shared.speech_stream import SpeechChannel, SpeechPiece
 from shared.storage import StorageError
@@ -37,6 +37,7 @@ from worker.engines.base import ChunkRequest, ChunkResult
 from worker.outcomes import Stopped
 from worker.planning import PlannedChunk, chunks_from_json, pause_after
 from worker.runtime import Runtime
+from worker.timed_lines import TimedLines
 from worker.voice_embeddings import load_job_voices
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
     )
     try:
         try:
-            _generate(claim, rt, chunks, writer, shutting_down)
+            _generate(claim, rt, spec, chunks, writer, shutting_down)
         except ShuttingDown:
             writer.roll()  # what it has is kept: the next holder resumes after it
             writer.close()
@@ -189,7 +190,12 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
 
 
 def _generate(
-    claim: UnitClaim, rt: Runtime, chunks: list[PlannedChunk], writer: PartWriter, shutting_down: threading.Event
+    claim: UnitClaim,
+    rt: Runtime,
+    spec: JobCreate,
+    chunks: list[PlannedChunk],
+    writer: PartWriter,
+    shutting_down: threading.Event,
 ) -> None:
     engine, job_id = rt.engine, claim.job_id
     done = rt.jobs.done_chunks(job_id)
@@ -224,20 +230,26 @@ def _generate(
         return False
 
     listener = _Listener.of(claim, rt, remaining)
+
+    def keep(result: ChunkResult, audio: np.ndarray) -> None:
+        seconds = len(audio) / engine.sample_rate
+        if not rt.units.progress(claim, seconds=seconds, synth_seconds=result.synth_seconds):
+            raise Stopped
+        writer.add(_Finished(result, audio))
+        if listener is not None:
+            listener.publish(result.key, audio)
+        metrics.AUDIO_SECONDS.inc(seconds)
+        metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
+        if seconds > 0:
+            metrics.CHUNK_RTF.observe(result.synth_seconds / seconds)
+
+    lines = TimedLines.of(rt, spec, chunks, remaining, review, urgent=urgent)
     results = engine.generate(requests, carry_in, review)
     try:
         for result in results:
             audio = trim_silence(result.audio, engine.sample_rate)
-            seconds = len(audio) / engine.sample_rate
-            if not rt.units.progress(claim, seconds=seconds, synth_seconds=result.synth_seconds):
-                raise Stopped
-            writer.add(_Finished(result, audio))
-            if listener is not None:
-                listener.publish(result.key, audio)
-            metrics.AUDIO_SECONDS.inc(seconds)
-            metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
-            if seconds > 0:
-                metrics.CHUNK_RTF.observe(result.synth_seconds / seconds)
+            for kept, kept_audio in lines.hold(result, audio):
+                keep(kept, kept_audio)
             rt.report_gpu_memory()
             if shutting_down.is_set():
                 raise ShuttingDown

@@ -39,8 +39,8 @@ class ClonedVoice:
 
 
 def cloned_voice_ids(spec: JobCreate) -> list[str]:
-    """Cloned voice ids the job and its inputs name, each once, in order of first use."""
-    named = [spec.voice, *(item.voice for item in spec.inputs)]
+    """Cloned voice ids the job, its inputs and its dialogue casting name, each once, in order of first use."""
+    named = [spec.voice, *(item.voice for item in spec.inputs), *spec.voices.values()]
     return list(dict.fromkeys(voice for voice in named if voice and is_voice_id(voice)))
 
 

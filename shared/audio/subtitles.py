@@ -15,6 +15,8 @@ class Cue:
     """Seconds from the start of the audio."""
     end: float
     text: str
+    speaker: str | None = None
+    """Who says it, in a dialogue (SRT `Name: `, WebVTT `<v Name>`, the timing JSON's `speaker`)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start) and math.isfinite(self.end)) or self.start < 0:
@@ -41,6 +43,8 @@ def to_srt(cues: Iterable[Cue]) -> str:
     blocks = []
     for number, cue in enumerate(cues, start=1):
         text = "\n".join(_lines(cue.text))
+        if cue.speaker is not None:
+            text = f"{cue.speaker}: {text}"
         blocks.append(f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
@@ -54,18 +58,25 @@ def to_vtt(cues: Iterable[Cue]) -> str:
     blocks = ["WEBVTT\n"]
     for cue in cues:
         text = "\n".join(_vtt_escape(line) for line in _lines(cue.text))
+        if cue.speaker is not None:
+            text = f"<v {_vtt_escape(cue.speaker)}>{text}"
         blocks.append(f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{text}\n")
     return "\n".join(blocks)
 
 
 def to_timing_json(cues: Iterable[Cue], *, inputs: Sequence[Any] | None = None) -> str:
-    """JSON `{"cues": [{start, end, text}], "inputs": [{id, start, end}]}` (inputs only when given).
+    """JSON `{"cues": [{start, end, text, speaker?}], "inputs": [{id, start, end}]}` (inputs only when
+    given, `speaker` only on a dialogue's cues).
 
     `inputs` items are `(id, start_seconds, end_seconds)` tuples or mappings with those keys: where
     each job input sits in a concatenated file.
     """
     document: dict[str, Any] = {
-        "cues": [{"start": round(c.start, 3), "end": round(c.end, 3), "text": c.text} for c in cues]
+        "cues": [
+            {"start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
+            | ({"speaker": c.speaker} if c.speaker is not None else {})
+            for c in cues
+        ]
     }
     if inputs is not None:
         rows = []

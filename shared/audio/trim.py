@@ -19,10 +19,15 @@ def trim_silence(audio: np.ndarray, sr: int, *, threshold_db: float = -45.0, kee
     Returns a view of the input (no copy).
     """
     audio = as_mono_float32(audio)
-    levels = frame_levels(audio, sr, window_ms=10.0, hop_ms=5.0)
-    bounds = active_bounds(levels, threshold_db=threshold_db, hysteresis_db=HYSTERESIS_DB)
+    bounds = sound_bounds(audio, sr, threshold_db=threshold_db)
     if bounds is None:
         return audio[:0]
     keep = round(sr * keep_ms / 1000.0)
     start, end = bounds
     return audio[max(0, start - keep) : min(audio.shape[0], end + keep)]
+
+
+def sound_bounds(audio: np.ndarray, sr: int, *, threshold_db: float = -45.0) -> tuple[int, int] | None:
+    """`[start, end)` samples of the sound in `audio` as `trim_silence` finds it; None for silence."""
+    levels = frame_levels(as_mono_float32(audio), sr, window_ms=10.0, hop_ms=5.0)
+    return active_bounds(levels, threshold_db=threshold_db, hysteresis_db=HYSTERESIS_DB)

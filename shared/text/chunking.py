@@ -31,6 +31,8 @@ class Boundary(StrEnum):
     SENTENCE = "sentence"
     PARAGRAPH = "paragraph"
     END = "end"
+    TURN = "turn"
+    """A speaker's turn of a dialogue ends (set by the planner, never by `chunk_text`)."""
 
 
 SEPARATORS = {Boundary.CLAUSE: " ", Boundary.SENTENCE: " ", Boundary.PARAGRAPH: "\n\n", Boundary.END: ""}

@@ -134,7 +134,10 @@ def test_the_document_states_the_limits_the_api_enforces():
     assert {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS} in values["anyOf"]
     assert str(MAX_METADATA_BYTES) in metadata["description"]
     job_input = schemas["JobInput"]["properties"]
-    assert job_input["text"]["minLength"] == 1
+    assert job_input["text"]["anyOf"][0]["minLength"] == 1  # or `segments`, a dialogue
+    assert job_input["segments"]["anyOf"][0]["maxItems"] == 1000
+    assert job_input["target_seconds"]["anyOf"][0]["maximum"] == 600
+    assert schemas["DialogueSegment"]["properties"]["speaker"]["pattern"]
     assert job_input["id"]["anyOf"][0]["maxLength"] == 128
     create = document["paths"]["/v1/jobs"]["post"]
     (key,) = [p for p in create["parameters"] if p["name"] == "Idempotency-Key"]

@@ -50,9 +50,11 @@ def render(output: OutputFile, rate: int = SR) -> assembly.RenderedFile:
 
 
 def test_mastering_takes_the_pauses_and_levels_from_settings():
-    settings = Settings(pause_clause_ms=11, pause_sentence_ms=22, pause_paragraph_ms=33, pause_chapter_ms=44)
+    settings = Settings(
+        pause_clause_ms=11, pause_sentence_ms=22, pause_paragraph_ms=33, pause_chapter_ms=44, pause_turn_ms=55
+    )
     mastering = Mastering.from_settings(settings)
-    assert mastering.pauses == {"clause": 11, "sentence": 22, "paragraph": 33, "end": 33, "chapter": 44}
+    assert mastering.pauses == {"clause": 11, "sentence": 22, "paragraph": 33, "end": 33, "chapter": 44, "turn": 55}
     assert (mastering.loudness_target_lufs, mastering.peak_dbfs) == (settings.loudness_target_lufs, settings.peak_dbfs)
 
 

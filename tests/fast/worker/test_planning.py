@@ -75,6 +75,35 @@ def test_voices_come_from_the_input_then_the_job_then_the_engine_and_clones_carr
 
 
 def test_pauses_follow_the_chunk_boundary():
-    pauses = {"clause": 1, "sentence": 2, "paragraph": 3, "end": 4, "chapter": 5}
-    assert [pause_after(b, pauses) for b in Boundary] == [1, 2, 3, 4]
+    pauses = {"clause": 1, "sentence": 2, "paragraph": 3, "end": 4, "chapter": 5, "turn": 6}
+    assert [pause_after(b, pauses) for b in Boundary] == [1, 2, 3, 4, 6]
     assert pause_after(Boundary.END, {"sentence": 2}) == 2  # a boundary without its own pause: a sentence's
+
+
+def test_a_dialogue_has_one_stream_per_speaker_in_its_voice_and_turns_end_with_a_turn_pause():
+    spec = JobCreate(
+        voices={"Ana": "joe", "Bo": "en_us"},
+        inputs=[
+            {"text": "[Ana] First line.\n[Bo] Second line.\n[Ana] Third line."},
+            {"segments": [{"speaker": "Bo", "text": "Alone."}]},
+        ],
+    )
+    first, second = plan(spec).inputs
+    assert [(p.speaker, p.request.voice, p.request.seq) for p in first] == [
+        ("Ana", "joe", 0),
+        ("Bo", "en_us", 0),
+        ("Ana", "joe", 1),
+    ]
+    assert first[0].request.stream == first[2].request.stream != first[1].request.stream
+    assert [p.chunk.boundary for p in first] == [Boundary.TURN, Boundary.TURN, Boundary.END]
+    assert [p.chunk.index for p in first] == [0, 1, 2]
+    text = spec.inputs[0].spoken_text
+    assert [text[p.chunk.start : p.chunk.end] for p in first] == ["First line.", "Second line.", "Third line."]
+    assert second[0].request.stream not in {p.request.stream for p in first}  # inputs never share context
+
+
+def test_speaker_tags_are_text_without_voices_and_a_timed_line_is_one_stream():
+    tagged = plan(JobCreate(inputs=[{"text": "[Ana] Hello there."}])).inputs[0]
+    assert [p.speaker for p in tagged] == [None] and "Ana" in tagged[0].chunk.text  # read as text
+    timed = plan(JobCreate(inputs=[{"text": LONG, "target_seconds": 30.0}]), streams=4).inputs[0]
+    assert len({p.request.stream for p in timed}) == 1 and len(timed) > 1

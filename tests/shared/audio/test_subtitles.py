@@ -41,3 +41,12 @@ def test_timing_json_with_inputs():
 def test_invalid_cues(start, end):
     with pytest.raises(ValueError):
         Cue(start, end, "x")
+
+
+def test_a_dialogue_cue_names_its_speaker_in_every_format():
+    cues = [Cue(0.0, 1.0, "Hello.", "Ana"), Cue(1.5, 2.0, "Hi <you>.", "Bo & Co"), Cue(2.5, 3.0, "Narration.")]
+    assert "Ana: Hello." in to_srt(cues) and "\nNarration.\n" in to_srt(cues)
+    vtt = to_vtt(cues)
+    assert "<v Ana>Hello." in vtt and "<v Bo &amp; Co>Hi &lt;you&gt;." in vtt
+    rows = json.loads(to_timing_json(cues))["cues"]
+    assert [row.get("speaker") for row in rows] == ["Ana", "Bo & Co", None]
