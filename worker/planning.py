@@ -151,6 +151,7 @@ def build_plan(
     streams of its own (inputs never share context). Chunks in a cloned voice carry its embedding and,
     when it has one, its language tag."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
+    lexicon = spec.pronunciation()
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
@@ -158,8 +159,9 @@ def build_plan(
         voice = item.voice or spec.voice or voice_default
         clone = cloned.get(voice)
         chunks = chunk_text(
-            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
-        )
+            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language,
+            lexicon=lexicon, text_format=item.text_format,
+        )  # fmt: skip
         planned: list[PlannedChunk] = []
         for stream_chunks in _streams_of(chunks, streams, unit_audio_seconds):
             for seq, chunk in enumerate(stream_chunks):
