@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -72,8 +73,64 @@ def apply_lexicon(mapped: MappedText, entries: Sequence[LexiconEntry]) -> Mapped
     never matched again)."""
     if not entries:
         return mapped
-    pattern = _pattern(tuple(entries))
-    return mapped.sub(pattern, lambda m: _respell(m.group(), entries[int((m.lastgroup or "e0")[1:])].respelling))
+    text = mapped.text
+    taken: list[tuple[int, int, str]] = []
+    for start, end, index in _resolve(_candidates(text, _Compiled.of(tuple(entries)))):
+        taken.append((start, end, _respell(text[start:end], entries[index].respelling)))
+    return mapped.edit(taken)
+
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    by_first_word: dict[str, list[tuple[int, re.Pattern[str]]]]
+    """Whole-word entries by their leading word, lower case: tried only where a word starts."""
+    anywhere: list[tuple[int, re.Pattern[str]]]
+    """The others (inside words, or starting with a non-word character): searched for one by one."""
+
+    @classmethod
+    def of(cls, entries: tuple[LexiconEntry, ...]) -> _Compiled:
+        by_first_word: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+        anywhere: list[tuple[int, re.Pattern[str]]] = []
+        for index, entry in enumerate(entries):
+            body = r"\s+".join(re.escape(word) for word in entry.match.split())
+            if entry.whole_word:
+                body = r"(?<!\w)" + body + r"(?!\w)"
+            pattern = re.compile(body, 0 if entry.case_sensitive else re.IGNORECASE)
+            leading = _WORD.match(entry.match)
+            if entry.whole_word and leading is not None:
+                by_first_word.setdefault(leading.group().lower(), []).append((index, pattern))
+            else:
+                anywhere.append((index, pattern))
+        return cls(by_first_word, anywhere)
+
+
+def _candidates(text: str, compiled: _Compiled) -> list[tuple[int, int, int]]:
+    """Every place an entry matches: (start, end, entry index). A dictionary look-up per word of the
+    text, not a scan per entry, so a book with a thousand entries costs about one pass."""
+    found: list[tuple[int, int, int]] = []
+    if compiled.by_first_word:
+        for word in _WORD.finditer(text):
+            for index, pattern in compiled.by_first_word.get(word.group().lower(), ()):
+                match = pattern.match(text, word.start())
+                if match:
+                    found.append((match.start(), match.end(), index))
+    for index, pattern in compiled.anywhere:
+        found.extend((match.start(), match.end(), index) for match in pattern.finditer(text))
+    return found
+
+
+def _resolve(candidates: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Leftmost first; at one place the longest, then the entry listed first; no overlaps."""
+    chosen: list[tuple[int, int, int]] = []
+    cursor = 0
+    for start, end, index in sorted(candidates, key=lambda c: (c[0], c[0] - c[1], c[2])):
+        if start >= cursor:
+            chosen.append((start, end, index))
+            cursor = end
+    return chosen
 
 
 def _respell(written: str, respelling: str) -> str:
@@ -82,18 +139,3 @@ def _respell(written: str, respelling: str) -> str:
     if written[:1].isupper() and respelling[:1].islower():
         return respelling[0].upper() + respelling[1:]
     return respelling
-
-
-def _pattern(entries: tuple[LexiconEntry, ...]) -> re.Pattern[str]:
-    # Alternatives are tried in order at each position: longest first gives the longest match; a stable
-    # sort keeps the listed order between equally long ones.
-    order = sorted(range(len(entries)), key=lambda i: -len(entries[i].match))
-    alternatives = []
-    for i in order:
-        entry = entries[i]
-        body = r"\s+".join(re.escape(word) for word in entry.match.split())
-        if entry.whole_word:
-            body = r"(?<!\w)" + body + r"(?!\w)"
-        flags = "" if entry.case_sensitive else "(?i)"
-        alternatives.append(f"(?P<e{i}>{'(?i:' + body + ')' if flags else body})")
-    return re.compile("|".join(alternatives))

@@ -76,3 +76,9 @@ def test_entries_are_one_line_and_a_lexicon_lists_a_word_once():
     with pytest.raises(ValueError, match="listed twice"):
         check_unique([entry("Nguyen", "win"), entry("nguyen", "new yen")])
     check_unique([entry("Nguyen", "win", case_sensitive=True), entry("nguyen", "new yen")])
+
+
+def test_entries_that_start_or_end_with_punctuation_match_too():
+    lexicon = [entry(".NET", "dot net", case_sensitive=True), entry("C++", "see plus plus"), entry("U.S.", "you ess")]
+    text = "She moved from C++ to .NET in the U.S. office."
+    assert normalize(text, lexicon=lexicon).text == "She moved from See plus plus to dot net in the You ess office."
