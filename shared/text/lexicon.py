@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -75,7 +76,7 @@ def apply_lexicon(mapped: MappedText, entries: Sequence[LexiconEntry]) -> Mapped
         return mapped
     text = mapped.text
     taken: list[tuple[int, int, str]] = []
-    for start, end, index in _resolve(_candidates(text, _Compiled.of(tuple(entries)))):
+    for start, end, index in _resolve(_candidates(text, _compiled(tuple(entries)))):
         taken.append((start, end, _respell(text[start:end], entries[index].respelling)))
     return mapped.edit(taken)
 
@@ -105,6 +106,12 @@ class _Compiled:
             else:
                 anywhere.append((index, pattern))
         return cls(by_first_word, anywhere)
+
+
+@lru_cache(maxsize=16)
+def _compiled(entries: tuple[LexiconEntry, ...]) -> _Compiled:
+    """Compiled once per lexicon: a job's text is normalised piece by piece (between pauses, per input)."""
+    return _Compiled.of(entries)
 
 
 def _candidates(text: str, compiled: _Compiled) -> list[tuple[int, int, int]]:
