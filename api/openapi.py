@@ -17,6 +17,7 @@ from api.params import IDEMPOTENCY_KEY_PATTERN
 from api.routes.voices import LANGUAGE_PATTERN, MAX_CONSENT_AT_CHARS
 from shared.estimate import Estimate
 from shared.jobs import JobCreate, JobPage, JobStatus, JobView
+from shared.lexicon_store import LexiconCreate, LexiconList, LexiconPatch, LexiconView
 from shared.speech import MAX_INPUT_CHARS, SpeechCreate, SpeechFormat
 from shared.store import CURSOR_PATTERN
 from shared.usage import UsageReport
@@ -80,6 +81,10 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (UsageReport, "serialization"),
     (Estimate, "serialization"),
     (SpeechCreate, "validation"),
+    (LexiconCreate, "validation"),
+    (LexiconPatch, "validation"),
+    (LexiconView, "serialization"),
+    (LexiconList, "serialization"),
     (OpenAIErrorResponse, "serialization"),
 ]
 """The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
@@ -92,9 +97,11 @@ _DESCRIPTIONS = {
     400: "Malformed request: a query parameter repeated, empty or unknown (`invalid_query`), a bad cursor, "
     f"invalid JSON or encoding, JSON nested deeper than {MAX_DEPTH} levels, an integer of more than "
     f"{MAX_INT_DIGITS} digits, NaN/Infinity or a lone surrogate (`invalid_json`, `field` names it), "
-    "a bad Idempotency-Key, a webhook URL that is not public (`webhook_url_refused`), a bad date",
+    "a bad Idempotency-Key, a webhook URL that is not public (`webhook_url_refused`), a bad date, "
+    "SSML input that is malformed or outside the supported subset (`invalid_ssml`: the message names the line "
+    "and column)",
     401: "Missing or unknown API key",
-    404: "No such job or voice for this key's tenant",
+    404: "No such job, voice or lexicon for this key's tenant (a job naming one: `lexicon_not_found`)",
     409: "Conflicts with the current state",
     413: "Body or text larger than the configured maximum",
     415: "Unsupported content type",
@@ -142,7 +149,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "202": {"description": "Queued", **_json("JobView")},
                     "200": {"description": "Returned again for a repeated Idempotency-Key", **_json("JobView")},
-                    **_errors(400, 409, 413, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             },
             "get": {
@@ -194,6 +201,7 @@ def openapi_document() -> dict[str, Any]:
         **_file_paths(),
         **_voice_paths(),
         **_webhook_paths(),
+        **_lexicon_paths(),
         **_speech_paths(),
         "/v1/usage": {
             "get": {
@@ -224,7 +232,10 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Estimate a job's audio length per chapter and time to make, without queueing it",
                 "operationId": "estimateJob",
                 "requestBody": {"required": True, **_json("JobCreate")},
-                "responses": {"200": {"description": "The estimate", **_json("Estimate")}, **_errors(413, 415, 422)},
+                "responses": {
+                    "200": {"description": "The estimate", **_json("Estimate")},
+                    **_errors(404, 413, 415, 422),
+                },
             }
         },
         "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "ok"}}}},
@@ -508,6 +519,62 @@ def _webhook_paths() -> dict[str, Any]:
                 ],
                 "responses": {"200": {"description": "Attempts", **_json("DeliveryList")}, **_errors(404)},
             }
+        },
+    }
+
+
+def _lexicon_paths() -> dict[str, Any]:
+    lexicon_id = {"name": "lexicon_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/v1/lexicons": {
+            "post": {
+                "summary": "Create a pronunciation lexicon (jobs name it in `lexicons`)",
+                "operationId": "createLexicon",
+                "requestBody": {"required": True, **_json("LexiconCreate")},
+                "responses": {
+                    "201": {"description": "Created", **_json("LexiconView")},
+                    **_errors(409, 413, 415, 422),
+                },
+            },
+            "get": {
+                "summary": "Your lexicons",
+                "operationId": "listLexicons",
+                "responses": {"200": {"description": "Lexicons", **_json("LexiconList")}, **_errors()},
+            },
+        },
+        "/v1/lexicons/{lexicon_id}": {
+            "get": {
+                "summary": "A lexicon with its entries",
+                "operationId": "getLexicon",
+                "parameters": [lexicon_id],
+                "responses": {"200": {"description": "The lexicon", **_json("LexiconView")}, **_errors(404)},
+            },
+            "put": {
+                "summary": "Replace a lexicon (jobs already submitted keep the entries they were given)",
+                "operationId": "replaceLexicon",
+                "parameters": [lexicon_id],
+                "requestBody": {"required": True, **_json("LexiconCreate")},
+                "responses": {
+                    "200": {"description": "The lexicon", **_json("LexiconView")},
+                    **_errors(404, 413, 415, 422),
+                },
+            },
+            "patch": {
+                "summary": "Change a lexicon's name, description or entries (as a whole)",
+                "operationId": "changeLexicon",
+                "parameters": [lexicon_id],
+                "requestBody": {"required": True, **_json("LexiconPatch")},
+                "responses": {
+                    "200": {"description": "The lexicon", **_json("LexiconView")},
+                    **_errors(404, 413, 415, 422),
+                },
+            },
+            "delete": {
+                "summary": "Delete a lexicon (jobs already submitted keep its entries)",
+                "operationId": "deleteLexicon",
+                "parameters": [lexicon_id],
+                "responses": {"204": {"description": "Deleted"}, **_errors(404)},
+            },
         },
     }
 

@@ -9,9 +9,13 @@ from typing import Any
 from api import json_body
 from api.errors import ApiError, validate_body
 from shared.jobs import JobCreate
+from shared.lexicon_store import LexiconStore
 from shared.services import Enqueue, Services
 from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
+from shared.text.chunking import PAUSE_MARKER
+from shared.text.normalize import is_speakable
+from shared.text.ssml import SsmlError, TextFormat, parse_ssml
 from shared.url_guard import AllowList, UrlRefused, check_url
 from shared.usage import UsageStore
 from shared.voices import builtin_voice_ids
@@ -28,6 +32,8 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
 
 
 def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> JobCreate:
+    if isinstance(payload, dict) and "lexicon_snapshot" in payload:
+        raise ApiError(422, "invalid_request", "lexicon_snapshot: unknown field", "lexicon_snapshot")
     spec = validate_body(JobCreate, payload)
     if len(spec.inputs) > settings.max_inputs:
         raise ApiError(413, "too_many_inputs", f"At most {settings.max_inputs} inputs per job.", "inputs")
@@ -54,7 +60,31 @@ def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> Jo
         )  # fmt: skip
     if spec.webhook_url is not None:
         check_webhook_url(spec.webhook_url, settings, "webhook_url")
+    for index, item in enumerate(spec.inputs):
+        if item.text_format is TextFormat.SSML:
+            check_ssml(item.text, f"inputs.{index}.text")
     return spec
+
+
+def check_ssml(text: str, field: str) -> None:
+    """400 `invalid_ssml` naming the line and column of the first problem, or of a document that says nothing."""
+    try:
+        document = parse_ssml(text)
+    except SsmlError as exc:
+        raise ApiError(400, "invalid_ssml", f"{field}: {exc}.", field) from exc
+    if not is_speakable(PAUSE_MARKER.sub(" ", document.text)):
+        raise ApiError(400, "invalid_ssml", f"{field}: the SSML has nothing to speak (no letters or digits).", field)
+
+
+def take_lexicon_snapshot(lexicons: LexiconStore, tenant: str, spec: JobCreate) -> JobCreate:
+    """The job with the entries of its `lexicons` copied in (404 for an id that is not the tenant's)."""
+    if not spec.lexicons:
+        return spec
+    entries, missing = lexicons.snapshot(tenant, spec.lexicons)
+    if missing is not None:
+        index = spec.lexicons.index(missing)
+        raise ApiError(404, "lexicon_not_found", f"No lexicon {missing!r}.", f"lexicons.{index}")
+    return spec.model_copy(update={"lexicon_snapshot": entries})
 
 
 def check_webhook_url(url: str, settings: Settings, field: str) -> None:
@@ -66,7 +96,8 @@ def check_webhook_url(url: str, settings: Settings, field: str) -> None:
 
 
 def body_hash(spec: JobCreate) -> str:
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    """Of the request as sent: the lexicon snapshot taken at submission is not part of it."""
+    return hashlib.sha256(spec.model_dump_json(exclude={"lexicon_snapshot"}).encode()).hexdigest()
 
 
 def known_voices(services: Services, tenant: str) -> set[str]:

@@ -20,6 +20,7 @@ from shared.audio.presets import MasteringTargets
 from shared.jobs import JobCreate
 from shared.text.chunking import MAX_INLINE_PAUSE_MS, PAUSE_MARKER
 from shared.text.normalize import normalize
+from shared.text.ssml import TextFormat, parse_ssml
 
 MIN_AUDIO_FOR_RTF = 60.0
 """Seconds of audio a tenant's recent jobs must have made before their real-time factor is used."""
@@ -72,12 +73,13 @@ def estimate_job(
     ids, titles = spec.input_ids(), spec.input_titles()
     for index, item in enumerate(spec.inputs):
         inline = 0.0
-        for mark in PAUSE_MARKER.finditer(item.spoken_text):
+        text = parse_ssml(item.text).text if item.text and item.text_format is TextFormat.SSML else item.spoken_text
+        for mark in PAUSE_MARKER.finditer(text):
             value = float(mark.group(1))
             inline += min(MAX_INLINE_PAUSE_MS, value if (mark.group(2) or "s").lower() == "ms" else value * 1000) / 1000
-        spoken = len(normalize(PAUSE_MARKER.sub(" ", item.spoken_text)).text)
+        spoken = len(normalize(PAUSE_MARKER.sub(" ", text), lexicon=spec.pronunciation()).text)
         spoken_total += spoken
-        paragraphs = [p for p in _PARAGRAPH.split(item.spoken_text.strip()) if p.strip()] or [item.spoken_text]
+        paragraphs = [p for p in _PARAGRAPH.split(text.strip()) if p.strip()] or [text]
         # Pauses fall between chunks (a chunk's sentences are spoken in one go): a paragraph longer than
         # the chunk budget is cut into that many chunks, at sentence ends.
         cuts = sum(max(0, math.ceil(len(p) / (budget_seconds * chars_per_second)) - 1) for p in paragraphs)

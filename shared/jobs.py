@@ -24,11 +24,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.audio.presets import MasteringPreset, MasteringTargets, preset_targets, with_overrides
 from shared.text.dialogue import SPEAKER_PATTERN, Turn, parse_speaker_tags
+from shared.text.lexicon import MAX_JOB_LEXICONS, MAX_LEXICON_ENTRIES, LexiconEntry, check_unique
 from shared.text.normalize import is_speakable
+from shared.text.ssml import TextFormat
 from shared.url_guard import UrlRefused, check_syntax
 
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
@@ -269,7 +272,13 @@ class JobInput(_Strict):
         min_length=1,
         validate_default=True,
         description="Text to speak; paragraphs separated by blank lines. In a job with `voices`, lines "
-        "starting with a speaker tag (`[Alice] ...`) are that speaker's turns.",
+        "starting with a speaker tag (`[Alice] ...`) are that speaker's turns. With `text_format: ssml`, an "
+        "SSML document (the subset in docs/api.md).",
+    )
+    text_format: TextFormat = Field(
+        TextFormat.PLAIN,
+        description="`plain` (inline `[pause 1.5s]` markers allowed) or `ssml` (speak, p, s, break, sub, say-as "
+        "characters/digits/date/telephone, lang); malformed SSML is a 400 naming its line and column.",
     )
     voice: VoiceName | None = Field(None, description="Voice for this input; defaults to the job's voice.")
     target_seconds: float | None = Field(
@@ -413,12 +422,34 @@ class JobCreate(_Strict):
         default=None, description=f"Constant bitrate of MP3 and M4B files, one of {', '.join(map(str, BITRATES_KBPS))}."
     )
     book: Book | None = None
+    lexicons: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_JOB_LEXICONS,
+        description="Ids of the tenant's pronunciation lexicons (`/v1/lexicons`) to apply; their entries are "
+        "copied into the job when it is submitted (a later edit does not change it).",
+    )
+    lexicon: list[LexiconEntry] = Field(
+        default_factory=list,
+        max_length=MAX_LEXICON_ENTRIES,
+        description="Entries of this job only. Where entries overlap the longest match wins, then the entry "
+        "listed first: these, then those of `lexicons` in the order named.",
+    )
+    lexicon_snapshot: SkipJsonSchema[list[LexiconEntry]] = Field(
+        default_factory=list,
+        description="Set by the API at submission, never by clients: the entries of `lexicons` as they were then.",
+    )
     webhook_url: str | None = Field(
         None,
         max_length=2048,
         description="Also POST this job's final event (job.succeeded, job.failed, job.canceled) here, signed "
         "with the tenant's default webhook secret (GET /v1/webhooks/default/secret). Public http(s) only.",
     )
+
+    @field_validator("lexicon")
+    @classmethod
+    def _unique_entries(cls, value: list[LexiconEntry]) -> list[LexiconEntry]:
+        check_unique(value)
+        return value
 
     @field_validator("webhook_url")
     @classmethod
@@ -498,6 +529,10 @@ class JobCreate(_Strict):
         if self.bitrate_kbps is None and targets.bitrate_kbps is not None:
             self.bitrate_kbps = targets.bitrate_kbps
         return self
+
+    def pronunciation(self) -> list[LexiconEntry]:
+        """The entries that apply, in precedence order: the inline ones, then the snapshot of `lexicons`."""
+        return [*self.lexicon, *self.lexicon_snapshot]
 
     def mastering_options(self) -> MasteringOptions:
         if isinstance(self.mastering, MasteringOptions):

@@ -17,6 +17,7 @@ from celery import Celery
 from redis.sentinel import Sentinel
 
 from shared.downloads import Links, links_for
+from shared.lexicon_store import LexiconStore
 from shared.queue import CLONE_VOICE_TASK, DELIVER_WEBHOOK_TASK, WORK_TASK, make_celery
 from shared.settings import Settings, sentinel_auth
 from shared.storage import Storage, storage_from_settings
@@ -50,6 +51,7 @@ class Services:
     """Queues a voice for cloning (`narrate.clone_voice`) on `voice_queue_name`."""
     webhooks: WebhookStore
     usage: UsageStore
+    lexicons: LexiconStore
     enqueue_webhook: Enqueue
     """Queues a webhook message for delivery (`narrate.deliver_webhook`) on `webhook_queue_name`."""
     links: Links = field(init=False)
@@ -97,6 +99,7 @@ class Services:
                 job_retention_seconds=settings.job_retention_seconds,
             ),
             enqueue_webhook=_sender(celery, DELIVER_WEBHOOK_TASK, settings.webhook_queue_name),
+            lexicons=LexiconStore(client, prefix=settings.key_prefix),
         )
 
 

@@ -219,6 +219,8 @@ class Settings(BaseSettings):
     """Most reference clips for one voice."""
     voices_per_tenant: int = Field(default=100, ge=1)
     """Most voices one tenant may keep."""
+    lexicons_per_tenant: int = Field(default=100, ge=1)
+    """Most pronunciation lexicons one tenant may keep (each of at most 1000 entries)."""
     voice_rate_limit: str = "10 per minute"
     """Per-tenant rate of cloning requests."""
     storage_sweep_interval_seconds: int = Field(default=3600, ge=0)

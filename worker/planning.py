@@ -162,6 +162,7 @@ def build_plan(
     speaker's voice from the job's `voices`, and a timed line exactly one. Chunks in a cloned voice
     carry its embedding and, when it has one, its language tag."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
+    lexicon = spec.pronunciation()
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
@@ -193,7 +194,11 @@ def build_plan(
                 turn_voice = spec.voices[turn.speaker] if turn.speaker is not None else voice
                 stream = own_streams.setdefault(turn.speaker, next_stream + len(own_streams))
                 chunks = chunk_text(
-                    turn.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
+                    turn.text,
+                    budget_seconds=budget_seconds,
+                    chars_per_second=chars_per_second,
+                    language=language,
+                    lexicon=lexicon,
                 )
                 for number, chunk in enumerate(chunks):
                     chunk = replace(
@@ -209,8 +214,9 @@ def build_plan(
             planned_inputs.append(planned)
             continue
         chunks = chunk_text(
-            item.spoken_text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
-        )
+            item.spoken_text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language,
+            lexicon=lexicon, text_format=item.text_format,
+        )  # fmt: skip
         # A timed line is one stream in one unit: it is measured, redrawn and fitted whole.
         split = (1, None) if item.timed else (streams, unit_audio_seconds)
         for stream_chunks in _streams_of(chunks, *split):

@@ -7,6 +7,10 @@ exactly ``normalize(text, language).text``: nothing lost, nothing repeated.
 Inline pauses: a marker ``[pause 1.5s]`` (or ``[pause 800ms]``) ends the chunk before it, which then
 carries ``pause_ms``, the silence the assembly puts after it instead of its boundary's pause. The
 marker itself is not spoken; the joining rule holds for the text between markers.
+
+SSML input (``text_format="ssml"``, ``shared.text.ssml``) is first turned into that plain form (a
+``<break>`` becomes a pause marker); the chunks' ``start``/``end`` are then mapped back onto the SSML
+text. A pronunciation lexicon is applied inside ``normalize``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import NamedTuple
 
+from shared.text.lexicon import LexiconEntry
 from shared.text.normalize import NormalizedText, normalize
 from shared.text.pieces import is_breakable, split_long
 from shared.text.rate import DEFAULT_CHARS_PER_SECOND
 from shared.text.segment import split_sentences
+from shared.text.ssml import TextFormat, parse_ssml
 
 
 class Boundary(StrEnum):
@@ -80,14 +86,26 @@ def chunk_text(
     budget_seconds: float = 25.0,
     chars_per_second: float = DEFAULT_CHARS_PER_SECOND,
     language: str = "en",
+    lexicon: Sequence[LexiconEntry] = (),
+    text_format: TextFormat = TextFormat.PLAIN,
 ) -> list[Chunk]:
     """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone."""
+    if text_format is TextFormat.SSML:
+        document = parse_ssml(text)
+        chunks = chunk_text(
+            document.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second,
+            language=language, lexicon=lexicon,
+        )  # fmt: skip
+        lo, hi = document.mapped.lo, document.mapped.hi
+        return [replace(chunk, start=int(lo[chunk.start]), end=int(hi[chunk.end - 1])) for chunk in chunks]
     if PAUSE_MARKER.search(text):
-        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language)
-    return _chunk_plain(text, budget_seconds, chars_per_second, language)
+        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language, lexicon)
+    return _chunk_plain(text, budget_seconds, chars_per_second, language, lexicon)
 
 
-def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: float, language: str) -> list[Chunk]:
+def _chunk_around_pauses(
+    text: str, budget_seconds: float, chars_per_second: float, language: str, lexicon: Sequence[LexiconEntry]
+) -> list[Chunk]:
     """Each stretch between markers chunked on its own, offsets into the whole text, the chunk before a
     marker ending a sentence (a paragraph when a blank line follows) with the marker's pause."""
     chunks: list[Chunk] = []
@@ -97,7 +115,7 @@ def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: flo
     for mark in marks:
         end = mark.start() if mark is not None else len(text)
         piece = text[begin:end]
-        found = _chunk_plain(piece, budget_seconds, chars_per_second, language) if piece.strip() else []
+        found = _chunk_plain(piece, budget_seconds, chars_per_second, language, lexicon) if piece.strip() else []
         if found and not found[-1].text.strip():
             found = []
         for chunk in found:
@@ -131,12 +149,14 @@ def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: flo
     return chunks
 
 
-def _chunk_plain(text: str, budget_seconds: float, chars_per_second: float, language: str) -> list[Chunk]:
+def _chunk_plain(
+    text: str, budget_seconds: float, chars_per_second: float, language: str, lexicon: Sequence[LexiconEntry]
+) -> list[Chunk]:
     if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
         raise ValueError(f"budget_seconds must be a positive number, not {budget_seconds!r}")
     if not (chars_per_second > 0 and math.isfinite(chars_per_second)):
         raise ValueError(f"chars_per_second must be a positive number, not {chars_per_second!r}")
-    normalized = normalize(text, language)
+    normalized = normalize(text, language, lexicon)
     max_chars = budget_seconds * chars_per_second
     chunks: list[Chunk] = []
     sentence_count = 0

@@ -1,7 +1,8 @@
 """Text normalisation before synthesis, with a map from every spoken character back to the original.
 
-Pipeline: generic character clean-up (``cleanup``), line and paragraph rules (``layout``), the
-language's expansions (``languages`` registry, e.g. ``lang_en``), then paragraphs with nothing
+Pipeline: generic character clean-up (``cleanup``), line and paragraph rules (``layout``), the job's
+pronunciation lexicon (``lexicon``: written forms, before anything is expanded), the language's
+expansions (``languages`` registry, e.g. ``lang_en``), then paragraphs with nothing
 speakable (no letter or digit: "***", "—") are dropped. Expansion happens before sentence splitting,
 so "3.5" is already "three point five" and "Mr." is "Mister" when the segmenter sees them.
 """
@@ -9,11 +10,13 @@ so "3.5" is already "three point five" and "Mr." is "Mister" when the segmenter 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.text.cleanup import clean_characters
 from shared.text.languages import rules_for
 from shared.text.layout import PARAGRAPH_BREAK, apply_layout
+from shared.text.lexicon import LexiconEntry, apply_lexicon
 from shared.text.offsets import MappedText
 
 _PARAGRAPH = re.compile(r"[^\n]+")
@@ -50,10 +53,11 @@ def is_speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-def normalize(text: str, language: str = "en") -> NormalizedText:
+def normalize(text: str, language: str = "en", lexicon: Sequence[LexiconEntry] = ()) -> NormalizedText:
     rules = rules_for(language)
     mapped = clean_characters(MappedText.identity(text))
     mapped = apply_layout(mapped)
+    mapped = apply_lexicon(mapped, lexicon)
     mapped = rules.expand(mapped)
     # Expansions may leave doubled or edge spaces ("Mr. " -> "Mister "); tidy them without moving
     # paragraph breaks.

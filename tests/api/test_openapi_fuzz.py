@@ -35,7 +35,9 @@ from schemathesis.core.failures import FailureGroup
 from api import create_app
 from api.context import services_of
 from api.openapi import openapi_document
+from shared.lexicon_store import LexiconCreate
 from shared.settings import DEV_TENANT
+from shared.text.lexicon import LexiconEntry
 from shared.webhook_store import WebhookCreate
 from tests.conftest import AUTH, ServiceEnv
 
@@ -94,6 +96,9 @@ def _existing_records(app: Any) -> dict[str, str]:
     endpoint = services_of(app).webhooks.create(
         DEV_TENANT, WebhookCreate(url="https://hooks.example.com/narrate"), limit=10
     )
+    lexicon = services_of(app).lexicons.create(
+        DEV_TENANT, LexiconCreate(name="Cast", entries=[LexiconEntry(match="Nguyen", respelling="win")]), limit=10
+    )
     # A download link of a real stored file, so the file route answers 200/206/416 as well as 404.
     found = services_of(app)
     key = f"results/{DEV_TENANT}/{job.get_json()['id']}/line.mp3"
@@ -101,7 +106,7 @@ def _existing_records(app: Any) -> dict[str, str]:
     url, _ = found.links.link(key, "line.mp3", base_url="")
     return {
         "job_id": job.get_json()["id"], "voice_id": voice_id, "endpoint_id": endpoint.id,
-        "token": url.rsplit("/", 1)[-1],
+        "token": url.rsplit("/", 1)[-1], "lexicon_id": lexicon.id,
     }  # fmt: skip
 
 
