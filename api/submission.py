@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from api import json_body
 from api.errors import ApiError, validate_body
+from shared.input_languages import LanguageRefused, check_languages
 from shared.jobs import JobCreate
 from shared.services import Enqueue, Services
 from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
 from shared.url_guard import AllowList, UrlRefused, check_url
 from shared.usage import UsageStore
-from shared.voices import builtin_voice_ids
+from shared.voices import builtin_voice_ids, engine_languages, voice_languages
+
+
+@dataclass(frozen=True)
+class EngineLanguages:
+    """What the configured engine speaks: its languages (base codes) and the one language of each voice
+    bound to one (`shared.voices`)."""
+
+    spoken: list[str]
+    voices: dict[str, str] = field(default_factory=dict)
 
 
 def parse_json_body(raw: bytes, content_type: str | None) -> Any:
@@ -27,7 +38,11 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
     return json_body.loads(text)
 
 
-def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> JobCreate:
+def validate_job(
+    payload: Any, settings: Settings, known_voices: set[str], languages: EngineLanguages | None = None
+) -> JobCreate:
+    """The job, or the 4xx of its first fault; with `languages`, a named language the engine cannot speak
+    (or the input's voice does not) is 422 `unsupported_language` (`voice_language_mismatch`)."""
     spec = validate_body(JobCreate, payload)
     if len(spec.inputs) > settings.max_inputs:
         raise ApiError(413, "too_many_inputs", f"At most {settings.max_inputs} inputs per job.", "inputs")
@@ -42,9 +57,24 @@ def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> Jo
             raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}.", f"inputs.{index}.voice")
     if spec.voice is not None and spec.voice not in known_voices:
         raise ApiError(422, "unknown_voice", f"Unknown voice {spec.voice!r}; see GET /v1/voices.", "voice")
+    if languages is not None:
+        try:
+            check_languages(spec, languages.spoken, languages.voices)
+        except LanguageRefused as exc:
+            raise ApiError(422, exc.code, str(exc), exc.field) from exc
     if spec.webhook_url is not None:
         check_webhook_url(spec.webhook_url, settings, "webhook_url")
     return spec
+
+
+def engine_speaks(services: Services) -> EngineLanguages:
+    """The languages of the workers' published engine, else of the configured engine's catalogue."""
+    published = services.jobs.engine_info()
+    engine = services.settings.engine
+    return EngineLanguages(
+        engine_languages(engine, published, model=services.settings.kanitts2_model),
+        voice_languages(engine, published),
+    )
 
 
 def check_webhook_url(url: str, settings: Settings, field: str) -> None:

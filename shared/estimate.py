@@ -75,7 +75,7 @@ def estimate_job(
         for mark in PAUSE_MARKER.finditer(item.text):
             value = float(mark.group(1))
             inline += min(MAX_INLINE_PAUSE_MS, value if (mark.group(2) or "s").lower() == "ms" else value * 1000) / 1000
-        spoken = len(normalize(PAUSE_MARKER.sub(" ", item.text)).text)
+        spoken = len(normalize(PAUSE_MARKER.sub(" ", item.text), item.language or spec.language or "en").text)
         spoken_total += spoken
         paragraphs = [p for p in _PARAGRAPH.split(item.text.strip()) if p.strip()] or [item.text]
         # Pauses fall between chunks (a chunk's sentences are spoken in one go): a paragraph longer than

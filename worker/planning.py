@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.jobs import JobCreate
 from shared.text.chunking import Boundary, Chunk, chunk_text, split_streams
+from shared.text.languages import base_code
 from worker.engines.base import ChunkRequest, Sampling
 
 if TYPE_CHECKING:
     from worker.voice_embeddings import ClonedVoice
 
 PLAN_LANGUAGE = "en"
-"""Text rules and speech-rate key; English until jobs carry a language."""
+"""The speech-rate key (one learned rate per engine for now, whatever the language)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ def build_plan(
     cloned: dict[str, ClonedVoice] | None = None,
     language: str = "en",
     unit_audio_seconds: float | None = None,
+    languages: Sequence[str] | None = None,
+    voice_for: Callable[[str], str] | None = None,
 ) -> Plan:
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
@@ -155,10 +159,12 @@ def build_plan(
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
     for input_index, item in enumerate(spec.inputs):
-        voice = item.voice or spec.voice or voice_default
+        spoken = languages[input_index] if languages is not None else language
+        voice = item.voice or spec.voice or (voice_for(spoken) if voice_for else voice_default)
         clone = cloned.get(voice)
+        tag = clone.language if clone and clone.language and base_code(clone.language) == base_code(spoken) else None
         chunks = chunk_text(
-            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
+            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=spoken
         )
         planned: list[PlannedChunk] = []
         for stream_chunks in _streams_of(chunks, streams, unit_audio_seconds):
@@ -170,7 +176,7 @@ def build_plan(
                     seq=seq,
                     voice=voice,
                     speaker_embedding=clone.embedding if clone else None,
-                    language=clone.language if clone and clone.language else language,
+                    language=tag or spoken,
                     sampling=sampling,
                     last_sentence=chunk.last_sentence,
                     expected_seconds=chunk.est_seconds,

@@ -99,6 +99,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             spec,
             results,
             task.default_voice,
+            task.plan.get("spoken"),
         )
     result = StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
     return result, phases.rounded()

@@ -46,6 +46,7 @@ class Runtime:
                 "sample_rate": engine.sample_rate,
                 "can_clone": engine.can_clone,
                 "voices": [vars(voice) for voice in engine.voices()],
+                "languages": engine.languages(),
             }
         )
         return cls(services, engine)
