@@ -105,7 +105,8 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     413: "Body or text larger than the configured maximum",
     415: "Unsupported content type",
-    422: "A field is invalid (`field` names it)",
+    422: "A field is invalid (`field` names it); a language the engine cannot speak (`unsupported_language`) "
+    "or its input's voice does not (`voice_language_mismatch`)",
     429: "Rate limit of this key exceeded (`rate_limited`), too many failed authentications from this "
     "address (`too_many_auth_failures`, with Retry-After), or the job would pass the tenant's monthly "
     "character quota (`quota_exceeded`)",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from api import json_body
 from api.errors import ApiError, validate_body
+from shared.input_languages import LanguageRefused, check_languages
 from shared.jobs import JobCreate
 from shared.lexicon_store import LexiconStore
 from shared.services import Enqueue, Services
@@ -18,7 +20,16 @@ from shared.text.normalize import is_speakable
 from shared.text.ssml import SsmlError, TextFormat, parse_ssml
 from shared.url_guard import AllowList, UrlRefused, check_url
 from shared.usage import UsageStore
-from shared.voices import builtin_voice_ids
+from shared.voices import builtin_voice_ids, engine_languages, voice_languages
+
+
+@dataclass(frozen=True)
+class EngineLanguages:
+    """What the configured engine speaks: its languages (base codes) and the one language of each voice
+    bound to one (`shared.voices`)."""
+
+    spoken: list[str]
+    voices: dict[str, str] = field(default_factory=dict)
 
 
 def parse_json_body(raw: bytes, content_type: str | None) -> Any:
@@ -31,7 +42,11 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
     return json_body.loads(text)
 
 
-def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> JobCreate:
+def validate_job(
+    payload: Any, settings: Settings, known_voices: set[str], languages: EngineLanguages | None = None
+) -> JobCreate:
+    """The job, or the 4xx of its first fault; with `languages`, a named language the engine cannot speak
+    (or the input's voice does not) is 422 `unsupported_language` (`voice_language_mismatch`)."""
     if isinstance(payload, dict) and "lexicon_snapshot" in payload:
         raise ApiError(422, "invalid_request", "lexicon_snapshot: unknown field", "lexicon_snapshot")
     spec = validate_body(JobCreate, payload)
@@ -58,10 +73,15 @@ def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> Jo
             400, "unknown_speaker",
             f"Input {index} names the speaker {speaker!r}, who has no voice in `voices`.", f"inputs.{index}",
         )  # fmt: skip
+    if languages is not None:
+        try:
+            check_languages(spec, languages.spoken, languages.voices)
+        except LanguageRefused as exc:
+            raise ApiError(422, exc.code, str(exc), exc.field) from exc
     if spec.webhook_url is not None:
         check_webhook_url(spec.webhook_url, settings, "webhook_url")
     for index, item in enumerate(spec.inputs):
-        if item.text_format is TextFormat.SSML:
+        if item.text_format is TextFormat.SSML and item.text is not None:
             check_ssml(item.text, f"inputs.{index}.text")
     return spec
 
@@ -85,6 +105,16 @@ def take_lexicon_snapshot(lexicons: LexiconStore, tenant: str, spec: JobCreate) 
         index = spec.lexicons.index(missing)
         raise ApiError(404, "lexicon_not_found", f"No lexicon {missing!r}.", f"lexicons.{index}")
     return spec.model_copy(update={"lexicon_snapshot": entries})
+
+
+def engine_speaks(services: Services) -> EngineLanguages:
+    """The languages of the workers' published engine, else of the configured engine's catalogue."""
+    published = services.jobs.engine_info()
+    engine = services.settings.engine
+    return EngineLanguages(
+        engine_languages(engine, published, model=services.settings.kanitts2_model),
+        voice_languages(engine, published),
+    )
 
 
 def check_webhook_url(url: str, settings: Settings, field: str) -> None:

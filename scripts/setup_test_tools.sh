@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the tests drive: chromium and chromium-driver (the web page, tests/web/) and prometheus
-# (its promtool checks the alert rules, tests/deploy/). Installs only what is missing; a no-op afterwards.
+# Debian packages the tests drive: chromium and chromium-driver (the web page, tests/web/), prometheus
+# (its promtool checks the alert rules, tests/deploy/) and espeak-ng (the preview engine's Spanish voice,
+# tests/worker/test_languages.py). Installs only what is missing; a no-op afterwards.
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 SUDO=()

@@ -77,7 +77,11 @@ def estimate_job(
         for mark in PAUSE_MARKER.finditer(text):
             value = float(mark.group(1))
             inline += min(MAX_INLINE_PAUSE_MS, value if (mark.group(2) or "s").lower() == "ms" else value * 1000) / 1000
-        spoken = len(normalize(PAUSE_MARKER.sub(" ", text), lexicon=spec.pronunciation()).text)
+        spoken = len(
+            normalize(
+                PAUSE_MARKER.sub(" ", text), item.language or spec.language or "en", lexicon=spec.pronunciation()
+            ).text
+        )
         spoken_total += spoken
         paragraphs = [p for p in _PARAGRAPH.split(text.strip()) if p.strip()] or [text]
         # Pauses fall between chunks (a chunk's sentences are spoken in one go): a paragraph longer than

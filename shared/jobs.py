@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, overload
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,7 @@ from pydantic.json_schema import SkipJsonSchema
 from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.audio.presets import MasteringPreset, MasteringTargets, preset_targets, with_overrides
 from shared.text.dialogue import SPEAKER_PATTERN, Turn, parse_speaker_tags
+from shared.text.languages import canonical_tag
 from shared.text.lexicon import MAX_JOB_LEXICONS, MAX_LEXICON_ENTRIES, LexiconEntry, check_unique
 from shared.text.normalize import is_speakable
 from shared.text.ssml import TextFormat
@@ -63,6 +65,21 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer every JSON reader (JavaScript's included) keeps exact."""
 
 VoiceName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+LANGUAGE_TAG_PATTERN = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$"
+LanguageTag = Annotated[
+    str, StringConstraints(min_length=2, max_length=35, pattern=LANGUAGE_TAG_PATTERN), AfterValidator(canonical_tag)
+]
+"""A BCP-47 language tag (`es`, `es-MX`, `en-GB`), kept in its usual case."""
+_LANGUAGE_TAG = re.compile(LANGUAGE_TAG_PATTERN.removesuffix("$") + r"\Z")
+
+
+def _language_tag_in_words(value: Any) -> Any:
+    """Before the pattern constraint, so that the message says the rule in words."""
+    if isinstance(value, str) and not _LANGUAGE_TAG.match(value):
+        raise ValueError("language must be a BCP-47 tag such as es, es-MX or en-GB")
+    return value
+
+
 MetadataKey = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=METADATA_KEY_PATTERN)
 ]
@@ -294,6 +311,9 @@ class JobInput(_Strict):
     speed: float | None = Field(
         None, ge=MIN_SPEED, le=MAX_SPEED, description="Speaking rate (1.0 as generated), pitch kept, before any fit."
     )
+    language: LanguageTag | None = Field(
+        None, description="BCP-47 language of this input (`es`, `es-MX`); defaults to the job's, else detected."
+    )
     title: str | None = Field(
         None,
         min_length=1,
@@ -308,6 +328,8 @@ class JobInput(_Strict):
         if value is not None and (not value.strip() or has_control_characters(value, line_breaks_allowed=False)):
             raise ValueError("title must be one line of text (no control characters or line breaks)")
         return value
+
+    _language_in_words = field_validator("language", mode="before")(_language_tag_in_words)
 
     @field_validator("id", mode="before")
     @classmethod
@@ -371,6 +393,11 @@ class JobCreate(_Strict):
 
     inputs: Annotated[list[JobInput], Field(min_length=1)]
     voice: VoiceName | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
+    language: LanguageTag | None = Field(
+        None,
+        description="BCP-47 language of the inputs (`en`, `es`, `es-MX`); an input's own wins. Unset: each input's "
+        "voice's language, else detected in its text among the engine's languages.",
+    )
     format: AudioFormat = Field(AudioFormat.MP3, description="m4b is AAC in MP4 with chapter marks.")
     sample_rate: int | None = Field(
         None, ge=8000, le=48000, description="Output sample rate in Hz; default: the engine's own."
@@ -450,6 +477,8 @@ class JobCreate(_Strict):
     def _unique_entries(cls, value: list[LexiconEntry]) -> list[LexiconEntry]:
         check_unique(value)
         return value
+
+    _language_in_words = field_validator("language", mode="before")(_language_tag_in_words)
 
     @field_validator("webhook_url")
     @classmethod
@@ -708,6 +737,10 @@ class InputView(BaseModel):
     id: str
     chars: int
     voice: str | None = None
+    language: str | None = Field(
+        None, description="The language it is spoken in: named at submission, or set when the job is planned."
+    )
+    language_detected: bool = Field(False, description="Whether `language` was detected in the text.")
     result: FileResult | None = None
     fit: LineFit | None = Field(
         default=None, description="A timed line's fit (`target_seconds`, `max_seconds`, `speed`)."
@@ -723,6 +756,7 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     voice: str | None
+    language: str | None = None
     format: AudioFormat
     sample_rate: int | None
     concatenate: bool

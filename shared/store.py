@@ -86,6 +86,13 @@ if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return {'ok', status}
 """
 
+# The record's per-input summaries, replaced only while the record exists (a deleted job stays deleted).
+_SET_INPUTS = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], 'inputs', ARGV[1])
+return 1
+"""
+
 _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
     "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings", "priority",
@@ -130,6 +137,7 @@ class JobStore:
         # The scripts that change a job's status carry the status index helper.
         self._transition = self._redis.register_script(_STATUS_INDEX_LUA + _TRANSITION)
         self._backfill_status_index = self._redis.register_script(_BACKFILL_STATUS_INDEX)
+        self._set_inputs = self._redis.register_script(_SET_INPUTS)
         self._units: UnitStore | None = None
 
     def attach_units(self, units: UnitStore) -> None:
@@ -177,6 +185,7 @@ class JobStore:
         now = utcnow()
         summary = {
             "voice": spec.voice,
+            "language": spec.language,
             "format": spec.format,
             "sample_rate": spec.sample_rate,
             "concatenate": spec.concatenate,
@@ -184,7 +193,12 @@ class JobStore:
             "webhook_url": spec.webhook_url,
         }
         inputs = [
-            {"id": input_id, "chars": len(item.spoken_text), "voice": item.voice}
+            {
+                "id": input_id,
+                "chars": len(item.spoken_text),
+                "voice": item.voice,
+                "language": item.language or spec.language,
+            }
             for input_id, item in zip(spec.input_ids(), spec.inputs, strict=True)
         ]
         pipe = self._redis.pipeline()
@@ -275,6 +289,18 @@ class JobStore:
         raw = self._redis.hget(self._job(job_id), "status")
         return JobStatus(raw.decode()) if raw else None
 
+    def set_input_languages(self, job_id: str, languages: list[tuple[str, bool]]) -> bool:
+        """Record the language each input is spoken in (`(tag, detected)`, in input order), as the plan
+        resolved it; False when the job no longer exists. Planning is deterministic, so a repeat writes
+        the same."""
+        raw = self._redis.hget(self._job(job_id), "inputs")
+        if raw is None:
+            return False
+        inputs = json.loads(raw)
+        for item, (language, detected) in zip(inputs, languages, strict=True):
+            item["language"], item["language_detected"] = language, detected
+        return bool(self._set_inputs(keys=[self._job(job_id)], args=[json.dumps(inputs)]))
+
     def spec(self, job_id: str) -> JobCreate | None:
         raw = self._redis.hget(self._job(job_id), "spec")
         return JobCreate.model_validate_json(raw) if raw else None
@@ -304,6 +330,7 @@ class JobStore:
             started_at=to_datetime(float(raw["started_at"])) if raw["started_at"] else None,
             finished_at=to_datetime(float(raw["finished_at"])) if raw["finished_at"] else None,
             voice=summary.get("voice"),
+            language=summary.get("language"),
             format=summary.get("format", "mp3"),
             sample_rate=summary.get("sample_rate"),
             concatenate=summary.get("concatenate", True),

@@ -91,8 +91,14 @@ class VoiceList(BaseModel):
     engine: str
     can_clone: bool
     data: list[VoiceView]
-    builtin: list[BuiltinVoice] = Field(..., description="Built-in voices and language/accent tags.")
-    languages: list[str]
+    builtin: list[BuiltinVoice] = Field(
+        ...,
+        description="Built-in voices and language/accent tags; a voice's `language` is the one it speaks "
+        "(empty: every language of the engine).",
+    )
+    languages: list[str] = Field(
+        ..., description="The languages the engine speaks (a job naming another is refused), its default first."
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:

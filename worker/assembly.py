@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -350,11 +350,17 @@ def upload_manifest(
     results: dict[str, StoredFile],
     default_voice: str,
     fits: dict[str, LineFit] | None = None,
+    spoken: Sequence[Sequence[str] | None] | None = None,
 ) -> StoredObject:
     """A batch of separate files also gets a manifest listing them (what a game studio imports): per line
-    its file, checksum, voice and a digest of its text, so a client can check a download and tell which
-    lines changed since an earlier batch."""
+    its file, checksum, voice, language and a digest of its text, so a client can check a download and
+    tell which lines changed since an earlier batch. `spoken[i]`: input i's (voice, language) as planned."""
     texts = dict(zip(spec.input_ids(), spec.inputs, strict=True))
+    planned = {
+        input_id: (item.voice or spec.voice or default_voice, item.language or spec.language)
+        for input_id, item in texts.items()
+    }
+    planned.update({input_id: (pair[0], pair[1]) for input_id, pair in zip(texts, spoken or [], strict=False) if pair})
     files = [
         {
             "id": input_id,
@@ -364,7 +370,8 @@ def upload_manifest(
             "duration_seconds": result.duration_seconds,
             "bytes": result.bytes,
             "sha256": result.sha256,
-            "voice": texts[input_id].voice or spec.voice or default_voice,
+            "voice": planned[input_id][0],
+            "language": planned[input_id][1],
             "text_sha256": hashlib.sha256(texts[input_id].spoken_text.encode()).hexdigest(),
             "status": "succeeded",
         }

@@ -11,6 +11,7 @@ import logging
 import time
 
 from shared import metrics
+from shared.input_languages import resolve_languages
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
 from worker.outcomes import Stopped
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     """Plan the job and make its speak units ready; returns how many. Raises `Stopped` when the job is
-    no longer running, `VoiceUnavailable` for a voice it cannot use."""
+    no longer running, `VoiceUnavailable` for a voice it cannot use, `LanguageRefused` for a language
+    the engine cannot speak. Records the language of each input in the job (detected where unnamed)."""
     spec = rt.jobs.spec(claim.job_id)
     if spec is None:
         raise Stopped
@@ -32,6 +34,13 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         metrics.QUEUE_WAIT.observe(max(0.0, view.started_at.timestamp() - view.created_at.timestamp()))
     settings, engine = rt.settings, rt.engine
     cloned = load_job_voices(spec, claim.tenant, rt)
+    detection = time.perf_counter()
+    # Raises LanguageRefused when the engine changed since submission and cannot speak a named language.
+    languages = resolve_languages(
+        spec, engine.languages(), {voice.id: voice.language for voice in engine.voices() if voice.language}
+    )
+    detection = time.perf_counter() - detection
+    rt.jobs.set_input_languages(claim.job_id, [(item.language, item.detected) for item in languages])
     learned = rt.jobs.speech_rate(engine.name, PLAN_LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
     chunking = time.perf_counter()
@@ -42,8 +51,9 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         streams=spec.streams or engine.default_streams,
         voice_default=engine.default_voice(),
         cloned=cloned,
-        language=PLAN_LANGUAGE,
         unit_audio_seconds=settings.unit_audio_seconds,
+        languages=[item.language for item in languages],
+        voice_for=engine.default_voice,
     )
     chunking = time.perf_counter() - chunking
     # A job with nothing speakable has no speak unit: register_plan makes its assemble unit ready.
@@ -54,7 +64,12 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
             **plan.to_dict(),
             "chars_per_second": rate.chars_per_second,
             "planned_at": time.time(),
-            "timings": {"chunking": round(chunking, 4)},
+            "timings": {"language_detection": round(detection, 4), "chunking": round(chunking, 4)},
+            # Per input: the voice and language it is spoken in (the manifest names them).
+            "spoken": [
+                [item.voice or spec.voice or engine.default_voice(language.language), language.language]
+                for item, language in zip(spec.inputs, languages, strict=True)
+            ],
         },
         units=[chunks_to_json(chunks) for chunks in units],
         chunks_total=len(plan.all()),

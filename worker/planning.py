@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.jobs import JobCreate
 from shared.text.chunking import Boundary, Chunk, chunk_text, split_streams
+from shared.text.languages import base_code
 from worker.engines.base import ChunkRequest, Sampling
 
 if TYPE_CHECKING:
     from worker.voice_embeddings import ClonedVoice
 
 PLAN_LANGUAGE = "en"
-"""Text rules and speech-rate key; English until jobs carry a language."""
+"""The speech-rate key (one learned rate per engine for now, whatever the language)."""
 
 
 @dataclass(frozen=True)
@@ -154,21 +156,26 @@ def build_plan(
     cloned: dict[str, ClonedVoice] | None = None,
     language: str = "en",
     unit_audio_seconds: float | None = None,
+    languages: Sequence[str] | None = None,
+    voice_for: Callable[[str], str] | None = None,
 ) -> Plan:
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
     estimated audio (a stream is a unit of work: a book spreads over many workers). Every input gets
     streams of its own (inputs never share context); a dialogue gets one per speaker, in that
-    speaker's voice from the job's `voices`, and a timed line exactly one. Chunks in a cloned voice
-    carry its embedding and, when it has one, its language tag."""
+    speaker's voice from the job's `voices`, and a timed line exactly one. Each input is spoken in its
+    language (`languages`, else `language`). Chunks in a cloned voice carry its embedding and, when it
+    has one of the input's language, its language tag."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     lexicon = spec.pronunciation()
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
 
-    def request_for(input_index: int, chunk: Chunk, stream: int, seq: int, voice: str) -> ChunkRequest:
+    def request_for(input_index: int, chunk: Chunk, stream: int, seq: int, voice: str, spoken: str) -> ChunkRequest:
         clone = cloned.get(voice)
+        # A cloned voice's own tag when it is of the input's language (its accent), else the language.
+        tag = clone.language if clone and clone.language and base_code(clone.language) == base_code(spoken) else None
         return ChunkRequest(
             key=chunk_key(input_index, chunk.index),
             text=chunk.text,
@@ -176,14 +183,15 @@ def build_plan(
             seq=seq,
             voice=voice,
             speaker_embedding=clone.embedding if clone else None,
-            language=clone.language if clone and clone.language else language,
+            language=tag or spoken,
             sampling=sampling,
             last_sentence=chunk.last_sentence,
             expected_seconds=chunk.est_seconds,
         )
 
     for input_index, item in enumerate(spec.inputs):
-        voice = item.voice or spec.voice or voice_default
+        spoken = languages[input_index] if languages is not None else language
+        voice = item.voice or spec.voice or (voice_for(spoken) if voice_for else voice_default)
         turns = item.turns(tags=bool(spec.voices))
         planned: list[PlannedChunk] = []
         if any(turn.speaker is not None for turn in turns):
@@ -197,7 +205,7 @@ def build_plan(
                     turn.text,
                     budget_seconds=budget_seconds,
                     chars_per_second=chars_per_second,
-                    language=language,
+                    language=spoken,
                     lexicon=lexicon,
                 )
                 for number, chunk in enumerate(chunks):
@@ -208,13 +216,13 @@ def build_plan(
                         chunk = replace(chunk, boundary=Boundary.TURN)
                     seq = seqs.get(stream, 0)
                     seqs[stream] = seq + 1
-                    request = request_for(input_index, chunk, stream, seq, turn_voice)
+                    request = request_for(input_index, chunk, stream, seq, turn_voice, spoken)
                     planned.append(PlannedChunk(input_index, chunk, request, turn.speaker))
             next_stream += len(own_streams)
             planned_inputs.append(planned)
             continue
         chunks = chunk_text(
-            item.spoken_text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language,
+            item.spoken_text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=spoken,
             lexicon=lexicon, text_format=item.text_format,
         )  # fmt: skip
         # A timed line is one stream in one unit: it is measured, redrawn and fitted whole.
@@ -222,7 +230,7 @@ def build_plan(
         for stream_chunks in _streams_of(chunks, *split):
             for seq, chunk in enumerate(stream_chunks):
                 planned.append(
-                    PlannedChunk(input_index, chunk, request_for(input_index, chunk, next_stream, seq, voice))
+                    PlannedChunk(input_index, chunk, request_for(input_index, chunk, next_stream, seq, voice, spoken))
                 )
             next_stream += 1
         planned.sort(key=lambda p: p.chunk.index)

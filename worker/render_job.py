@@ -102,6 +102,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             results,
             task.default_voice,
             fits,
+            task.plan.get("spoken"),
         )
     result = StoredResult(file=file_result, inputs=results, manifest=manifest, fits=fits).model_dump(mode="json")
     return result, phases.rounded()

@@ -17,6 +17,7 @@ from shared.services import Services
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 from shared.store import JobStore
+from shared.text.detect import detect_languages
 from shared.units import UnitStore
 from shared.voice_store import VoiceStore
 from worker.engines.base import Engine
@@ -46,8 +47,11 @@ class Runtime:
                 "sample_rate": engine.sample_rate,
                 "can_clone": engine.can_clone,
                 "voices": [vars(voice) for voice in engine.voices()],
+                "languages": engine.languages(),
             }
         )
+        if len(engine.languages()) > 1:  # load the detector's models now, not in a first job's plan
+            detect_languages(["Warm up.", "Preparación."], engine.languages())
         return cls(services, engine)
 
     @property

@@ -14,6 +14,7 @@ import logging
 import threading
 from concurrent.futures.process import BrokenProcessPool
 
+from shared.input_languages import LanguageRefused
 from shared.jobs import JobStatus
 from shared.lease import LeaseKeeper, LeaseLost
 from shared.storage import StorageError, StorageUnavailable
@@ -92,7 +93,7 @@ def run_unit(claim: UnitClaim, rt: Runtime) -> str:
     except StorageError as exc:
         log.exception("job %s: storage refused an operation", claim.job_id)
         return _fail(rt, claim, "storage_error", str(exc))
-    except VoiceUnavailable as exc:
+    except (VoiceUnavailable, LanguageRefused) as exc:
         return _fail(rt, claim, exc.code, str(exc))
     except EngineError as exc:
         return _fail(rt, claim, "synthesis_failed", str(exc))

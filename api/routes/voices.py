@@ -21,7 +21,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.context import link_base_url, services
 from api.errors import ApiError, validate_body
-from api.submission import parse_json_body
+from api.submission import engine_speaks, parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
 from shared.downloads import mint_voice_view
 from shared.jobs import has_control_characters
@@ -223,7 +223,7 @@ def list_voices() -> ResponseReturnValue:
         can_clone=engine.can_clone,
         data=[],
         builtin=[BuiltinVoice(**voice) for voice in engine.voices],
-        languages=sorted({voice["language"] for voice in engine.voices if voice.get("language")}),
+        languages=engine_speaks(services()).spoken,
     ).model_dump(mode="json")
     body["data"] = [_view_json(record) for record in services().voices.list(g.tenant)]
     return jsonify(body)

@@ -15,7 +15,7 @@ from pysbd.languages import LANGUAGE_CODES
 
 from shared.text.offsets import MappedText
 
-_BUILTIN_MODULES = {"en": "shared.text.lang_en"}
+_BUILTIN_MODULES = {"en": "shared.text.lang_en", "es": "shared.text.lang_es"}
 _REGISTRY: dict[str, LanguageRules] = {}
 
 
@@ -34,6 +34,20 @@ class LanguageRules:
 
 def base_code(language: str) -> str:
     return language.strip().replace("_", "-").split("-")[0].lower() or "en"
+
+
+def canonical_tag(language: str) -> str:
+    """A BCP-47 tag in its usual case: 'ES-mx' -> 'es-MX', 'zh-hant-tw' -> 'zh-Hant-TW', 'en_gb' -> 'en-GB'."""
+    parts = language.strip().replace("_", "-").split("-")
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if (len(part) == 2 and part.isalpha()) or (len(part) == 3 and part.isdigit()):
+            out.append(part.upper())  # region
+        elif len(part) == 4 and part.isalpha():
+            out.append(part.title())  # script
+        else:
+            out.append(part.lower())
+    return "-".join(out)
 
 
 def register(rules: LanguageRules) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from shared.jobs import SamplingOptions
+from shared.text.languages import base_code
 
 _JOB_SAMPLING = SamplingOptions()
 
@@ -48,6 +49,7 @@ class VoiceInfo:
     id: str
     description: str
     language: str
+    """The one language it speaks (a base code, `en`); empty: every language of the engine."""
 
 
 @dataclass(frozen=True)
@@ -289,8 +291,19 @@ class Engine(ABC):
                 driver = vars(self).setdefault("_generate_driver", _Driver())
         return driver
 
-    def default_voice(self) -> str:
-        return self.voices()[0].id
+    def languages(self) -> list[str]:
+        """The languages (base codes) the engine can speak, its default first: those of its voices."""
+        return list(dict.fromkeys(voice.language for voice in self.voices() if voice.language))
+
+    def default_voice(self, language: str | None = None) -> str:
+        """The voice an input without one is spoken in: the first voice that speaks `language`."""
+        voices = self.voices()
+        if language:
+            base = base_code(language)
+            for voice in voices:
+                if voice.language in (base, ""):
+                    return voice.id
+        return voices[0].id
 
     @property
     def device(self) -> str:

@@ -48,6 +48,7 @@ class IdleReleasingEngine(Engine):
             self.can_clone = engine.can_clone
             self.default_streams = engine.default_streams
             self._voices = list(engine.voices())
+            self._languages = list(engine.languages())
             self._device = str(engine.device)
             self._arm()
 
@@ -63,6 +64,9 @@ class IdleReleasingEngine(Engine):
 
     def voices(self) -> list[VoiceInfo]:
         return list(self._voices)
+
+    def languages(self) -> list[str]:
+        return list(self._languages)
 
     def generate(
         self,

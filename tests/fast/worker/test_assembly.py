@@ -133,27 +133,29 @@ def test_an_uploaded_file_is_described_by_its_result_with_subtitles_beside_it(tm
     assert set(phases.seconds) == {"encoding", "upload"}
 
 
-def test_the_manifest_lists_each_separate_file_with_its_checksum_voice_and_text_digest(tmp_path):
+def test_the_manifest_lists_each_separate_file_with_its_checksum_voice_language_and_text_digest(tmp_path):
     storage = LocalStorage(str(tmp_path))
     separate = SPEC.model_copy(update={"concatenate": False})
     results = {}
     for output in outputs_for("job_1", separate):
         rendered = render(output)
         results[output.name] = upload_file(storage, "r/", output, rendered, AudioFormat.WAV, {}, Phases())
-    stored = assembly.upload_manifest(storage, "r/manifest.json", "job_1", separate, results, "fake")
+    spoken = [["fake", "en"], ["fake_es", "es-MX"]]  # as the plan unit resolved them
+    stored = assembly.upload_manifest(storage, "r/manifest.json", "job_1", separate, results, "fake", spoken=spoken)
     data = storage.get_bytes("r/manifest.json")
     assert (stored.key, stored.bytes, stored.sha256) == ("r/manifest.json", len(data), hashlib.sha256(data).hexdigest())
     manifest = json.loads(data)
     assert manifest["job_id"] == "job_1"
     assert [entry["id"] for entry in manifest["files"]] == ["one", "two"]
-    for entry, item in zip(manifest["files"], separate.inputs, strict=True):
+    for entry, item, (voice, language) in zip(manifest["files"], separate.inputs, spoken, strict=True):
         assert set(entry) == {
-            "id", "file", "key", "format", "duration_seconds", "bytes", "sha256", "voice", "text_sha256", "status",
+            "id", "file", "key", "format", "duration_seconds", "bytes", "sha256", "voice", "language", "text_sha256",
+            "status",
         }  # fmt: skip
         assert (entry["file"], entry["key"], entry["format"]) == (f"{entry['id']}.wav", f"r/{entry['id']}.wav", "wav")
         assert entry["sha256"] == hashlib.sha256(storage.get_bytes(entry["key"])).hexdigest()
         assert entry["bytes"] == len(storage.get_bytes(entry["key"])) and entry["status"] == "succeeded"
-        assert entry["voice"] == (item.voice or separate.voice or "fake")
+        assert (entry["voice"], entry["language"]) == (voice, language)
         assert entry["text_sha256"] == hashlib.sha256(item.text.encode()).hexdigest()
 
 

@@ -164,14 +164,18 @@ class KaniTTS2Engine(Engine):
 
     def voices(self) -> list[VoiceInfo]:
         tags = self.spec.language_tags
+        # The model's own voice speaks every language it has a tag for: the tag follows the input's language.
         default = VoiceInfo(
-            id=DEFAULT_VOICE,
-            description="The model's own voice" + (f" with tag {tags[0]}" if tags else ""),
-            language=tags[0].split("_")[0] if tags else "",
+            id=DEFAULT_VOICE, description="The model's own voice, in the language of each input", language=""
         )
         return [default] + [
             VoiceInfo(id=tag, description=f"Language/accent tag {tag}", language=tag.split("_")[0]) for tag in tags
         ]
+
+    def languages(self) -> list[str]:
+        """The languages of the checkpoint's tags (`kani-tts-2-pt`: English and Spanish among them); a model
+        without tags is taken for English."""
+        return list(dict.fromkeys(tag.split("_")[0] for tag in self.spec.language_tags)) or ["en"]
 
     def gpu_memory(self) -> tuple[int, int] | None:
         """(allocated, peak) bytes on the engine's GPU, None on CPU."""
@@ -189,7 +193,8 @@ class KaniTTS2Engine(Engine):
         return int(torch.cuda.get_device_properties(self.device).total_memory)
 
     def language_tag(self, request: ChunkRequest) -> str | None:
-        """The `<tag>:` of the prompt: a tag named as voice, else one matching the language, else the first."""
+        """The `<tag>:` of the prompt: a tag named as voice, else the tag of the language (`es-MX` -> `es_mx`,
+        else the first `es_*`), else the first."""
         tags = self.spec.language_tags
         if not tags:
             return None
@@ -199,9 +204,11 @@ class KaniTTS2Engine(Engine):
         if voice not in ("", DEFAULT_VOICE) and request.speaker_embedding is None:
             raise EngineError(f"unknown voice {request.voice!r}; this model offers {', '.join(tags)}")
         language = (request.language or "").lower().replace("-", "_")
-        for tag in tags:
-            if language and (tag == language or tag.startswith(language + "_")):
-                return tag
+        base = language.split("_")[0]
+        for wanted in (language, base):
+            for tag in tags:
+                if wanted and (tag == wanted or tag.startswith(wanted + "_")):
+                    return tag
         return tags[0]
 
     def speaker(self, request: ChunkRequest) -> np.ndarray | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -132,6 +135,30 @@ def test_cloning_and_voice_checks(tiny_engine) -> None:
     assert tiny_engine.language_tag(ChunkRequest(key="x", text="Hi.", language="en")) == "en_us"
     in_british = ChunkRequest(key="x", text="Hi.", voice="voice_x", speaker_embedding=vec, language="en_gb")
     assert tiny_engine.language_tag(in_british) == "en_gb"  # a cloned voice's own tag
+
+
+def test_the_language_tag_follows_the_input_language(tiny_engine) -> None:
+    """A multilingual checkpoint (kani-tts-2-pt: English and Spanish): the tag of each input's language,
+    its region's when the model has one; the model's own voice speaks all of them."""
+    multilingual = copy.copy(tiny_engine)
+    multilingual.spec = dataclasses.replace(tiny_engine.spec, language_tags=("en_us", "es_es", "es_mx"))
+    assert multilingual.languages() == ["en", "es"]
+    assert multilingual.default_voice("es-MX") == multilingual.default_voice("en") == "default"
+
+    def tag(language: str) -> str | None:
+        return multilingual.language_tag(ChunkRequest(key="x", text="Hola.", language=language))
+
+    assert (tag("es"), tag("es-MX"), tag("es-AR"), tag("en-GB"), tag("en")) == (
+        "es_es",
+        "es_mx",
+        "es_es",
+        "en_us",
+        "en_us",
+    )
+    assert (
+        tiny_engine.languages() == ["en"]
+        and tiny_engine.language_tag(ChunkRequest(key="x", text="Hi.", language="en-GB")) == "en_gb"
+    )
 
 
 def test_next_chunk_prompt_holds_previous_sentence_and_its_frames(full_run, tiny_engine) -> None:
