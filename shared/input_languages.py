@@ -91,7 +91,7 @@ def resolve_languages(
     if undecided:
         fallback = base_code(spoken[0]) if spoken else "en"
         several = len({base_code(code) for code in spoken}) > 1
-        found = detect_languages([spec.inputs[i].text for i in undecided], spoken) if several else []
+        found = detect_languages([spec.inputs[i].spoken_text for i in undecided], spoken) if several else []
         for position, index in enumerate(undecided):
             guess = found[position] if several else None
             resolved[index] = InputLanguage(guess or fallback, detected=guess is not None)

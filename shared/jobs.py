@@ -271,6 +271,17 @@ class LineFit(BaseModel):
 
 
 class JobInput(_Strict):
+    # What the validators below enforce, said in the schema too (clients and the fuzzer read it): exactly
+    # one of `text` and `segments`, and at most one of `target_seconds` and `max_seconds`.
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=False,
+        json_schema_extra={
+            "oneOf": [{"required": ["text"]}, {"required": ["segments"]}],
+            "not": {"required": ["target_seconds", "max_seconds"]},
+        },
+    )
+
     id: str | None = Field(
         None,
         min_length=1,
