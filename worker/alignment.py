@@ -1,0 +1,177 @@
+"""Forced alignment of a chunk's audio to its spoken text: word and phone times (pocketsphinx).
+
+PocketSphinx ships an English acoustic model and the CMU dictionary and aligns a known text to audio
+(`Decoder.set_align_text`, then a second pass with `set_alignment` for phone-level times), on the CPU,
+with no download. It runs in the assembly process (`worker.render_job`), never on the generation path.
+A word the dictionary lacks gets a letter-by-letter pronunciation so the alignment still covers it.
+Where the aligner fails (no pocketsphinx, audio too short, no path through the text) the chunk gets
+today's estimate instead: word times in proportion to their letters over the chunk's voiced stretch,
+and `method` says `estimated`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from shared.audio.resample import resample
+from shared.audio.visemes import Timed
+
+log = logging.getLogger(__name__)
+
+ALIGN_RATE = 16000
+FRAME_SECONDS = 0.01
+"""PocketSphinx's frames are 10 ms."""
+
+WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)*")
+
+# Crude letter-to-phone rules for words outside the dictionary: only their length matters much.
+_LETTER_PHONES = {
+    "a": "AE", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH",
+    "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P", "q": "K", "r": "R",
+    "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S", "y": "Y", "z": "Z",
+}  # fmt: skip
+
+
+class Method(StrEnum):
+    """How a chunk's word times were found."""
+
+    ALIGNED = "aligned"
+    ESTIMATED = "estimated"
+
+
+@dataclass(frozen=True)
+class SpokenWord:
+    """A word of a chunk's spoken text, times in seconds from the start of the chunk's audio."""
+
+    text: str
+    char_start: int
+    char_end: int
+    """``[char_start, char_end)`` in the chunk's spoken text."""
+    start: float
+    end: float
+    phones: tuple[Timed, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChunkAlignment:
+    words: list[SpokenWord]
+    method: Method
+    silences: tuple[Timed, ...] = ()
+    """Pauses the aligner found between words (phone-level lip-sync shows them as `sil`)."""
+
+
+def spoken_words(text: str) -> list[tuple[int, int]]:
+    """Spans of the words in a spoken text (letters and digits, with inner apostrophes)."""
+    return [m.span() for m in WORD.finditer(text)]
+
+
+class Aligner:
+    """One pocketsphinx decoder per process, built on first use (its model loads in about a second)."""
+
+    def __init__(self) -> None:
+        self._decoder: Any = None
+        self._unavailable = False
+
+    def _get_decoder(self) -> Any:
+        if self._decoder is None and not self._unavailable:
+            try:
+                from pocketsphinx import Decoder
+            except ImportError:
+                log.warning("pocketsphinx is not installed: word times are estimated")
+                self._unavailable = True
+                return None
+            self._decoder = Decoder(samprate=ALIGN_RATE, bestpath=False, loglevel="FATAL")
+        return self._decoder
+
+    def align(self, audio: np.ndarray, sample_rate: int, text: str) -> ChunkAlignment:
+        """Word (and phone) times of `text` in `audio`; the estimate where alignment fails."""
+        spans = spoken_words(text)
+        if not spans:
+            return ChunkAlignment([], Method.ESTIMATED)
+        decoder = self._get_decoder()
+        if decoder is not None:
+            try:
+                words = self._forced(decoder, audio, sample_rate, text, spans)
+                if words is not None:
+                    return words
+            except Exception as exc:  # the C decoder's failures come as RuntimeError or ValueError
+                log.warning("alignment failed (%s): word times estimated", exc)
+        return estimate(audio, sample_rate, text)
+
+    def _forced(
+        self, decoder: Any, audio: np.ndarray, sample_rate: int, text: str, spans: list[tuple[int, int]]
+    ) -> ChunkAlignment | None:
+        tokens = [text[a:b].lower().replace("\u2019", "'") for a, b in spans]
+        for token in dict.fromkeys(tokens):
+            if decoder.lookup_word(token) is None:
+                decoder.add_word(token, _letter_phones(token), True)
+        pcm = resample(np.asarray(audio, np.float32), sample_rate, ALIGN_RATE) if sample_rate != ALIGN_RATE else audio
+        raw = (np.clip(pcm, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        if len(raw) < 2 * ALIGN_RATE // 10:
+            return None
+        decoder.set_align_text(" ".join(tokens))
+        for _ in range(2):  # the word pass, then the phone pass over its segmentation
+            decoder.start_utt()
+            decoder.process_raw(raw, full_utt=True)
+            decoder.end_utt()
+            if _ == 0:
+                decoder.set_alignment()
+        alignment = decoder.get_alignment()
+        if alignment is None:
+            return None
+        words: list[SpokenWord] = []
+        silences: list[Timed] = []
+        for entry in alignment:
+            start = entry.start * FRAME_SECONDS
+            end = (entry.start + entry.duration) * FRAME_SECONDS
+            if entry.name.startswith("<") or entry.name.startswith("["):  # <sil>, <s>, </s>
+                if end > start:
+                    silences.append(Timed("SIL", start, end))
+                continue
+            index = len(words)
+            if index >= len(spans):
+                return None
+            phones = tuple(
+                Timed(p.name, p.start * FRAME_SECONDS, (p.start + p.duration) * FRAME_SECONDS) for p in entry
+            )
+            a, b = spans[index]
+            words.append(SpokenWord(text[a:b], a, b, start, end, phones))
+        if len(words) != len(spans):
+            return None
+        return ChunkAlignment(words, Method.ALIGNED, tuple(silences))
+
+
+def _letter_phones(token: str) -> str:
+    phones = [_LETTER_PHONES[ch] for ch in token if ch in _LETTER_PHONES]
+    return " ".join(phones) or "AH"
+
+
+def estimate(audio: np.ndarray, sample_rate: int, text: str) -> ChunkAlignment:
+    """Word times in proportion to their letters over the chunk's voiced stretch (no phones)."""
+    spans = spoken_words(text)
+    if not spans:
+        return ChunkAlignment([], Method.ESTIMATED)
+    first, last = _voiced(audio, sample_rate)
+    weights = np.array([max(1, b - a) for a, b in spans], dtype=np.float64)
+    edges = first + (last - first) * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+    words = [SpokenWord(text[a:b], a, b, float(edges[i]), float(edges[i + 1])) for i, (a, b) in enumerate(spans)]
+    return ChunkAlignment(words, Method.ESTIMATED)
+
+
+def _voiced(audio: np.ndarray, sample_rate: int, threshold_db: float = -40.0) -> tuple[float, float]:
+    """First and last second of the audio above `threshold_db` of its peak (the whole chunk if none)."""
+    duration = len(audio) / sample_rate if sample_rate else 0.0
+    if len(audio) == 0:
+        return 0.0, duration
+    magnitude = np.abs(np.asarray(audio, np.float32))
+    peak = float(magnitude.max())
+    if peak <= 0:
+        return 0.0, duration
+    loud = np.flatnonzero(magnitude >= peak * 10 ** (threshold_db / 20))
+    return float(loud[0]) / sample_rate, float(loud[-1] + 1) / sample_rate
