@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -144,7 +144,25 @@ class Aligner:
             words.append(SpokenWord(text[a:b], a, b, start, end, phones))
         if len(words) != len(spans):
             return None
-        return ChunkAlignment(words, Method.ALIGNED, tuple(silences))
+        return ChunkAlignment(_clamped(words, *_voiced(audio, sample_rate)), Method.ALIGNED, tuple(silences))
+
+
+def _clamped(words: list[SpokenWord], first: float, last: float) -> list[SpokenWord]:
+    """The aligner lets the first word take the chunk's leading silence (and the last its trailing one):
+    they start and end where the sound does."""
+    head = words[0]
+    if head.start < first < head.end:
+        phones = head.phones
+        if phones:
+            phones = (Timed(phones[0].name, first, max(first, phones[0].end)), *phones[1:])
+        words[0] = replace(head, start=first, phones=phones)
+    tail = words[-1]
+    if tail.start < last < tail.end:
+        phones = tail.phones
+        if phones:
+            phones = (*phones[:-1], Timed(phones[-1].name, min(last, phones[-1].start), last))
+        words[-1] = replace(tail, end=last, phones=phones)
+    return words
 
 
 def _letter_phones(token: str) -> str:

@@ -157,7 +157,11 @@ def _merged(
 def _cues(input_index: int, original: str, words: list[TimedWord], lo: int, hi: int) -> list[Sentence]:
     """One sentence (original characters `[lo, hi)`) as cues: whole when short enough, else cut between
     words, recursively; each piece keeps the punctuation up to the next piece's first word."""
-    text = _SPACES.sub(" ", original[lo:hi]).strip()
+    while lo < hi and original[lo].isspace():
+        lo += 1
+    while hi > lo and original[hi - 1].isspace():
+        hi -= 1
+    text = _SPACES.sub(" ", original[lo:hi])
     seconds = words[-1].end - words[0].start
     if len(words) < 2 or (seconds <= MAX_CUE_SECONDS and len(text) <= MAX_CUE_CHARS):
         return [Sentence(input_index, lo, hi, words[0].start, words[-1].end, text)]
