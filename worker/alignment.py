@@ -154,14 +154,14 @@ def _clamped(words: list[SpokenWord], first: float, last: float) -> list[SpokenW
     if head.start < first < head.end:
         phones = head.phones
         if phones:  # never past its first phone: a breathy onset (HH) may lie under the threshold
-            first = min(first, phones[0].end)
+            first = min(first, phones[0].end - FRAME_SECONDS)
             phones = (Timed(phones[0].name, first, phones[0].end), *phones[1:])
         words[0] = replace(head, start=first, phones=phones)
     tail = words[-1]
     if tail.start < last < tail.end:
         phones = tail.phones
         if phones:
-            last = max(last, phones[-1].start)
+            last = max(last, phones[-1].start + FRAME_SECONDS)
             phones = (*phones[:-1], Timed(phones[-1].name, phones[-1].start, last))
         words[-1] = replace(tail, end=last, phones=phones)
     return words
