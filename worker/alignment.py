@@ -89,15 +89,16 @@ class Aligner:
             self._decoder = Decoder(samprate=ALIGN_RATE, bestpath=False, loglevel="FATAL")
         return self._decoder
 
-    def align(self, audio: np.ndarray, sample_rate: int, text: str) -> ChunkAlignment:
-        """Word (and phone) times of `text` in `audio`; the estimate where alignment fails."""
+    def align(self, audio: np.ndarray, sample_rate: int, text: str, *, phones: bool = True) -> ChunkAlignment:
+        """Word times of `text` in `audio` (and their phones, a second pass that about doubles the cost:
+        lip-sync wants them, cues and read-along do not); the estimate where alignment fails."""
         spans = spoken_words(text)
         if not spans:
             return ChunkAlignment([], Method.ESTIMATED)
         decoder = self._get_decoder()
         if decoder is not None:
             try:
-                words = self._forced(decoder, audio, sample_rate, text, spans)
+                words = self._forced(decoder, audio, sample_rate, text, spans, phones)
                 if words is not None:
                     return words
             except Exception as exc:  # the C decoder's failures come as RuntimeError or ValueError
@@ -105,7 +106,7 @@ class Aligner:
         return estimate(audio, sample_rate, text)
 
     def _forced(
-        self, decoder: Any, audio: np.ndarray, sample_rate: int, text: str, spans: list[tuple[int, int]]
+        self, decoder: Any, audio: np.ndarray, sample_rate: int, text: str, spans: list[tuple[int, int]], phones: bool
     ) -> ChunkAlignment | None:
         tokens = [text[a:b].lower().replace("\u2019", "'") for a, b in spans]
         for token in dict.fromkeys(tokens):
@@ -116,35 +117,40 @@ class Aligner:
         if len(raw) < 2 * ALIGN_RATE // 10:
             return None
         decoder.set_align_text(" ".join(tokens))
-        for _ in range(2):  # the word pass, then the phone pass over its segmentation
+        decoder.start_utt()
+        decoder.process_raw(raw, full_utt=True)
+        decoder.end_utt()
+        if phones:  # the phone pass, over the word pass's segmentation
+            decoder.set_alignment()
             decoder.start_utt()
             decoder.process_raw(raw, full_utt=True)
             decoder.end_utt()
-            if _ == 0:
-                decoder.set_alignment()
-        alignment = decoder.get_alignment()
-        if alignment is None:
-            return None
+            alignment = decoder.get_alignment()
+            if alignment is None:
+                return None
+            entries = [(e.name, e.start, e.start + e.duration, _phones(e)) for e in alignment]
+        else:
+            entries = [(s.word, s.start_frame, s.end_frame + 1, ()) for s in decoder.seg()]
         words: list[SpokenWord] = []
         silences: list[Timed] = []
-        for entry in alignment:
-            start = entry.start * FRAME_SECONDS
-            end = (entry.start + entry.duration) * FRAME_SECONDS
-            if entry.name.startswith("<") or entry.name.startswith("["):  # <sil>, <s>, </s>
+        for name, first, last, timed in entries:
+            start, end = first * FRAME_SECONDS, last * FRAME_SECONDS
+            if name.startswith("<") or name.startswith("["):  # <sil>, <s>, </s>, [NOISE]
                 if end > start:
                     silences.append(Timed("SIL", start, end))
                 continue
             index = len(words)
             if index >= len(spans):
                 return None
-            phones = tuple(
-                Timed(p.name, p.start * FRAME_SECONDS, (p.start + p.duration) * FRAME_SECONDS) for p in entry
-            )
             a, b = spans[index]
-            words.append(SpokenWord(text[a:b], a, b, start, end, phones))
+            words.append(SpokenWord(text[a:b], a, b, start, end, timed))
         if len(words) != len(spans):
             return None
         return ChunkAlignment(_clamped(words, *_voiced(audio, sample_rate)), Method.ALIGNED, tuple(silences))
+
+
+def _phones(entry: Any) -> tuple[Timed, ...]:
+    return tuple(Timed(p.name, p.start * FRAME_SECONDS, (p.start + p.duration) * FRAME_SECONDS) for p in entry)
 
 
 def _clamped(words: list[SpokenWord], first: float, last: float) -> list[SpokenWord]:

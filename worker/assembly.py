@@ -190,7 +190,8 @@ def build_file(
             stitched = stitch(segments, gaps, sample_rate)
         with phases.timed("alignment"):
             alignments = [
-                aligner.align(audio, sample_rate, planned.chunk.text)
+                # Phones (lip-sync in the manifest) only for a batch's line files.
+                aligner.align(audio, sample_rate, planned.chunk.text, phones=output.per_input)
                 if aligner is not None
                 else estimate(audio, sample_rate, planned.chunk.text)
                 for planned, audio in zip(chunks, segments, strict=True)

@@ -82,6 +82,10 @@ def test_word_times_are_within_100_ms_of_the_word_group_references(piper):
     assert statistics.median(errors) < 0.100
     starts = [w.start for w in alignment.words]
     assert starts == sorted(starts) and all(w.end > w.start and w.phones for w in alignment.words)
+    # Without the phone pass (books) the words keep their times.
+    words_only = Aligner().align(np.concatenate(pieces), sr, text, phones=False)
+    assert words_only.method is Method.ALIGNED and not any(w.phones for w in words_only.words)
+    assert [w.start for w in words_only.words] == pytest.approx(starts, abs=0.02)
 
 
 def test_a_chunk_the_aligner_cannot_follow_gets_the_estimate_and_says_so():
