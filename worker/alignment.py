@@ -89,13 +89,16 @@ class Aligner:
             self._decoder = Decoder(samprate=ALIGN_RATE, bestpath=False, loglevel="FATAL")
         return self._decoder
 
-    def align(self, audio: np.ndarray, sample_rate: int, text: str, *, phones: bool = True) -> ChunkAlignment:
+    def align(
+        self, audio: np.ndarray, sample_rate: int, text: str, *, phones: bool = True, language: str = "en"
+    ) -> ChunkAlignment:
         """Word times of `text` in `audio` (and their phones, a second pass that about doubles the cost:
-        lip-sync wants them, cues and read-along do not); the estimate where alignment fails."""
+        lip-sync wants them, cues and read-along do not); the estimate where alignment fails and for a
+        language other than English (the only model pocketsphinx ships)."""
         spans = spoken_words(text)
         if not spans:
             return ChunkAlignment([], Method.ESTIMATED)
-        decoder = self._get_decoder()
+        decoder = self._get_decoder() if re.split("[-_]", language)[0].lower() == "en" else None
         if decoder is not None:
             try:
                 words = self._forced(decoder, audio, sample_rate, text, spans, phones)

@@ -191,7 +191,13 @@ def build_file(
         with phases.timed("alignment"):
             alignments = [
                 # Phones (lip-sync in the manifest) only for a batch's line files.
-                aligner.align(audio, sample_rate, planned.chunk.text, phones=output.per_input)
+                aligner.align(
+                    audio,
+                    sample_rate,
+                    planned.chunk.text,
+                    phones=output.per_input,
+                    language=planned.request.language or PLAN_LANGUAGE,
+                )
                 if aligner is not None
                 else estimate(audio, sample_rate, planned.chunk.text)
                 for planned, audio in zip(chunks, segments, strict=True)
