@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive: chromium and chromium-driver (the web page, tests/web/) and prometheus
-# (its promtool checks the alert rules, tests/deploy/). Installs only what is missing; a no-op afterwards.
+# (its promtool checks the alert rules, tests/deploy/) and a Java runtime (EPUBCheck validates the read-along
+# books, tests/worker/test_alignment.py). Installs only what is missing; a no-op afterwards.
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v java >/dev/null || missing+=(default-jre-headless)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 SUDO=()

