@@ -213,6 +213,12 @@ class Book(_Strict):
         description="Also deliver one file per chapter (input) in this format, beside the whole book in "
         "`format` (e.g. m4b with mp3 chapters); they are listed under `inputs` and in the manifest.",
     )
+    read_along: bool = Field(
+        default=False,
+        description="Also deliver an EPUB3 read-along book (Media Overlays: the text highlighted sentence by "
+        "sentence in sync with the audio), built from the inputs' text, as the `read_along` file beside the "
+        "whole book's subtitles. Needs one file for all inputs (`concatenate`).",
+    )
 
     @field_validator("title", "author", "narrator")
     @classmethod
@@ -560,6 +566,12 @@ class JobCreate(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _read_along_needs_one_file(self) -> JobCreate:
+        if self.book is not None and self.book.read_along and not self.concatenate and len(self.inputs) > 1:
+            raise ValueError("book.read_along needs one file for all inputs: leave concatenate true")
+        return self
+
+    @model_validator(mode="after")
     def _preset_delivery_defaults(self) -> JobCreate:
         """A preset that delivers at a fixed rate and bitrate (ACX) sets them when the job names none, so
         the job record says what the files are."""
@@ -649,7 +661,10 @@ class StoredFile(BaseModel):
     duration_seconds: float
     bytes: int
     sha256: str
-    subtitles: dict[str, str] = Field(default_factory=dict, description="Keys of `srt`, `vtt` and `timing`.")
+    subtitles: dict[str, str] = Field(
+        default_factory=dict,
+        description="Keys of `srt`, `vtt`, `timing`, `words` (word timestamps) and `read_along` (EPUB3, when asked).",
+    )
     mastering: dict[str, Any] | None = None
 
     @field_validator("subtitles")
@@ -717,7 +732,9 @@ class FileResult(FileLink):
     duration_seconds: float
     subtitles: dict[str, str] = Field(
         default_factory=dict,
-        description="URLs of `srt`, `vtt` and `timing` (JSON) files, minted with `url` and valid as long.",
+        description="URLs of `srt`, `vtt` (one cue per sentence), `timing` (JSON), `words` (JSON: every word's "
+        "start and end and its characters in the input) and, for a book with `read_along`, `read_along` (EPUB3 "
+        "with Media Overlays) files, minted with `url` and valid as long.",
     )
     mastering: MasteringReportView | None = Field(
         default=None, description="How the file measures against the job's mastering targets."

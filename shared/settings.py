@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     assembly_processes: int = Field(default=1, ge=0)
     """Processes per worker that stitch, master, encode and upload finished jobs beside the engine (0: on
     the unit's own thread), so the engine's batch never waits for a CPU-bound assembly."""
+    alignment: bool = True
+    """Time every word of a finished job by forced alignment (pocketsphinx, in the assembly process, off the
+    generation path) for sentence cues, word timestamps, lip-sync phonemes and read-along books; false:
+    estimate word times from their length (cheaper, less exact; the outputs say `estimated`)."""
     max_attempts: int = Field(default=3, ge=1)
     """A unit (of a job's plan, speech or assembly) claimed this many times without finishing (its worker
     died, it stalled, its storage stayed unreachable) fails its job with that reason instead of looping."""

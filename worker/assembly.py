@@ -35,8 +35,12 @@ from shared.audio.trim import sound_bounds
 from shared.jobs import JobCreate, LineFit, MasteringOptions, StoredFile, StoredObject
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.text.chunking import join_chunks
+from worker import read_along
+from worker.alignment import Aligner, estimate, stretched
 from worker.phases import Phases
-from worker.planning import Plan, PlannedChunk, pause_after
+from worker.planning import PLAN_LANGUAGE, Plan, PlannedChunk, pause_after
+from worker.timing import FileTiming, input_timing, words_json
 
 
 @dataclass(frozen=True)
@@ -107,13 +111,15 @@ class RenderedFile:
     samples: Samples
     sample_rate: int
     cues: list[Cue]
-    """One subtitle cue per chunk."""
+    """One subtitle cue per sentence (a long one cut between words), from `timing`."""
     chapters: list[tuple[float, str]]
     """(start seconds, title) of every input in the file: its `title`, else its id."""
     spans: list[InputSpan]
     report: MasteringReport | None = None
     fits: dict[str, LineFit] = field(default_factory=dict)
     """Input id -> fit of each timed line in the file."""
+    timing: FileTiming = field(default_factory=FileTiming)
+    """Word, sentence and phone times (forced alignment, or the estimate where it failed or is off)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -161,9 +167,11 @@ def build_file(
     mastering: Mastering,
     input_ids: list[str],
     phases: Phases,
+    aligner: Aligner | None = None,
 ) -> RenderedFile:
     """Stitch, resample and master the output's chapters one by one (chunks at the engine's
-    `sample_rate`, the file at `file_rate`), then measure the file against the job's targets."""
+    `sample_rate`, the file at `file_rate`), then measure the file against the job's targets. Each
+    chunk's words are timed by `aligner` (forced alignment) before stitching, or estimated without one."""
     spec = output.spec
     pauses = mastering.pauses_for(spec)
     targets = mastering.targets_for(spec)
@@ -173,8 +181,8 @@ def build_file(
     pcm = PcmFile() if len(spoken) > 1 else None
     single: np.ndarray | None = None
     meter = Meter(file_rate)
-    cues: list[Cue] = []
     fits: dict[str, LineFit] = {}
+    timing = FileTiming()
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
     offset = 0  # samples at `file_rate` so far
@@ -189,6 +197,20 @@ def build_file(
                 for planned in chunks[:-1]
             ]
             stitched = stitch(segments, gaps, sample_rate)
+        with phases.timed("alignment"):
+            alignments = [
+                # Phones (lip-sync in the manifest) only for a batch's line files.
+                aligner.align(
+                    audio,
+                    sample_rate,
+                    planned.chunk.text,
+                    phones=output.per_input,
+                    language=planned.request.language or PLAN_LANGUAGE,
+                )
+                if aligner is not None
+                else estimate(audio, sample_rate, planned.chunk.text)
+                for planned, audio in zip(chunks, segments, strict=True)
+            ]
             del segments
         speech_audio, stitched_spans = stitched.audio, stitched.spans
         del stitched
@@ -219,10 +241,19 @@ def build_file(
             )
         base = offset / file_rate
         speech = base + in_head / file_rate
-        cues += [
-            Cue(speech + start, speech + end, p.chunk.text, p.speaker)
-            for p, (start, end) in zip(chunks, stitched_spans, strict=True)
-        ]
+        if fit is not None and fit.stretch != 1.0:
+            alignments = [stretched(alignment, fit.stretch) for alignment in alignments]
+        with phases.timed("alignment"):
+            input_timing(
+                timing,
+                input_index=input_index,
+                input_id=input_ids[input_index],
+                original=item.spoken_text if item is not None else join_chunks([p.chunk for p in chunks]),
+                chunks=chunks,
+                alignments=alignments,
+                starts=[speech + start for start, _ in stitched_spans],
+                language=chunks[0].request.language or PLAN_LANGUAGE,
+            )
         chapters.append((base, titles[input_index]))
         spans.append(InputSpan(input_ids[input_index], speech + stitched_spans[0][0], speech + stitched_spans[-1][1]))
         offset += audio.shape[0]
@@ -250,7 +281,8 @@ def build_file(
     samples: Samples = (
         pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
     )
-    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits)
+    cues = [Cue(sentence.start, sentence.end, sentence.text, sentence.speaker) for sentence in timing.sentences]
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits, timing)
 
 
 def _trim_to_sound(
@@ -304,6 +336,14 @@ def upload_file(
             size, digest = _size_and_sha256(path)
         with phases.timed("upload"):
             storage.put_file(key, path, fmt.content_type)
+        read_along = None
+        if spec is not None and spec.book is not None and spec.book.read_along and not output.per_input:
+            read_along = prefix + f"{output.name}.epub"
+            epub = os.path.join(directory, f"{output.name}.epub")
+            with phases.timed("encoding"):
+                _write_read_along(epub, output, rendered, path, fmt, directory)
+            with phases.timed("upload"):
+                storage.put_file(read_along, epub, "application/epub+zip")
     if isinstance(rendered.samples, PcmFile):
         rendered.samples.close()
     with phases.timed("encoding"):
@@ -312,13 +352,16 @@ def upload_file(
             "srt": (to_srt(rendered.cues), "application/x-subrip"),
             "vtt": (to_vtt(rendered.cues), "text/vtt"),
             "json": (to_timing_json(rendered.cues, inputs=spans), "application/json"),
+            "words.json": (words_json(rendered.timing), "application/json"),
         }
     subtitles: dict[str, str] = {}
     with phases.timed("upload"):
         for suffix, (text, mime) in documents.items():
             sub_name = f"{output.name}.{suffix}"
             storage.put_bytes(prefix + sub_name, text.encode(), mime)
-            subtitles["timing" if suffix == "json" else suffix] = prefix + sub_name
+            subtitles[_DOCUMENT_KINDS.get(suffix, suffix)] = prefix + sub_name
+    if read_along is not None:
+        subtitles["read_along"] = read_along
     report: dict[str, Any] | None = rendered.report.to_dict() if rendered.report is not None else None
     return StoredFile(
         key=key,
@@ -329,6 +372,43 @@ def upload_file(
         sha256=digest,
         subtitles=subtitles,
         mastering=report,
+    )
+
+
+_DOCUMENT_KINDS = {"json": "timing", "words.json": "words"}
+"""`StoredFile.subtitles` keys of the documents whose suffix is not their name."""
+
+
+def _write_read_along(
+    epub: str, output: OutputFile, rendered: RenderedFile, path: str, fmt: AudioFormat, directory: str
+) -> None:
+    """The EPUB3 read-along of a book's whole file (`worker.read_along`), with this file's audio when
+    reading systems play its format, else an MP3 of it."""
+    spec = output.spec
+    assert spec is not None and spec.book is not None
+    if fmt in (AudioFormat.MP3, AudioFormat.M4B):
+        audio, media_type = path, ("audio/mpeg" if fmt is AudioFormat.MP3 else "audio/mp4")
+    else:
+        audio, media_type = os.path.join(directory, "read-along.mp3"), "audio/mpeg"
+        encode_to_file(rendered.samples, rendered.sample_rate, AudioFormat.MP3, audio)
+    titles = spec.input_titles()
+    chapters = [
+        read_along.Chapter(
+            titles[index],
+            spec.inputs[index].text,
+            [s for s in rendered.timing.sentences if s.input_index == index],
+        )
+        for index in output.inputs
+    ]
+    read_along.write_epub(
+        epub,
+        identifier=f"urn:narrate:{output.name}",
+        title=spec.book.title or titles[0],
+        author=spec.book.author,
+        language=PLAN_LANGUAGE,
+        chapters=chapters,
+        audio_path=audio,
+        audio_media_type=media_type,
     )
 
 
@@ -351,10 +431,12 @@ def upload_manifest(
     default_voice: str,
     fits: dict[str, LineFit] | None = None,
     spoken: Sequence[Sequence[str] | None] | None = None,
+    lipsync: dict[str, dict[str, Any]] | None = None,
 ) -> StoredObject:
     """A batch of separate files also gets a manifest listing them (what a game studio imports): per line
     its file, checksum, voice, language and a digest of its text, so a client can check a download and
-    tell which lines changed since an earlier batch. `spoken[i]`: input i's (voice, language) as planned."""
+    tell which lines changed since an earlier batch; `spoken[i]`: input i's (voice, language) as planned;
+    and its lip-sync data (`lipsync`: phoneme and viseme times, `worker.timing.lipsync`) where given."""
     texts = dict(zip(spec.input_ids(), spec.inputs, strict=True))
     planned = {
         input_id: (item.voice or spec.voice or default_voice, item.language or spec.language)
@@ -374,6 +456,7 @@ def upload_manifest(
             "language": planned[input_id][1],
             "text_sha256": hashlib.sha256(texts[input_id].spoken_text.encode()).hexdigest(),
             "status": "succeeded",
+            **({"lipsync": lipsync[input_id]} if lipsync and input_id in lipsync else {}),
         }
         | ({"fit": fits[input_id].model_dump(mode="json")} if fits and input_id in fits else {})
         for input_id, result in results.items()

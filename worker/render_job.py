@@ -19,7 +19,8 @@ from shared.jobs import JobCreate, LineFit, StoredFile, StoredResult
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
 from shared.storage_keys import manifest_key, run_prefix
-from worker import assembly, checkpoints
+from worker import assembly, checkpoints, timing
+from worker.alignment import Aligner
 from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk
 
@@ -60,6 +61,16 @@ class _Parts:
         return audio
 
 
+_ALIGNER: list[Aligner] = []
+
+
+def _aligner() -> Aligner:
+    """The process's aligner: its decoder (model and dictionary) is loaded once per pool process."""
+    if not _ALIGNER:
+        _ALIGNER.append(Aligner())
+    return _ALIGNER[0]
+
+
 def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     """Build, encode and upload every file of the job; (the job's stored result, phase timings)."""
     storage = storage_from_settings(task.settings)
@@ -71,8 +82,10 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     input_ids = spec.input_ids()
     mastering = assembly.Mastering.from_settings(task.settings)
     tags = spec.file_tags()
+    aligner = _aligner() if task.settings.alignment else None
     results: dict[str, StoredFile] = {}
     fits: dict[str, LineFit] = {}
+    lipsync: dict[str, dict[str, Any]] = {}
     file_result: StoredFile | None = None
     for output in assembly.outputs_for(task.job_id, spec):
         rendered = assembly.build_file(
@@ -85,11 +98,13 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             mastering=mastering,
             input_ids=input_ids,
             phases=phases,
+            aligner=aligner,
         )
         fits.update(rendered.fits)
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
         if output.per_input:
             results[input_ids[output.inputs[0]]] = uploaded
+            lipsync[input_ids[output.inputs[0]]] = timing.lipsync(rendered.timing, output.inputs[0])
         else:
             file_result = uploaded
     manifest = None
@@ -103,6 +118,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             task.default_voice,
             fits,
             task.plan.get("spoken"),
+            lipsync,
         )
     result = StoredResult(file=file_result, inputs=results, manifest=manifest, fits=fits).model_dump(mode="json")
     return result, phases.rounded()

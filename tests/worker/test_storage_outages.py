@@ -93,7 +93,7 @@ def assert_succeeded_once_leaving_only_its_result(s3: ProxiedS3, api_client, job
     assert hashlib.sha256(data).hexdigest() == result["sha256"] and len(data) == result["bytes"]
     run, name = result["key"].rsplit("/", 1)
     stem = name.rsplit(".", 1)[0]
-    expected = sorted(f"{run}/{stem}.{ext}" for ext in ("mp3", "srt", "vtt", "json"))
+    expected = sorted(f"{run}/{stem}.{ext}" for ext in ("mp3", "srt", "vtt", "json", "words.json"))
     wait_for(lambda: s3.objects() == expected, timeout=20, message=f"only {expected} left, not {s3.objects()}")
     # Counted once, as succeeded, and never as failed (the metric is written just after the status).
     wait_for(lambda: s3.finished().get("succeeded") == 1.0, timeout=10, message="the job counted once")

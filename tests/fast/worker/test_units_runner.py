@@ -104,7 +104,7 @@ def test_a_job_is_planned_spoken_in_several_units_and_assembled_into_one_file(se
     assert len(audio) / rate > sum(sum(call.kept_seconds.values()) for call in engine.calls) * 0.95
     assert checkpoints(services, job_id) == []
     assert sorted(results(services, job_id)) == sorted(
-        f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json")
+        f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json", "words.json")
     )
 
 
