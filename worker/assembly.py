@@ -106,6 +106,8 @@ class RenderedFile:
     """(start seconds, title) of every input in the file: its `title`, else its id."""
     spans: list[InputSpan]
     report: MasteringReport | None = None
+    chunk_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Chunk key -> (start, end) seconds of the chunk in the file (the quality report's offsets)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -168,6 +170,7 @@ def build_file(
     cues: list[Cue] = []
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
+    chunk_spans: dict[str, tuple[float, float]] = {}
     offset = 0  # samples at `file_rate` so far
     for position, input_index in enumerate(spoken):
         chunks = plan.inputs[input_index]
@@ -194,6 +197,9 @@ def build_file(
             Cue(speech + start, speech + end, p.chunk.text)
             for p, (start, end) in zip(chunks, stitched_spans, strict=True)
         ]
+        chunk_spans.update(
+            (p.key, (speech + start, speech + end)) for p, (start, end) in zip(chunks, stitched_spans, strict=True)
+        )
         chapters.append((base, titles[input_index]))
         spans.append(InputSpan(input_ids[input_index], speech + stitched_spans[0][0], speech + stitched_spans[-1][1]))
         offset += audio.shape[0]
@@ -221,7 +227,7 @@ def build_file(
     samples: Samples = (
         pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
     )
-    return RenderedFile(samples, file_rate, cues, chapters, spans, report)
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report, chunk_spans)
 
 
 def upload_file(

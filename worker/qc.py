@@ -1,0 +1,184 @@
+"""Quality control of generated chunks: the duration and silence heuristics, then an ASR score.
+
+Every kept draw of a chunk is judged here. `shared.audio.quality.assess_chunk` catches a chunk cut
+short, run on or stalled; the recogniser (`worker.asr`, `NARRATE_QC_ASR`) transcribes it and
+`score` compares the words heard with the words of its text, both normalised the same way (our
+normaliser, then lower case without punctuation), with jiwer: word error rate, missing and inserted
+words. A chunk that fails either check is drawn again by the speak unit (up to
+`NARRATE_QC_REDRAWS` more times); the best draw is kept and, when even that fails, recorded as
+flagged: the job's `quality` lists it, with its place in the audio, for a person to review.
+
+Transcription is CPU work: it runs in a pool of `NARRATE_QC_ASR_THREADS` threads per process, never
+in the engine's loop, so the engine's batch goes on while earlier chunks are checked.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jiwer
+import numpy as np
+
+from shared import metrics
+from shared.audio.quality import assess_chunk
+from shared.settings import QcAsr, Settings
+from shared.text.normalize import normalize
+from worker.asr import Recogniser, Transcript, load_recogniser
+
+_NOT_A_WORD = re.compile(r"[^\w']+")
+
+
+def spoken_words(text: str) -> list[str]:
+    """Text as the words a listener hears: our normaliser (numbers, abbreviations spelled out), lower
+    case, punctuation gone. Both the chunk's text and the recogniser's words go through it."""
+    spoken = normalize(text).text.lower() if text.strip() else ""
+    return [word.strip("'") for word in _NOT_A_WORD.split(spoken) if word.strip("'")]
+
+
+@dataclass(frozen=True)
+class Score:
+    wer: float
+    missing: list[str]
+    """Expected words not heard (deleted, or the expected side of a substitution)."""
+    inserted: list[str]
+    """Words heard that the text does not have (inserted, or the heard side of a substitution)."""
+    missing_at: float | None = None
+    """Seconds into the chunk where the first missing word belongs (from the heard words' times)."""
+    missing_index: int | None = None
+    """Index in the expected words of the first missing one."""
+
+
+def score(expected: list[str], transcript: Transcript) -> Score:
+    """Word error rate of what was heard against what was expected (unchecked words left out)."""
+    unchecked = list(transcript.unchecked)
+    reference: list[str] = []
+    positions: list[int] = []  # of each reference word in `expected`
+    for index, word in enumerate(expected):
+        if word in unchecked:
+            unchecked.remove(word)
+        else:
+            reference.append(word)
+            positions.append(index)
+    heard = [word for w in transcript.words for word in spoken_words(w.text)]
+    times = [w for w in transcript.words for _ in spoken_words(w.text)]
+    if not reference:
+        return Score(0.0 if not heard else 1.0, [], heard)
+    if not heard:
+        return Score(1.0, reference, [], 0.0, positions[0])
+    out = jiwer.process_words(" ".join(reference), " ".join(heard))
+    missing: list[str] = []
+    inserted: list[str] = []
+    missing_at: float | None = None
+    missing_index: int | None = None
+    for piece in out.alignments[0]:
+        if piece.type in ("delete", "substitute"):
+            missing += reference[piece.ref_start_idx : piece.ref_end_idx]
+            if missing_index is None:
+                before = piece.hyp_start_idx - 1
+                missing_at = times[before].end if before >= 0 else 0.0
+                missing_index = positions[piece.ref_start_idx]
+        if piece.type in ("insert", "substitute"):
+            inserted += heard[piece.hyp_start_idx : piece.hyp_end_idx]
+    return Score(float(out.wer), missing, inserted, missing_at, missing_index)
+
+
+@dataclass
+class ChunkCheck:
+    """The verdict on one draw of a chunk; `quality` of its durable record (`to_dict`)."""
+
+    ok: bool
+    problem: str | None
+    """None when ok; else the heuristic's problem (`silent`, `truncated`, `runaway`, `long_silence`) or
+    `asr` (the word error rate is above `NARRATE_QC_MAX_WER`)."""
+    wer: float | None = None
+    """None when no recogniser checked it (`NARRATE_QC_ASR=off`)."""
+    missing: list[str] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
+    missing_at: float | None = None
+    """Seconds into the kept (trimmed) audio where the first missing word belongs."""
+    missing_index: int | None = None
+    """Index of the first missing word in the chunk's spoken words (`spoken_words`)."""
+    draws: int = 1
+    """Draws of the chunk made so far (this one included)."""
+
+    @property
+    def badness(self) -> tuple[int, float]:
+        """Lower is better: a draw the heuristics refuse is worse than any the recogniser scores."""
+        return (0 if self.problem in (None, "asr") else 1, self.wer or 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["wer"] is not None:
+            out["wer"] = round(out["wer"], 4)
+        if out["missing_at"] is not None:
+            out["missing_at"] = round(out["missing_at"], 3)
+        return out
+
+
+class QualityControl:
+    """A worker process's checker: the heuristics in the calling thread, the recogniser in its pool."""
+
+    def __init__(self, settings: Settings, recogniser: Recogniser | None = None) -> None:
+        self.asr = settings.qc_asr if recogniser is None else recogniser.name
+        self.max_wer = settings.qc_max_wer
+        self.redraws = settings.qc_redraws
+        self._settings = settings
+        self._recogniser = recogniser
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(settings.qc_asr_threads, thread_name_prefix="qc-asr")
+
+    def recogniser(self) -> Recogniser | None:
+        """Loaded on first use (Whisper's weights only when a chunk is checked)."""
+        with self._lock:
+            if self._recogniser is None and self.asr != QcAsr.OFF:
+                self._recogniser = load_recogniser(self._settings)
+            return self._recogniser
+
+    def heuristic(self, audio: np.ndarray, sr: int, expected_seconds: float) -> ChunkCheck:
+        verdict = assess_chunk(audio, sr, expected_seconds=expected_seconds)
+        return ChunkCheck(verdict.ok, verdict.problem)
+
+    def check(self, audio: np.ndarray, sr: int, text: str, expected_seconds: float) -> ChunkCheck:
+        """Both checks of one draw, in the calling thread."""
+        found = self.heuristic(audio, sr, expected_seconds)
+        recogniser = self.recogniser()
+        if recogniser is None or found.problem == "silent":
+            return found if recogniser is None else _with_score(found, Score(1.0, spoken_words(text), []), 1.0)
+        expected = spoken_words(text)
+        started = time.perf_counter()
+        transcript = recogniser.transcribe(audio, sr, expected)
+        metrics.QC_ASR_SECONDS.inc(time.perf_counter() - started)
+        heard = score(expected, transcript)
+        return _with_score(found, heard, self.max_wer)
+
+    def submit(self, audio: np.ndarray, sr: int, text: str, expected_seconds: float) -> Future[ChunkCheck]:
+        """`check` in the pool: the caller goes on with the engine's next results meanwhile. Without a
+        recogniser the heuristics (milliseconds) run at once."""
+        if self.asr == QcAsr.OFF:
+            done: Future[ChunkCheck] = Future()
+            done.set_result(self.heuristic(audio, sr, expected_seconds))
+            return done
+        return self._pool.submit(self.check, audio, sr, text, expected_seconds)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _with_score(found: ChunkCheck, heard: Score, max_wer: float) -> ChunkCheck:
+    failed = heard.wer > max_wer
+    problem = found.problem if found.problem is not None else ("asr" if failed else None)
+    return ChunkCheck(
+        found.ok and not failed,
+        problem,
+        heard.wer,
+        heard.missing,
+        heard.inserted,
+        heard.missing_at,
+        heard.missing_index,
+        found.draws,
+    )
