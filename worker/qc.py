@@ -28,7 +28,7 @@ from shared import metrics
 from shared.audio.quality import assess_chunk
 from shared.settings import QcAsr, Settings
 from shared.text.normalize import normalize
-from worker.asr import Recogniser, Transcript, load_recogniser
+from worker.asr import Recogniser, Transcript, Word, load_recogniser
 
 _NOT_A_WORD = re.compile(r"[^\w']+")
 
@@ -64,8 +64,11 @@ def score(expected: list[str], transcript: Transcript) -> Score:
         else:
             reference.append(word)
             positions.append(index)
-    heard = [word for w in transcript.words for word in spoken_words(w.text)]
-    times = [w for w in transcript.words for _ in spoken_words(w.text)]
+    # Normalised as one text, as the chunk's is ("12 May" reads "the twelfth of May", "12" alone
+    # "twelve"); each heard word's time is its recognised word's, matched by position.
+    heard = spoken_words(transcript.text)
+    per_word = [w for w in transcript.words for _ in spoken_words(w.text)] or [Word("", 0.0, 0.0)]
+    times = [per_word[min(len(per_word) - 1, i * len(per_word) // max(1, len(heard)))] for i in range(len(heard))]
     if not reference:
         return Score(0.0 if not heard else 1.0, [], heard)
     if not heard:
