@@ -36,8 +36,9 @@ def manifest_key(tenant: str, job_id: str, attempt: int) -> str:
 
 
 def quality_report_key(tenant: str, job_id: str, attempt: int) -> str:
-    """Every chunk's quality-control scores and offsets (`worker.quality_report`)."""
-    return f"{run_prefix(tenant, job_id, attempt)}quality.json"
+    """Every chunk's quality-control scores and offsets (`worker.quality_report`); in a folder of its
+    own, so no input's files (`<input id>.json`: timing) can take its name."""
+    return f"{run_prefix(tenant, job_id, attempt)}qc/quality.json"
 
 
 def checkpoint_prefix(job_id: str) -> str:

@@ -106,7 +106,7 @@ def test_a_job_is_planned_spoken_in_several_units_and_assembled_into_one_file(se
     assert checkpoints(services, job_id) == []
     assert sorted(results(services, job_id)) == sorted(
         [f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json")]
-        + [f"{run_prefix(TENANT, job_id, 1)}quality.json"]
+        + [f"{run_prefix(TENANT, job_id, 1)}qc/quality.json"]
     )
 
 
