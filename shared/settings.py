@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     qc_asr: QcAsr = QcAsr.POCKETSPHINX
     """Quality control: every chunk is transcribed by this recogniser and scored against its text (word
     error rate, missing and inserted words); `off` keeps only the duration and silence checks. ASR runs
-    on the worker's CPU in `qc_asr_threads` threads beside the engine (see docs/quality.md for its cost);
+    on the worker's CPU in `qc_asr_processes` processes beside the engine (see docs/quality.md for its cost);
     `whisper` runs `qc_whisper_model` through transformers, on `qc_whisper_device`."""
     qc_max_wer: float = Field(default=0.05, ge=0.0, le=1.0)
     """A chunk whose word error rate is above this is drawn again (with `pocketsphinx`, one dropped
@@ -172,8 +172,9 @@ class Settings(BaseSettings):
     qc_redraws: int = Field(default=2, ge=0, le=10)
     """Most times a chunk that fails a check is drawn again (new seeds); the best draw is kept, and one
     still failing is listed in the job's `quality.flagged` for a person to review."""
-    qc_asr_threads: int = Field(default=2, ge=1, le=64)
-    """Threads of a worker process that transcribe chunks (each holds its own recogniser)."""
+    qc_asr_processes: int = Field(default=2, ge=1, le=64)
+    """Processes beside each worker process that transcribe chunks (each loads its own recogniser; about
+    40 MB for pocketsphinx). Processes, not threads: a decoder holds the GIL while it runs."""
     qc_whisper_model: str = "openai/whisper-base.en"
     """Hugging Face id or local directory of the Whisper model of `qc_asr=whisper`; read from
     `hf_cache_dir` and never downloaded by the worker (put it there beforehand)."""

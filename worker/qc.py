@@ -8,16 +8,17 @@ words. A chunk that fails either check is drawn again by the speak unit (up to
 `NARRATE_QC_REDRAWS` more times); the best draw is kept and, when even that fails, recorded as
 flagged: the job's `quality` lists it, with its place in the audio, for a person to review.
 
-Transcription is CPU work: it runs in a pool of `NARRATE_QC_ASR_THREADS` threads per process, never
-in the engine's loop, so the engine's batch goes on while earlier chunks are checked.
+Transcription is CPU work: it runs in a pool of `NARRATE_QC_ASR_PROCESSES` spawned processes per
+worker, never in the engine's loop, so the engine's batch goes on while earlier chunks are checked.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -124,16 +125,17 @@ class ChunkCheck:
 
 
 class QualityControl:
-    """A worker process's checker: the heuristics in the calling thread, the recogniser in its pool."""
+    """A worker process's checker: the heuristics in the calling thread, the recogniser in a pool of
+    spawned processes (`NARRATE_QC_ASR_PROCESSES`). Not threads: pocketsphinx holds the GIL while it
+    decodes (seconds per chunk), which would stall the engine's loop and the lease renewals."""
 
-    def __init__(self, settings: Settings, recogniser: Recogniser | None = None) -> None:
-        self.asr = settings.qc_asr if recogniser is None else recogniser.name
+    def __init__(self, settings: Settings) -> None:
+        self.asr = settings.qc_asr
         self.max_wer = settings.qc_max_wer
         self.redraws = settings.qc_redraws
         self._settings = settings
-        self._recogniser = recogniser
+        self._recogniser: Recogniser | None = None
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(settings.qc_asr_threads, thread_name_prefix="qc-asr")
 
     def recogniser(self) -> Recogniser | None:
         """Loaded on first use (Whisper's weights only when a chunk is checked)."""
@@ -147,29 +149,65 @@ class QualityControl:
         return ChunkCheck(verdict.ok, verdict.problem)
 
     def check(self, audio: np.ndarray, sr: int, text: str, expected_seconds: float) -> ChunkCheck:
-        """Both checks of one draw, in the calling thread."""
+        """Both checks of one draw, in the calling thread (the pool's processes run this)."""
         found = self.heuristic(audio, sr, expected_seconds)
         recogniser = self.recogniser()
         if recogniser is None or found.problem == "silent":
             return found if recogniser is None else _with_score(found, Score(1.0, spoken_words(text), []), 1.0)
         expected = spoken_words(text)
-        started = time.perf_counter()
-        transcript = recogniser.transcribe(audio, sr, expected)
-        metrics.QC_ASR_SECONDS.inc(time.perf_counter() - started)
-        heard = score(expected, transcript)
-        return _with_score(found, heard, self.max_wer)
+        return _with_score(found, score(expected, recogniser.transcribe(audio, sr, expected)), self.max_wer)
 
     def submit(self, audio: np.ndarray, sr: int, text: str, expected_seconds: float) -> Future[ChunkCheck]:
         """`check` in the pool: the caller goes on with the engine's next results meanwhile. Without a
         recogniser the heuristics (milliseconds) run at once."""
+        done: Future[ChunkCheck] = Future()
         if self.asr == QcAsr.OFF:
-            done: Future[ChunkCheck] = Future()
             done.set_result(self.heuristic(audio, sr, expected_seconds))
             return done
-        return self._pool.submit(self.check, audio, sr, text, expected_seconds)
+        running = _asr_pool(self._settings.qc_asr_processes).submit(
+            _check_in_child, self._settings, audio, sr, text, expected_seconds
+        )
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        def hand_on(future: Future[tuple[ChunkCheck, float]]) -> None:
+            try:
+                found, seconds = future.result()
+            except BaseException as exc:  # a child that died (out of memory): the unit fails, retried
+                done.set_exception(exc)
+                return
+            metrics.QC_ASR_SECONDS.inc(seconds)
+            done.set_result(found)
+
+        running.add_done_callback(hand_on)
+        return done
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+_child_checkers: dict[str, QualityControl] = {}
+
+
+def _asr_pool(processes: int) -> ProcessPoolExecutor:
+    """The process's transcription pool (spawned children: no engine, no CUDA context inherited)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != processes:
+            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool_size = processes
+        return _pool
+
+
+def _check_in_child(
+    settings: Settings, audio: np.ndarray, sr: int, text: str, expected_seconds: float
+) -> tuple[ChunkCheck, float]:
+    """In a pool process: the check with that process's recogniser (loaded once per settings), and
+    the seconds it took (the parent counts them in `narrate_qc_asr_seconds_total`)."""
+    started = time.perf_counter()
+    key = settings.model_dump_json()
+    checker = _child_checkers.get(key)
+    if checker is None:
+        checker = _child_checkers[key] = QualityControl(settings)
+    return checker.check(audio, sr, text, expected_seconds), time.perf_counter() - started
 
 
 def _with_score(found: ChunkCheck, heard: Score, max_wer: float) -> ChunkCheck:
