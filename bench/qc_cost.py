@@ -42,6 +42,7 @@ def machine() -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "commit": commit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
