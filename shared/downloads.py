@@ -121,6 +121,9 @@ class Links:
                 "result": self.file(stored.file, base_url=base_url) if stored.file else None,
                 "inputs": inputs,
                 "manifest": self.object(stored.manifest, base_url=base_url) if stored.manifest else None,
+                "quality_report": self.object(stored.quality_report, base_url=base_url)
+                if stored.quality_report
+                else None,
             }
         )
         return linked.with_stored_result(stored)

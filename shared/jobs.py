@@ -685,6 +685,46 @@ class StoredObject(BaseModel):
     sha256: str
 
 
+class FlaggedChunk(BaseModel):
+    """A chunk whose best draw still failed quality control: where to listen, and what was wrong."""
+
+    input: str = Field(..., description="Id of the input it belongs to.")
+    chunk: str = Field(..., description="Key of the chunk (stable across retries of the job).")
+    sentence: str = Field(
+        ..., description="The sentence holding the first missing word; the chunk's whole text when none is known."
+    )
+    text: str = Field(..., description="The chunk's spoken text.")
+    file: str = Field(..., description="File name of the result the offsets refer to.")
+    start_seconds: float = Field(..., description="Where the chunk starts in `file`.")
+    end_seconds: float = Field(..., description="Where the chunk ends in `file`.")
+    at_seconds: float = Field(
+        ..., description="Where to listen in `file`: the first missing word's place, else the chunk's start."
+    )
+    problem: str = Field(
+        ...,
+        description="`asr` (word error rate over the threshold), `silent`, `truncated`, `runaway` or `long_silence`.",
+    )
+    wer: float | None = Field(..., description="Word error rate of the kept draw; null when no recogniser ran.")
+    missing: list[str] = Field(default_factory=list, description="Words of the text not heard.")
+    inserted: list[str] = Field(default_factory=list, description="Words heard that the text does not have.")
+    draws: int = Field(..., description="Draws made of the chunk; the best one was kept.")
+
+
+class QualitySummary(BaseModel):
+    """Quality control of a job's chunks (`NARRATE_QC_*`); per-chunk scores are in `quality_report`."""
+
+    asr: str = Field(..., description="The recogniser that checked the chunks: `off`, `pocketsphinx` or `whisper`.")
+    max_wer: float = Field(..., description="A chunk scoring above this word error rate was drawn again.")
+    chunks: int
+    checked: int = Field(..., description="Chunks scored by the recogniser.")
+    redrawn: int = Field(..., description="Chunks drawn more than once.")
+    mean_wer: float | None = None
+    worst_wer: float | None = None
+    flagged: list[FlaggedChunk] = Field(
+        default_factory=list, description="Chunks still failing after their draws, in reading order: review these."
+    )
+
+
 class StoredResult(BaseModel):
     """The `result` field of a job record: what the worker uploaded, by storage key."""
 
@@ -692,6 +732,8 @@ class StoredResult(BaseModel):
     inputs: dict[str, StoredFile] = Field(default_factory=dict)
     manifest: StoredObject | None = None
     fits: dict[str, LineFit] = Field(default_factory=dict, description="Input id -> fit of its timed line.")
+    quality: QualitySummary | None = None
+    quality_report: StoredObject | None = None
 
 
 class FileLink(BaseModel):
@@ -801,6 +843,12 @@ class JobView(BaseModel):
     inputs: list[InputView]
     manifest: FileLink | None = Field(
         default=None, description="The batch manifest (`manifest.json`) of a job of separate files (concatenate=false)."
+    )
+    quality: QualitySummary | None = Field(
+        default=None, description="Quality control of the chunks (a succeeded job): counts and the flagged ones."
+    )
+    quality_report: FileLink | None = Field(
+        default=None, description="Every chunk's scores and offsets (`quality.json`)."
     )
     error: JobError | None = None
     webhook_url: str | None = None

@@ -50,7 +50,15 @@ CHUNK_RTF = Histogram(
 AUDIO_SECONDS = Counter(f"{NAMESPACE}_audio_generated_seconds_total", "Seconds of speech generated.")
 SYNTHESIS_SECONDS = Counter(f"{NAMESPACE}_synthesis_seconds_total", "Wall seconds spent in the engine.")
 CHUNKS_REDRAWN = Counter(
-    f"{NAMESPACE}_chunks_redrawn_total", "Chunks generated again because the first draw looked cut off or run on."
+    f"{NAMESPACE}_chunks_redrawn_total",
+    "Chunks generated again because a draw failed quality control (cut off, run on, words missing).",
+)
+CHUNKS_FLAGGED = Counter(
+    f"{NAMESPACE}_chunks_flagged_total",
+    "Chunks kept although their best draw failed quality control (listed in the job's quality.flagged).",
+)
+QC_ASR_SECONDS = Counter(
+    f"{NAMESPACE}_qc_asr_seconds_total", "Wall seconds spent transcribing chunks for quality control."
 )
 # Usage per tenant (the same numbers as GET /v1/usage; tenants are few and configured, so bounded labels).
 USAGE_CHARACTERS = Counter(

@@ -6,6 +6,7 @@ defaulted in exactly one place. Each field's docstring is its documentation (REA
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -16,6 +17,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.text.rate import DEFAULT_CHARS_PER_SECOND
 
 EngineName = Literal["piper", "kanitts2"]
+
+
+class QcAsr(StrEnum):
+    """The recogniser that checks every chunk (`Settings.qc_asr`)."""
+
+    OFF = "off"
+    POCKETSPHINX = "pocketsphinx"
+    WHISPER = "whisper"
+
 
 DEV_KEY = "dev-key-change-me"
 """The development API key, accepted (for tenant `DEV_TENANT`) only with `dev_mode`."""
@@ -159,6 +169,25 @@ class Settings(BaseSettings):
     hand-back delay is over to the ready queue (unset: a third of `lease_seconds`)."""
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint (0 = off)."""
+    qc_asr: QcAsr = QcAsr.POCKETSPHINX
+    """Quality control: every chunk is transcribed by this recogniser and scored against its text (word
+    error rate, missing and inserted words); `off` keeps only the duration and silence checks. ASR runs
+    on the worker's CPU in `qc_asr_processes` processes beside the engine (see docs/quality.md for its cost);
+    `whisper` runs `qc_whisper_model` through transformers, on `qc_whisper_device`."""
+    qc_max_wer: float = Field(default=0.05, ge=0.0, le=1.0)
+    """A chunk whose word error rate is above this is drawn again (with `pocketsphinx`, one dropped
+    word in a 20-word chunk is 0.05)."""
+    qc_redraws: int = Field(default=2, ge=0, le=10)
+    """Most times a chunk that fails a check is drawn again (new seeds); the best draw is kept, and one
+    still failing is listed in the job's `quality.flagged` for a person to review."""
+    qc_asr_processes: int = Field(default=2, ge=1, le=64)
+    """Processes beside each worker process that transcribe chunks (each loads its own recogniser; about
+    40 MB for pocketsphinx). Processes, not threads: a decoder holds the GIL while it runs."""
+    qc_whisper_model: str = "openai/whisper-base.en"
+    """Hugging Face id or local directory of the Whisper model of `qc_asr=whisper`; read from
+    `hf_cache_dir` and never downloaded by the worker (put it there beforehand)."""
+    qc_whisper_device: str = "cpu"
+    """Device of the Whisper recogniser (`cpu`, `cuda`, `cuda:1`)."""
     batch_size: int = Field(default=16, ge=1)
     """Most chunks an engine generates at once (KaniTTS2: its batch slots; each holds a 3072-token cache,
     36 MiB in bf16 at the LFM2-350M size, so 256 slots take about 9 GiB)."""

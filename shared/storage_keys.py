@@ -35,6 +35,12 @@ def manifest_key(tenant: str, job_id: str, attempt: int) -> str:
     return f"{run_prefix(tenant, job_id, attempt)}manifest.json"
 
 
+def quality_report_key(tenant: str, job_id: str, attempt: int) -> str:
+    """Every chunk's quality-control scores and offsets (`worker.quality_report`); in a folder of its
+    own, so no input's files (`<input id>.json`: timing) can take its name."""
+    return f"{run_prefix(tenant, job_id, attempt)}qc/quality.json"
+
+
 def checkpoint_prefix(job_id: str) -> str:
     """Finished chunk audio of a running job, kept until the job ends."""
     return f"{CHECKPOINTS_ROOT}{job_id}/"

@@ -126,6 +126,8 @@ class DoneChunk:
     """The chunk's first sample in its part."""
     samples: int = 0
     """The chunk's length in samples (0: the whole object)."""
+    quality: dict[str, Any] | None = None
+    """The kept draw's quality check (`worker.qc.ChunkCheck.to_dict`); None when none was recorded."""
 
 
 class JobStore:
@@ -342,6 +344,7 @@ class JobStore:
             timings=json.loads(raw["timings"] or "{}"),
             # Result links are minted at read time from `stored` (shared.downloads.mint_view).
             inputs=[InputView(**item) for item in json.loads(raw["inputs"] or "[]")],
+            quality=stored.quality,
             error=JobError(**json.loads(raw["error"])) if raw["error"] else None,
             webhook_url=summary.get("webhook_url"),
             usage=Usage(
@@ -456,6 +459,7 @@ class JobStore:
                 part=record.get("part", ""),
                 offset=int(record.get("offset", 0)),
                 samples=int(record.get("samples", 0)),
+                quality=record.get("quality"),
             )
         return out
 

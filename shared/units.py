@@ -96,6 +96,8 @@ class DurableChunk:
     seconds: float
     synth_seconds: float
     carry: bytes | None
+    quality: dict[str, Any] | None = None
+    """The kept draw's quality check (`worker.qc.ChunkCheck.to_dict`); None when none was made."""
 
 
 @dataclass(frozen=True)
@@ -758,7 +760,7 @@ class UnitStore:
         claim of the unit resumes after them. False: the job stopped running."""
         args: list[Any] = self._head(claim)
         for chunk in chunks:
-            record = {
+            record: dict[str, Any] = {
                 "seconds": chunk.seconds,
                 "carry": base64.b64encode(chunk.carry).decode() if chunk.carry else None,
                 "run": claim.attempts,
@@ -766,6 +768,8 @@ class UnitStore:
                 "offset": chunk.offset,
                 "samples": chunk.samples,
             }
+            if chunk.quality is not None:
+                record["quality"] = chunk.quality
             args += [chunk.key, json.dumps(record), repr(chunk.seconds), repr(chunk.synth_seconds)]
         return bool(_checked(self._checkpoint(args=args)))
 

@@ -77,6 +77,9 @@ class ServiceEnv:
             # worker's units come back within seconds.
             "NARRATE_WORKER_UNITS": "4",
             "NARRATE_LEASE_SECONDS": "6",
+            # No speech recogniser by default: the fake engine's tones hold no words, and transcribing
+            # every chunk of every job would slow the suite; the quality-control tests turn it on.
+            "NARRATE_QC_ASR": "off",
         }
         values.update(self.extra)
         return values

@@ -82,6 +82,7 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         spec=spec.model_dump_json(),
         plan=raw_plan,
         where={key: (chunk.part, chunk.offset, chunk.samples) for key, chunk in done.items()},
+        quality={key: chunk.quality for key, chunk in done.items()},
         sample_rate=rt.engine.sample_rate,
         default_voice=rt.engine.default_voice(),
     )

@@ -120,6 +120,8 @@ class RenderedFile:
     """Input id -> fit of each timed line in the file."""
     timing: FileTiming = field(default_factory=FileTiming)
     """Word, sentence and phone times (forced alignment, or the estimate where it failed or is off)."""
+    chunk_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Chunk key -> (start, end) seconds of the chunk in the file (the quality report's offsets)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -185,6 +187,7 @@ def build_file(
     timing = FileTiming()
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
+    chunk_spans: dict[str, tuple[float, float]] = {}
     offset = 0  # samples at `file_rate` so far
     for position, input_index in enumerate(spoken):
         chunks = plan.inputs[input_index]
@@ -254,6 +257,9 @@ def build_file(
                 starts=[speech + start for start, _ in stitched_spans],
                 language=chunks[0].request.language or PLAN_LANGUAGE,
             )
+        chunk_spans.update(
+            (p.key, (speech + start, speech + end)) for p, (start, end) in zip(chunks, stitched_spans, strict=True)
+        )
         chapters.append((base, titles[input_index]))
         spans.append(InputSpan(input_ids[input_index], speech + stitched_spans[0][0], speech + stitched_spans[-1][1]))
         offset += audio.shape[0]
@@ -282,7 +288,7 @@ def build_file(
         pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
     )
     cues = [Cue(sentence.start, sentence.end, sentence.text, sentence.speaker) for sentence in timing.sentences]
-    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits, timing)
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits, timing, chunk_spans)
 
 
 def _trim_to_sound(

@@ -18,11 +18,12 @@ from shared.audio.formats import file_rate
 from shared.jobs import JobCreate, LineFit, StoredFile, StoredResult
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
-from shared.storage_keys import manifest_key, run_prefix
+from shared.storage_keys import manifest_key, quality_report_key, run_prefix
 from worker import assembly, checkpoints, timing
 from worker.alignment import Aligner
 from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk
+from worker.quality_report import PlacedFile, build_report, upload_report
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class RenderTask:
     plan: dict[str, Any]
     where: dict[str, tuple[str, int, int]]
     """Chunk key -> (part object key, first sample, samples)."""
+    quality: dict[str, dict[str, Any] | None]
+    """Chunk key -> the kept draw's quality check (`DoneChunk.quality`)."""
     sample_rate: int
     default_voice: str
 
@@ -87,6 +90,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     fits: dict[str, LineFit] = {}
     lipsync: dict[str, dict[str, Any]] = {}
     file_result: StoredFile | None = None
+    placed: list[PlacedFile] = []
     for output in assembly.outputs_for(task.job_id, spec):
         rendered = assembly.build_file(
             output,
@@ -102,6 +106,7 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
         )
         fits.update(rendered.fits)
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
+        placed.append(PlacedFile(uploaded.filename, rendered.chunk_spans))
         if output.per_input:
             results[input_ids[output.inputs[0]]] = uploaded
             lipsync[input_ids[output.inputs[0]]] = timing.lipsync(rendered.timing, output.inputs[0])
@@ -120,5 +125,15 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             task.plan.get("spoken"),
             lipsync,
         )
-    result = StoredResult(file=file_result, inputs=results, manifest=manifest, fits=fits).model_dump(mode="json")
+    settings = task.settings
+    summary, rows = build_report(
+        plan, task.quality, placed, input_ids, asr=str(settings.qc_asr), max_wer=settings.qc_max_wer
+    )
+    with phases.timed("upload"):
+        report = upload_report(
+            storage, quality_report_key(task.tenant, task.job_id, task.attempt), task.job_id, summary, rows
+        )
+    result = StoredResult(
+        file=file_result, inputs=results, manifest=manifest, fits=fits, quality=summary, quality_report=report
+    ).model_dump(mode="json")
     return result, phases.rounded()

@@ -22,6 +22,7 @@ from shared.units import UnitStore
 from shared.voice_store import VoiceStore
 from worker.engines.base import Engine
 from worker.engines.registry import SpeakerEmbedder, load_engine, load_speaker_embedder
+from worker.qc import QualityControl
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Runtime:
     engine: Engine
     _embedder: SpeakerEmbedder | None = field(default=None, repr=False)
     _embedder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _quality: QualityControl | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, services: Services) -> Runtime:
@@ -80,6 +82,13 @@ class Runtime:
             if self._embedder is None:
                 self._embedder = load_speaker_embedder(self.settings)
             return self._embedder
+
+    def quality(self) -> QualityControl:
+        """The process's chunk checker (its recogniser loads at the first check), made on the first call."""
+        with self._embedder_lock:
+            if self._quality is None:
+                self._quality = QualityControl(self.settings)
+            return self._quality
 
     def report_gpu_memory(self) -> None:
         reading = self.engine.gpu_memory()

@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
 from shared import metrics
-from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
 from shared.jobs import JobCreate, JobPriority
 from shared.lease import LeaseLost
@@ -36,6 +38,7 @@ from worker.assembly import Mastering
 from worker.engines.base import ChunkRequest, ChunkResult
 from worker.outcomes import Stopped
 from worker.planning import PlannedChunk, chunks_from_json, pause_after
+from worker.qc import ChunkCheck, QualityControl
 from worker.runtime import Runtime
 from worker.timed_lines import TimedLines
 from worker.voice_embeddings import load_job_voices
@@ -51,6 +54,7 @@ class ShuttingDown(Exception):
 class _Finished:
     result: ChunkResult
     audio: np.ndarray
+    quality: dict[str, Any] | None = None
 
 
 @dataclass
@@ -128,6 +132,7 @@ class PartWriter:
                 seconds=len(c.audio) / rate,
                 synth_seconds=c.result.synth_seconds,
                 carry=c.result.carry,
+                quality=c.quality,
             )
             for c, offset in zip(chunks, offsets, strict=True)
         ]
@@ -197,6 +202,8 @@ def _generate(
     writer: PartWriter,
     shutting_down: threading.Event,
 ) -> None:
+    """The engine's draws, each checked (`worker.qc`) off the engine's loop; chunks that fail are drawn
+    again in rounds after the unit's pass, and the best draw of each is kept (flagged when it still fails)."""
     engine, job_id = rt.engine, claim.job_id
     done = rt.jobs.done_chunks(job_id)
     remaining = [planned for planned in chunks if planned.key not in done]
@@ -206,7 +213,10 @@ def _generate(
     by_stream: dict[int, list[PlannedChunk]] = {}
     for planned in chunks:
         by_stream.setdefault(planned.request.stream, []).append(planned)
+    previous: dict[str, str] = {}
+    """chunk key -> the key of the chunk before it in its stream (whose carry a redraw continues from)"""
     for stream, own in by_stream.items():
+        previous.update((later.key, earlier.key) for earlier, later in pairwise(own))
         first_missing = next((i for i, p in enumerate(own) if p.key not in done), None)
         if first_missing:
             carry = done[own[first_missing - 1].key].carry
@@ -214,47 +224,163 @@ def _generate(
                 carry_in[stream] = carry
     urgent = claim.priority == JobPriority.INTERACTIVE
     requests = [replace(p.request, urgent=True) if urgent else p.request for p in remaining]
+    carries: dict[str, bytes | None] = {key: chunk.carry for key, chunk in done.items()}
     refused: set[str] = set()
+    qc = rt.quality()
+    keeper = _Keeper(claim, rt, writer, _Listener.of(claim, rt, remaining), shutting_down)
 
     def review(request: ChunkRequest, result: ChunkResult) -> bool:
-        # Judged on the untrimmed draw: the check finds the speech inside it itself.
-        verdict = assess_chunk(result.audio, engine.sample_rate, expected_seconds=request.expected_seconds)
-        if verdict.ok:
-            return True
-        if request.key in refused:  # kept anyway: a second bad draw is more likely the estimate than the audio
-            log.warning("job %s chunk %s: still %s after regenerating; kept", job_id, request.key, verdict.problem)
-        else:
+        # The engine's own quick redraw, before the stream goes on: the heuristics only, judged on the
+        # untrimmed draw (the check finds the speech inside it itself). The recogniser comes later.
+        verdict = qc.heuristic(result.audio, engine.sample_rate, request.expected_seconds)
+        if not verdict.ok and request.key not in refused:  # the engine draws a refused chunk once more
             log.warning("job %s chunk %s: %s, regenerating", job_id, request.key, verdict.problem)
-            refused.add(request.key)
             metrics.CHUNKS_REDRAWN.inc()
-        return False
+            refused.add(request.key)
+        return verdict.ok
 
-    listener = _Listener.of(claim, rt, remaining)
-
-    def keep(result: ChunkResult, audio: np.ndarray) -> None:
-        seconds = len(audio) / engine.sample_rate
-        if not rt.units.progress(claim, seconds=seconds, synth_seconds=result.synth_seconds):
-            raise Stopped
-        writer.add(_Finished(result, audio))
-        if listener is not None:
-            listener.publish(result.key, audio)
-        metrics.AUDIO_SECONDS.inc(seconds)
-        metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
-        if seconds > 0:
-            metrics.CHUNK_RTF.observe(result.synth_seconds / seconds)
-
+    by_key = {planned.key: planned for planned in remaining}
+    pending: deque[_Draw] = deque()
+    retry: list[_Draw] = []
+    # A timed line's chunks are held until the line is complete, measured and redrawn whole when it cannot
+    # be fitted (`worker.timed_lines`); what it lets through is checked like any other chunk.
     lines = TimedLines.of(rt, spec, chunks, remaining, review, urgent=urgent)
     results = engine.generate(requests, carry_in, review)
     try:
         for result in results:
-            audio = trim_silence(result.audio, engine.sample_rate)
-            for kept, kept_audio in lines.hold(result, audio):
-                keep(kept, kept_audio)
-            rt.report_gpu_memory()
-            if shutting_down.is_set():
-                raise ShuttingDown
+            carries[result.key] = result.carry
+            for kept, _ in lines.hold(result, trim_silence(result.audio, engine.sample_rate)):
+                draws = 2 if kept.key in refused else 1
+                pending.append(_Draw.of(by_key[kept.key], kept, draws, qc, engine.sample_rate))
+            while pending and pending[0].check.done():  # in order, without waiting for the recogniser
+                keeper.settle(pending.popleft(), retry, qc.redraws)
     finally:
         results.close()  # cancels what is left of this unit's rows; the engine stays usable
+    while pending:
+        keeper.settle(pending.popleft(), retry, qc.redraws)
+    while retry:
+        retry = _redraw(retry, rt, qc, keeper, carries, previous, carry_in)
+
+
+def _redraw(
+    failed: list[_Draw],
+    rt: Runtime,
+    qc: QualityControl,
+    keeper: _Keeper,
+    carries: dict[str, bytes | None],
+    previous: dict[str, str],
+    carry_in: dict[int, bytes],
+) -> list[_Draw]:
+    """One round: every failed chunk drawn once more (each in a stream of its own, continuing from the
+    carry of the chunk before it), side by side in the engine's batch; returns those still to draw."""
+    requests, carry = [], {}
+    for stream, best in enumerate(failed):
+        request = best.planned.request
+        for _ in range(best.draws):  # the seed of the next draw, past the ones the engine made itself
+            request = request.redraw()
+        requests.append(replace(request, stream=stream, seq=0, urgent=best.request.urgent))
+        before = previous.get(best.planned.key)
+        context = carries.get(before) if before is not None else carry_in.get(best.planned.request.stream)
+        if context is not None:
+            carry[stream] = context
+        if best.draws == 1:
+            metrics.CHUNKS_REDRAWN.inc()
+    sr = rt.engine.sample_rate
+    drawn: dict[str, _Draw] = {}
+    results = rt.engine.generate(requests, carry, None)
+    try:
+        for result in results:
+            index = next(i for i, r in enumerate(requests) if r.key == result.key)
+            best = failed[index]
+            drawn[result.key] = _Draw.of(best.planned, result, best.draws + 1, qc, sr, requests[index])
+    finally:
+        results.close()
+    still: list[_Draw] = []
+    for best in failed:
+        new = drawn[best.planned.key]
+        new.result.carry = best.result.carry  # the next chunk was generated after the first draw's context
+        new_check, old_check = new.checked(), best.checked()
+        if new_check.badness < old_check.badness:
+            best = new
+        else:
+            old_check.draws = new.draws
+            best.draws = new.draws
+        keeper.settle(best, still, qc.redraws)
+    return still
+
+
+@dataclass
+class _Draw:
+    """A draw of a chunk and its check (running in the quality-control pool)."""
+
+    planned: PlannedChunk
+    request: ChunkRequest
+    result: ChunkResult
+    audio: np.ndarray
+    """Trimmed: what is kept."""
+    draws: int
+    """Draws of the chunk made so far, this one included."""
+    check: Future[ChunkCheck]
+
+    @classmethod
+    def of(
+        cls,
+        planned: PlannedChunk,
+        result: ChunkResult,
+        draws: int,
+        qc: QualityControl,
+        sr: int,
+        request: ChunkRequest | None = None,
+    ) -> _Draw:
+        audio = trim_silence(result.audio, sr)
+        check = qc.submit(audio, sr, planned.request.text, planned.request.expected_seconds)
+        return cls(planned, request or planned.request, result, audio, draws, check)
+
+    def checked(self) -> ChunkCheck:
+        found = self.check.result()
+        found.draws = self.draws
+        return found
+
+
+@dataclass
+class _Keeper:
+    """Keeps a chunk's chosen draw: progress, checkpoint, speech stream, metrics."""
+
+    claim: UnitClaim
+    rt: Runtime
+    writer: PartWriter
+    listener: _Listener | None
+    shutting_down: threading.Event
+
+    def settle(self, draw: _Draw, retry: list[_Draw], redraws: int) -> None:
+        """Keep the draw when it passed or the chunk has had its draws; else queue it for another."""
+        found = draw.checked()
+        if not found.ok and draw.draws <= redraws:
+            retry.append(draw)
+            return
+        if not found.ok:
+            metrics.CHUNKS_FLAGGED.inc()
+            log.warning(
+                "job %s chunk %s: still %s after %d draws (wer %s, missing %s); kept the best, flagged",
+                self.claim.job_id, draw.planned.key, found.problem, draw.draws, found.wer, found.missing[:5],
+            )  # fmt: skip
+        self.keep(draw, found)
+
+    def keep(self, draw: _Draw, found: ChunkCheck) -> None:
+        rt, result, audio = self.rt, draw.result, draw.audio
+        seconds = len(audio) / rt.engine.sample_rate
+        if not rt.units.progress(self.claim, seconds=seconds, synth_seconds=result.synth_seconds):
+            raise Stopped
+        self.writer.add(_Finished(result, audio, found.to_dict()))
+        if self.listener is not None:
+            self.listener.publish(result.key, audio)
+        metrics.AUDIO_SECONDS.inc(seconds)
+        metrics.SYNTHESIS_SECONDS.inc(result.synth_seconds)
+        if seconds > 0:
+            metrics.CHUNK_RTF.observe(result.synth_seconds / seconds)
+        rt.report_gpu_memory()
+        if self.shutting_down.is_set():
+            raise ShuttingDown
 
 
 @dataclass

@@ -148,7 +148,7 @@ def test_voices_survive_the_retention_sweep_that_deletes_an_old_jobs_results(ser
         timeout=30,
         message="the worker's sweep to remove the old job's results",
     )
-    assert len(storage.list_keys(result_prefix("dev", new))) == 4  # audio, SRT, VTT, timing: not old yet
+    assert len(storage.list_keys(result_prefix("dev", new))) == 5  # audio, SRT, VTT, timing, quality: not old yet
     assert storage.list_keys(voice_prefix("dev", voice_id)) == voice_keys  # as old, never swept
     spec = JobCreate.model_validate({"inputs": [{"text": "Still here."}], "voice": voice_id})
     loaded = load_cloned_voices(spec, "dev", voices=services.voices, storage=storage, can_clone=True)
@@ -174,11 +174,11 @@ def test_delete_of_a_finished_job_leaves_no_object_and_no_key_and_another_tenant
         return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
     results = f"narrate/{result_prefix('dev', job_id)}"
-    assert len(objects(results)) == 2 * 4 + 1  # per line audio, SRT, VTT, timing; and the manifest
+    assert len(objects(results)) == 2 * 4 + 2  # per line audio, SRT, VTT, timing; the manifest, the QC report
     assert requests.get(job["manifest"]["url"], timeout=30).json()["job_id"] == job_id
 
     other = client.delete(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {OTHER_KEY}"})
-    assert other.status_code == 404 and len(objects(results)) == 9  # another tenant's delete changes nothing
+    assert other.status_code == 404 and len(objects(results)) == 10  # another tenant's delete changes nothing
     removed = client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
     assert removed.status_code == 204
     assert objects(results) == [] and objects(f"narrate/checkpoints/{job_id}/") == []

@@ -69,6 +69,13 @@ def test_narration_job_produces_a_playable_file_whose_duration_fits_the_text(api
     assert "Netherfield" in srt and "-->" in srt
     timing = json.loads(_read(api_client, result["subtitles"]["timing"]))
     assert timing["inputs"][0]["id"] == "chapter-1"
+    # Every chunk was checked (the suite's workers run the heuristics only: NARRATE_QC_ASR=off) and the
+    # report places each one in the file.
+    quality = job["quality"]
+    assert quality["asr"] == "off" and quality["chunks"] == progress["chunks_total"] and quality["flagged"] == []
+    report = json.loads(_read(api_client, job["quality_report"]["url"]))
+    assert [row["chunk"] for row in report["chunks"]] == sorted(row["chunk"] for row in report["chunks"])
+    assert all(0 <= row["start_seconds"] < row["end_seconds"] <= duration + 0.1 for row in report["chunks"])
     # Scratch audio is removed just after the job's final transition (the status turns first).
     wait_for(lambda: not _checkpoints(service_env, job_id), message="checkpoints to be discarded")
 

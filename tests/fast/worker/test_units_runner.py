@@ -9,6 +9,7 @@ exception nothing catches, followed by a sweep as if its lease had run out.
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import pytest
@@ -22,7 +23,7 @@ from shared.storage_keys import checkpoint_prefix, result_prefix, run_prefix
 from shared.units import Exhausted, UnitKind
 from tests.conftest import ServiceEnv, wait_for
 from tests.fast.conftest import TENANT
-from tests.support.fake_engine import FakeEngine, carry_of, pitch
+from tests.support.fake_engine import CHARS_PER_SECOND, FakeEngine, carry_of, pitch
 from tests.support.units import run_until_idle
 from worker.engines.base import ChunkRequest
 from worker.planning import chunk_key
@@ -104,7 +105,8 @@ def test_a_job_is_planned_spoken_in_several_units_and_assembled_into_one_file(se
     assert len(audio) / rate > sum(sum(call.kept_seconds.values()) for call in engine.calls) * 0.95
     assert checkpoints(services, job_id) == []
     assert sorted(results(services, job_id)) == sorted(
-        f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json", "words.json")
+        [f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json", "words.json")]
+        + [f"{run_prefix(TENANT, job_id, 1)}qc/quality.json"]
     )
 
 
@@ -204,21 +206,49 @@ def test_a_job_canceled_between_chunks_stops_and_leaves_nothing_behind(services,
     assert checkpoints(services, job_id) == [] and results(services, job_id) == []
 
 
-def test_a_refused_draw_is_drawn_once_more_and_counted_once(services, make_runtime, queue_job):
-    queue_job({"inputs": [{"text": TEXT}], "format": "wav", "sampling": {"seed": 5}})
-    once, twice = chunk_key(0, 1), chunk_key(0, 4)
+def test_a_chunk_failing_every_draw_is_flagged_with_its_offset_and_one_a_redraw_fixes_is_not(
+    services, make_runtime, queue_job
+):
+    """The heuristics alone (no recogniser): a chunk refused by the engine's quick redraw is drawn again
+    after the unit's pass, up to NARRATE_QC_REDRAWS (2) more times in all; one still failing is kept
+    (the best draw) and listed in the job's quality with where it lies in the file, never silently."""
+    job_id = queue_job({"inputs": [{"text": TEXT}], "format": "wav", "sampling": {"seed": 5}})
+    once, rescued, hopeless = chunk_key(0, 1), chunk_key(0, 2), chunk_key(0, 4)
 
     before = redrawn_total()
-    engine = FakeEngine(runaway={once: 1, twice: 2})
+    engine = FakeEngine(runaway={once: 1, rescued: 2, hopeless: 3})
     assert run_until_idle(make_runtime(engine))[-1] == "assemble:succeeded"
-    assert redrawn_total() - before == 2  # one per refused chunk, not per refused draw
+    assert redrawn_total() - before == 3  # one per refused chunk, not per refused draw
     drawn = [key for key, _ in engine.draws]
-    assert drawn.count(once) == drawn.count(twice) == 2
-    assert all(drawn.count(key) == 1 for key in set(drawn) - {once, twice})
-    seeds = [seed for key, seed in engine.draws if key == once]
-    assert seeds[1] != seeds[0] and pitch(seeds[1]) != pitch(seeds[0])  # another seed, still the job's
-    kept = {key: seconds for call in engine.calls for key, seconds in call.kept_seconds.items()}
-    assert kept[twice] > 2 * kept[once]  # the second bad draw was kept, run-on and all
+    assert (drawn.count(once), drawn.count(rescued), drawn.count(hopeless)) == (2, 3, 3)
+    assert all(drawn.count(key) == 1 for key in set(drawn) - {once, rescued, hopeless})
+    for key in (once, rescued, hopeless):
+        seeds = [seed for drawn_key, seed in engine.draws if drawn_key == key]
+        assert len(set(seeds)) == len(seeds)  # every draw another seed, still the job's
+        assert len({pitch(seed) for seed in seeds}) == len(seeds)
+
+    view = services.jobs.view(job_id)
+    quality = view.quality
+    assert quality is not None and quality.asr == "off" and quality.checked == 0
+    assert quality.chunks == services.jobs.counters(job_id)["chunks_total"] and quality.redrawn == 3
+    (flagged,) = quality.flagged
+    assert (flagged.chunk, flagged.problem, flagged.draws, flagged.wer) == (hopeless, "runaway", 3, None)
+    assert flagged.file == f"{job_id}.wav" and flagged.input == "input-00000"
+    stored = view.stored_result
+    assert stored.file is not None and stored.quality_report is not None
+    # The offsets are the chunk's place in the file: its subtitle cue.
+    timing = json.loads(services.storage.get_bytes(stored.file.subtitles["timing"]))
+    cue = next(c for c in timing["cues"] if c["text"] == flagged.text)
+    assert (flagged.start_seconds, flagged.end_seconds) == (cue["start"], cue["end"])
+    assert flagged.at_seconds == cue["start"]
+    assert flagged.sentence == flagged.text and 0 < flagged.start_seconds < stored.file.duration_seconds
+    report = json.loads(services.storage.get_bytes(stored.quality_report.key))
+    rows = {row["chunk"]: row for row in report["chunks"]}
+    assert len(rows) == quality.chunks and [row["ok"] for row in rows.values()].count(False) == 1
+    assert (rows[once]["draws"], rows[rescued]["draws"], rows[rescued]["ok"]) == (2, 3, True)
+    # The kept draw of the rescued chunk is the good one: as long as its text says, not a run-on.
+    rescued_cue = next(c for c in timing["cues"] if c["start"] == rows[rescued]["start_seconds"])
+    assert rescued_cue["end"] - rescued_cue["start"] < 1.2 * len(rescued_cue["text"]) / CHARS_PER_SECOND
 
 
 def test_an_interactive_jobs_chunks_are_urgent_for_the_engine(services, make_runtime, queue_job):
