@@ -116,6 +116,7 @@ class Links:
                 "result": self.file(stored.file, base_url=base_url) if stored.file else None,
                 "inputs": inputs,
                 "manifest": self.object(stored.manifest, base_url=base_url) if stored.manifest else None,
+                "manifest_csv": self.object(stored.manifest_csv, base_url=base_url) if stored.manifest_csv else None,
             }
         )
         return linked.with_stored_result(stored)

