@@ -40,7 +40,11 @@ def test_submit_returns_202_with_location_and_queues_one_work_token(api_client, 
     assert response.headers["Location"] == f"/v1/jobs/{body['id']}"
     assert body["status"] == "queued" and body["format"] == "wav" and body["metadata"] == {"book": "x"}
     assert body["priority"] == "normal"
-    assert body["inputs"] == [{"id": "input-00000", "chars": 28, "voice": None, "result": None}]
+    assert body["inputs"] == [
+        {"id": "input-00000", "chars": 28, "voice": None, "status": None, "reused": False, "error": None,
+         "result": None}
+    ]  # fmt: skip
+    assert body["lines"] is None and body["manifest_csv"] is None  # a batch's, once it finished
     assert len(body["id"]) > 20  # unguessable
     assert _queue_length(service_env) == 1
     message = json.loads(redis.Redis.from_url(service_env.redis_url).lindex(service_env.queue, 0))

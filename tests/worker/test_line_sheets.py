@@ -121,6 +121,8 @@ def test_a_resubmitted_sheet_synthesises_only_its_changed_lines_and_copies_the_o
     second = _run(env, piper, client, _submit(client, {**body, "inputs": sheet}))
     assert second["lines"] == {"succeeded": 5, "failed": 0, "reused": 3, "synthesised": 2}
     assert second["usage"]["lines_reused"] == 3
+    report = client.get("/v1/usage", headers=AUTH).get_json()
+    assert report["totals"]["lines_reused"] == 3  # the tenant's day counts them too
     assert second["progress"]["chunks_total"] == 2  # only the changed lines were planned for synthesis
     after = _files(client, second)
     for item in second["inputs"]:
