@@ -56,13 +56,14 @@ class PiperEngine(Engine):
         from piper import SynthesisConfig
 
         for request in requests:
-            started = time.perf_counter()
             # Piper's noise is seeded by onnxruntime, not by us: fix the noise scales so reruns are
             # near-identical rather than promising bit-exact audio.
             config = SynthesisConfig(noise_scale=0.667, noise_w_scale=0.8)
             with self._lock:
+                # Timed inside the lock: the engine seconds of a chunk (usage, RTF) are its synthesis,
+                # not the wait for another unit thread's chunk.
+                started = time.perf_counter()
                 pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(request.text, config)]
+                synth_seconds = time.perf_counter() - started
             audio = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
-            yield ChunkResult(
-                key=request.key, audio=audio, synth_seconds=time.perf_counter() - started, frames=len(audio)
-            )
+            yield ChunkResult(key=request.key, audio=audio, synth_seconds=synth_seconds, frames=len(audio))
