@@ -156,11 +156,12 @@ def test_ogg_vorbis_lines_decode_at_their_rate_each_at_its_own_loudness(env, cli
         {"id": "quiet", "text": "This line is whispered from afar.", "loudness_lufs": -30.0},
         {"id": "loud", "text": "This line is shouted from nearby!", "loudness_lufs": -16.0},
     ]
-    job = _run(env, piper, client, _submit(client, {"inputs": lines, "concatenate": False, "format": "ogg",
-                                                    "sample_rate": 44100}))  # fmt: skip
+    body = {"inputs": lines, "concatenate": False, "format": "ogg", "sample_rate": 44100,
+            "filename_template": "{index:03d}_{id}"}  # fmt: skip
+    job = _run(env, piper, client, _submit(client, body))
     levels = {}
-    for item in job["inputs"]:
-        assert item["result"]["filename"] == f"{item['id']}.ogg"
+    for index, item in enumerate(job["inputs"]):
+        assert item["result"]["filename"] == f"{index:03d}_{item['id']}.ogg"
         data = _read(client, item["result"]["url"])
         assert sf.info(io.BytesIO(data)).format == "OGG" and sf.info(io.BytesIO(data)).subtype == "VORBIS"
         audio, rate = sf.read(io.BytesIO(data), dtype="float32")
