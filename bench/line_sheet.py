@@ -105,7 +105,7 @@ def planned(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--changed", type=int, default=300)
     parser.add_argument("--scale-lines", type=int, default=20000)
