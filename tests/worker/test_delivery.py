@@ -174,11 +174,11 @@ def test_delete_of_a_finished_job_leaves_no_object_and_no_key_and_another_tenant
         return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
     results = f"narrate/{result_prefix('dev', job_id)}"
-    assert len(objects(results)) == 2 * 4 + 1  # per line audio, SRT, VTT, timing; and the manifest
+    assert len(objects(results)) == 2 * 4 + 2  # per line audio, SRT, VTT, timing; the manifest as JSON and CSV
     assert requests.get(job["manifest"]["url"], timeout=30).json()["job_id"] == job_id
 
     other = client.delete(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {OTHER_KEY}"})
-    assert other.status_code == 404 and len(objects(results)) == 9  # another tenant's delete changes nothing
+    assert other.status_code == 404 and len(objects(results)) == 10  # another tenant's delete changes nothing
     removed = client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
     assert removed.status_code == 204
     assert objects(results) == [] and objects(f"narrate/checkpoints/{job_id}/") == []
