@@ -175,6 +175,16 @@ def download_batch(client: ApiClient, job: Job, out: Path) -> list[Path]:
         click.echo(f"note: the API linked no manifest for {job['id']}; files checked against the job only", err=True)
     else:
         check_manifest(job["id"], manifest, items)
+    failed = [item for item in job.get("inputs") or [] if item.get("status") == "failed"]
+    for item in failed[:20]:
+        error = item.get("error") or {}
+        click.echo(f"line {item['id']} failed: {error.get('code')}: {error.get('message')}", err=True)
+    if failed:
+        click.echo(
+            f"{len(failed)} lines failed and have no file; submit the same sheet again to redo only them "
+            "(unchanged lines are reused)",
+            err=True,
+        )
     saved = [client.download(item["result"], out / safe_filename(item["result"]["filename"])) for item in items]
     if manifest is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +197,8 @@ def download_batch(client: ApiClient, job: Job, out: Path) -> list[Path]:
 def check_manifest(job_id: str, manifest: bytes, items: list[dict[str, Any]]) -> None:
     """The manifest lists exactly the job's files, each with the sha256 of the job record."""
     try:
-        listed = {entry["file"]: entry["sha256"] for entry in json.loads(manifest)["files"]}
+        # A line that failed on its own is listed without a file.
+        listed = {entry["file"]: entry["sha256"] for entry in json.loads(manifest)["files"] if entry.get("file")}
     except (ValueError, KeyError, TypeError) as exc:
         raise DownloadError(0, "bad_manifest", f"the manifest of {job_id} cannot be read: {exc!r}") from exc
     recorded = {safe_filename(item["result"]["filename"]): item["result"].get("sha256") for item in items}

@@ -124,6 +124,7 @@ class Links:
                 "quality_report": self.object(stored.quality_report, base_url=base_url)
                 if stored.quality_report
                 else None,
+                "manifest_csv": self.object(stored.manifest_csv, base_url=base_url) if stored.manifest_csv else None,
             }
         )
         return linked.with_stored_result(stored)

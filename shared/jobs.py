@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+import string
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, overload
@@ -91,6 +92,47 @@ MetadataValue = (
     | None
 )
 """Metadata values are scalars: nested values would make the bound on each value meaningless."""
+
+
+TEMPLATE_FIELDS = ("id", "voice", "language", "index")
+"""The fields `JobCreate.filename_template` may name."""
+_TEMPLATE_LITERAL = re.compile(r"[A-Za-z0-9._-]*\Z")
+
+
+def check_filename_template(template: str) -> None:
+    """ValueError unless `template` names only `TEMPLATE_FIELDS` (with `{index}` also `{index:0Nd}`),
+    names `{id}` or `{index}`, and its literal text is file-name safe."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"filename_template: {exc}") from exc
+    named: set[str] = set()
+    for literal, name, spec, conversion in parsed:
+        if not _TEMPLATE_LITERAL.match(literal):
+            raise ValueError("filename_template: literal text may hold only letters, digits, '.', '_' and '-'")
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(f"filename_template: unknown field {{{name}}}; known: {', '.join(TEMPLATE_FIELDS)}")
+        if conversion or (spec and not (name == "index" and re.fullmatch(r"0?[1-9]d", spec))):
+            raise ValueError(f"filename_template: {{{name}}} takes no format (only {{index:05d}} and the like)")
+        named.add(name)
+    if not named & {"id", "index"}:
+        raise ValueError("filename_template must name {id} or {index}, so that every file has its own name")
+    if template.startswith((".", "-")):
+        raise ValueError("filename_template must start with a letter, a digit or a field")
+
+
+def render_filename(template: str | None, *, id: str, voice: str, language: str, index: int) -> str:
+    """An input's file name stem from `check_filename_template`'s template (default `{id}`)."""
+    return (template or "{id}").format(id=id, voice=voice, language=language, index=index)[:200]
+
+
+class LineStatus(StrEnum):
+    """How one input of a batch of separate files (a line of a sheet) ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class JobStatus(StrEnum):
@@ -338,6 +380,12 @@ class JobInput(_Strict):
         description="Chapter title: names its chapter mark, its file's title tag and (per-chapter files) its "
         "file name. Defaults to the input's id.",
     )
+    loudness_lufs: float | None = Field(
+        None,
+        ge=-40.0,
+        le=-5.0,
+        description="Integrated loudness target of this input's file (a line of a batch), over the job's mastering.",
+    )
 
     @field_validator("title")
     @classmethod
@@ -482,6 +530,15 @@ class JobCreate(_Strict):
         default_factory=list,
         description="Set by the API at submission, never by clients: the entries of `lexicons` as they were then.",
     )
+    filename_template: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="File name stem of each input's file when `concatenate` is false, from the fields "
+        f"{', '.join('{' + name + '}' for name in TEMPLATE_FIELDS)} (`index`: the input's position, 0-based, "
+        "`{index:05d}` pads it); it must name `{id}` or `{index}` so every file has a name of its own. Literal "
+        "text: letters, digits, '.', '_' and '-'. Default: `{id}`.",
+    )
     webhook_url: str | None = Field(
         None,
         max_length=2048,
@@ -505,6 +562,13 @@ class JobCreate(_Strict):
                 check_syntax(value)
             except UrlRefused as exc:
                 raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("filename_template")
+    @classmethod
+    def _template_is_safe(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_filename_template(value)
         return value
 
     @field_validator("format", mode="before")
@@ -557,6 +621,12 @@ class JobCreate(_Strict):
         if value is not None and value not in BITRATES_KBPS:
             raise ValueError(f"bitrate_kbps must be one of {', '.join(map(str, BITRATES_KBPS))}")
         return value
+
+    @model_validator(mode="after")
+    def _template_names_separate_files(self) -> JobCreate:
+        if self.filename_template is not None and self.concatenate:
+            raise ValueError("filename_template names separate files: it needs concatenate: false")
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> JobCreate:
@@ -651,6 +721,11 @@ class JobCreate(_Strict):
         return tags
 
 
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
 class StoredFile(BaseModel):
     """A result file as the job record keeps it: storage keys only. URLs expire, so they are never stored;
     every read mints fresh ones (`shared.downloads`)."""
@@ -734,6 +809,11 @@ class StoredResult(BaseModel):
     fits: dict[str, LineFit] = Field(default_factory=dict, description="Input id -> fit of its timed line.")
     quality: QualitySummary | None = None
     quality_report: StoredObject | None = None
+    manifest_csv: StoredObject | None = None
+    failed: dict[str, JobError] = Field(default_factory=dict)
+    """Inputs (lines) of a batch that failed on their own; the others have their files."""
+    reused: list[str] = Field(default_factory=list)
+    """Inputs whose file was copied from the tenant's line cache instead of synthesised."""
 
 
 class FileLink(BaseModel):
@@ -790,17 +870,15 @@ class Progress(BaseModel):
     audio_seconds: float = 0.0
 
 
-class JobError(BaseModel):
-    code: str
-    message: str
-
-
 class Usage(BaseModel):
     """What a job (or a tenant in a period) used."""
 
     characters: int = Field(default=0, description="Characters of text submitted.")
     audio_seconds: float = Field(default=0.0, description="Seconds of speech produced (kept chunks).")
     engine_seconds: float = Field(default=0.0, description="Wall seconds the engine spent generating them.")
+    lines_reused: int = Field(
+        default=0, description="Lines (inputs) whose file came from the line cache, not synthesised again."
+    )
 
 
 class InputView(BaseModel):
@@ -811,10 +889,24 @@ class InputView(BaseModel):
         None, description="The language it is spoken in: named at submission, or set when the job is planned."
     )
     language_detected: bool = Field(False, description="Whether `language` was detected in the text.")
+    status: LineStatus | None = Field(
+        default=None, description="Of a finished job of separate files: whether this line has its file."
+    )
+    reused: bool = Field(default=False, description="Its file was copied from the line cache (not synthesised).")
+    error: JobError | None = Field(default=None, description="Why this line failed (the others are unaffected).")
     result: FileResult | None = None
     fit: LineFit | None = Field(
         default=None, description="A timed line's fit (`target_seconds`, `max_seconds`, `speed`)."
     )
+
+
+class LineCounts(BaseModel):
+    """The lines (inputs) of a finished job of separate files."""
+
+    succeeded: int = Field(..., description="Lines with a file, reused ones included.")
+    failed: int = Field(..., description="Lines that failed on their own (see each input's `error`).")
+    reused: int = Field(..., description="Lines copied from the tenant's line cache.")
+    synthesised: int = Field(..., description="Lines generated by this job.")
 
 
 class JobView(BaseModel):
@@ -849,6 +941,12 @@ class JobView(BaseModel):
     )
     quality_report: FileLink | None = Field(
         default=None, description="Every chunk's scores and offsets (`quality.json`)."
+    )
+    manifest_csv: FileLink | None = Field(default=None, description="The same manifest as CSV (`manifest.csv`).")
+    lines: LineCounts | None = Field(
+        default=None,
+        description="Of a finished job of separate files: a job whose lines partly failed still `succeeded`; "
+        "`lines.failed` counts the lines without a file.",
     )
     error: JobError | None = None
     webhook_url: str | None = None

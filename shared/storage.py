@@ -105,6 +105,12 @@ class Storage(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object inside the store (server-side on S3: the bytes do not pass through this process),
+        replacing `target`; `StorageKeyMissing` when `source` is absent. The copy is a new object: its
+        last-modified time is now (retention counts from the copy)."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing key is not an error."""
 
@@ -175,6 +181,13 @@ class LocalStorage(Storage):
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
+
+    def copy(self, source: str, target: str) -> None:
+        try:
+            with open(self.path_for(source), "rb") as src, self._atomic_target(target) as fh:
+                shutil.copyfileobj(src, fh, 1024 * 1024)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise StorageKeyMissing(source) from exc
 
     def delete(self, key: str) -> None:
         path = self.path_for(key)
@@ -417,6 +430,11 @@ class S3Storage(Storage):
         except StorageKeyMissing:
             return False
         return True
+
+    def copy(self, source: str, target: str) -> None:
+        origin = {"Bucket": self.bucket, "Key": self.full_key(source)}
+        full = self.full_key(target)
+        self._retrying(source, lambda: self._client().copy_object(CopySource=origin, Bucket=self.bucket, Key=full))
 
     def delete(self, key: str) -> None:
         self._retrying(key, lambda: self._client().delete_object(Bucket=self.bucket, Key=self.full_key(key)))

@@ -41,6 +41,25 @@ def quality_report_key(tenant: str, job_id: str, attempt: int) -> str:
     return f"{run_prefix(tenant, job_id, attempt)}qc/quality.json"
 
 
+def manifest_csv_key(tenant: str, job_id: str, attempt: int) -> str:
+    """The same list as CSV (one row per input), for spreadsheets and import scripts."""
+    return f"{run_prefix(tenant, job_id, attempt)}manifest.csv"
+
+
+def line_cache_prefix(tenant: str) -> str:
+    """A tenant's cache of finished lines (`worker.line_cache`), under the tenant's results: it expires
+    with them (a cached line lives for the results retention after it was last produced or reused) and
+    no key of one tenant lies under another's prefix. The segment cannot be a job id (those start with `job_`)."""
+    return f"{RESULTS_ROOT}{tenant}/line-cache/"
+
+
+def line_cache_keys(tenant: str, digest: str, extension: str) -> tuple[str, str]:
+    """(audio, entry) of one cached line: the entry (JSON: duration, checksum, mastering report, cues) is
+    written after the audio, so an entry that exists names audio that exists."""
+    base = f"{line_cache_prefix(tenant)}{digest[:2]}/{digest}"
+    return f"{base}.{extension}", f"{base}.json"
+
+
 def checkpoint_prefix(job_id: str) -> str:
     """Finished chunk audio of a running job, kept until the job ends."""
     return f"{CHECKPOINTS_ROOT}{job_id}/"

@@ -27,6 +27,8 @@ from shared.jobs import (
     JobPriority,
     JobStatus,
     JobView,
+    LineCounts,
+    LineStatus,
     Progress,
     StoredResult,
     Usage,
@@ -343,13 +345,17 @@ class JobStore:
             attempts=int(raw["attempts"] or 0),
             timings=json.loads(raw["timings"] or "{}"),
             # Result links are minted at read time from `stored` (shared.downloads.mint_view).
-            inputs=[InputView(**item) for item in json.loads(raw["inputs"] or "[]")],
+            inputs=_line_statuses([InputView(**item) for item in json.loads(raw["inputs"] or "[]")], stored),
             quality=stored.quality,
             error=JobError(**json.loads(raw["error"])) if raw["error"] else None,
             webhook_url=summary.get("webhook_url"),
             usage=Usage(
-                characters=_characters(raw["inputs"]), audio_seconds=round(audio, 3), engine_seconds=round(synth, 3)
+                characters=_characters(raw["inputs"]),
+                audio_seconds=round(audio, 3),
+                engine_seconds=round(synth, 3),
+                lines_reused=len(stored.reused),
             ),
+            lines=_line_counts(stored),
         ).with_stored_result(stored)
 
     def list(
@@ -497,6 +503,31 @@ class JobStore:
 
     def ping(self) -> None:
         self._redis.ping()
+
+
+def _is_line_batch(stored: StoredResult) -> bool:
+    return stored.manifest is not None and stored.file is None
+
+
+def _line_statuses(inputs: list[InputView], stored: StoredResult) -> list[InputView]:
+    """Each line of a finished batch with its status, whether it was reused, and its error."""
+    if not _is_line_batch(stored):
+        return inputs
+    reused = set(stored.reused)
+    for item in inputs:
+        item.status = LineStatus.FAILED if item.id in stored.failed else LineStatus.SUCCEEDED
+        item.error = stored.failed.get(item.id)
+        item.reused = item.id in reused
+    return inputs
+
+
+def _line_counts(stored: StoredResult) -> LineCounts | None:
+    if not _is_line_batch(stored):
+        return None
+    reused = len(stored.reused)
+    return LineCounts(
+        succeeded=len(stored.inputs), failed=len(stored.failed), reused=reused, synthesised=len(stored.inputs) - reused
+    )
 
 
 def _characters(inputs: str | None) -> int:

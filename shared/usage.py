@@ -141,6 +141,17 @@ class UsageStore:
             metrics.USAGE_ENGINE_SECONDS.labels(tenant=tenant).inc(engine_seconds)
         return bool(added)
 
+    def record_lines_reused(self, tenant: str, lines: int) -> None:
+        """A finished batch copied `lines` lines from the line cache (the worker calls it once per job,
+        after its fenced `finish_job`)."""
+        if lines <= 0:
+            return
+        key = self._day(tenant, _today().date())
+        pipe = self._redis.pipeline()
+        pipe.hincrby(key, "lines_reused", lines)
+        pipe.expire(key, self._day_ttl)
+        pipe.execute()
+
     def forget_job(self, job_id: str) -> None:
         """Drop a deleted job's list of counted chunks; the tenant's day totals stay (they are the bill)."""
         self._redis.delete(self._chunks(job_id))
@@ -161,6 +172,7 @@ class UsageStore:
                     audio_seconds=round(float(values.get("audio_seconds", 0)), 3),
                     engine_seconds=round(float(values.get("engine_seconds", 0)), 3),
                     jobs=int(values.get("jobs", 0)),
+                    lines_reused=int(values.get("lines_reused", 0)),
                 )
             )
         month, used = self.month_used(tenant)
@@ -168,6 +180,7 @@ class UsageStore:
             characters=sum(row.characters for row in rows),
             audio_seconds=round(sum(row.audio_seconds for row in rows), 3),
             engine_seconds=round(sum(row.engine_seconds for row in rows), 3),
+            lines_reused=sum(row.lines_reused for row in rows),
         )
         return UsageReport.model_validate(
             {

@@ -97,6 +97,7 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
     _learn_speech_rate(rt, plan, {key: chunk.seconds for key, chunk in done.items()})
     if not rt.units.finish_job(claim, result=result, timings=timings):
         raise Stopped
+    rt.services.usage.record_lines_reused(claim.tenant, len(result.get("reused", [])))  # once: finish_job is fenced
     outcomes.clean_up(rt, checkpoint_prefix(job_id))
     for earlier in range(1, claim.attempts):  # files of claims that died or were fenced out mid-upload
         outcomes.clean_up(rt, run_prefix(claim.tenant, job_id, earlier))

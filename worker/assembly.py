@@ -10,7 +10,9 @@ bitrate) travel with each `OutputFile`.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -27,12 +29,21 @@ from shared.audio.fit import FitBounds, plan_fit, stretch
 from shared.audio.formats import AudioFormat
 from shared.audio.mastering import MasteringReport, Meter, master_padded, padding, room_tone
 from shared.audio.pcm import ArraySamples, PcmFile, Samples
-from shared.audio.presets import MasteringTargets
+from shared.audio.presets import MasteringTargets, with_overrides
 from shared.audio.resample import resample_padded
 from shared.audio.stitch import stitch
 from shared.audio.subtitles import Cue, to_srt, to_timing_json, to_vtt
 from shared.audio.trim import sound_bounds
-from shared.jobs import JobCreate, LineFit, MasteringOptions, StoredFile, StoredObject
+from shared.jobs import (
+    JobCreate,
+    JobError,
+    LineFit,
+    LineStatus,
+    MasteringOptions,
+    StoredFile,
+    StoredObject,
+    render_filename,
+)
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.text.chunking import join_chunks
@@ -88,10 +99,13 @@ class Mastering:
         """The settings' pauses with the job's own in their place."""
         return spec.effective_pauses(self.pauses) if spec is not None else dict(self.pauses)
 
-    def targets_for(self, spec: JobCreate | None) -> MasteringTargets:
-        """The job's mastering targets (`default`: the settings' loudness and peak, as a true peak)."""
+    def targets_for(self, spec: JobCreate | None, input_index: int | None = None) -> MasteringTargets:
+        """The job's mastering targets (`default`: the settings' loudness and peak, as a true peak), with
+        input `input_index`'s own `loudness_lufs` in place of the level when it has one."""
         options = spec.mastering_options() if spec is not None else MasteringOptions()
-        return options.targets(default_lufs=self.loudness_target_lufs, default_peak_dbfs=self.peak_dbfs)
+        targets = options.targets(default_lufs=self.loudness_target_lufs, default_peak_dbfs=self.peak_dbfs)
+        own = spec.inputs[input_index].loudness_lufs if spec is not None and input_index is not None else None
+        return with_overrides(targets, loudness_lufs=own) if own is not None else targets
 
 
 @dataclass(frozen=True)
@@ -133,14 +147,51 @@ class RenderedFile:
         return self.samples.read(0, len(self.samples))
 
 
-def outputs_for(job_id: str, spec: JobCreate) -> list[OutputFile]:
-    """The files of a job: one for all inputs (or one per input when `concatenate` is false), and for a
+def planned_voices(
+    spec: JobCreate, default_voice: str, spoken: Sequence[Sequence[str] | None] | None
+) -> dict[str, tuple[str, str | None]]:
+    """Input id -> (voice, language) it is spoken in: as the plan unit resolved them (`spoken`), else as
+    the job names them."""
+    planned = {
+        input_id: (item.voice or spec.voice or default_voice, item.language or spec.language)
+        for input_id, item in zip(spec.input_ids(), spec.inputs, strict=True)
+    }
+    planned.update(
+        {input_id: (pair[0], pair[1]) for input_id, pair in zip(planned, spoken or [], strict=False) if pair}
+    )
+    return planned
+
+
+def outputs_for(
+    job_id: str,
+    spec: JobCreate,
+    *,
+    default_voice: str = "",
+    spoken: Sequence[Sequence[str] | None] | None = None,
+) -> list[OutputFile]:
+    """The files of a job: one for all inputs (or one per input when `concatenate` is false, named by the
+    job's `filename_template` with each input's voice and language as planned, `spoken[i]`), and for a
     book with `chapter_files` also one per chapter, named `NN-title` and tagged with its title."""
     ids = spec.input_ids()
+    planned = planned_voices(spec, default_voice, spoken)
     if spec.concatenate or len(spec.inputs) == 1:
         outputs = [OutputFile(job_id, list(range(len(spec.inputs))), spec=spec)]
     else:
-        outputs = [OutputFile(input_id, [index], per_input=True, spec=spec) for index, input_id in enumerate(ids)]
+        outputs = [
+            OutputFile(
+                render_filename(
+                    spec.filename_template,
+                    id=input_id,
+                    voice=planned[input_id][0],
+                    language=planned[input_id][1] or "und",
+                    index=index,
+                ),
+                [index],
+                per_input=True,
+                spec=spec,
+            )
+            for index, input_id in enumerate(ids)
+        ]
     chapter_format = spec.book.chapter_files if spec.book is not None else None
     if chapter_format is not None and not outputs[0].per_input:
         titles = spec.input_titles()
@@ -176,7 +227,7 @@ def build_file(
     chunk's words are timed by `aligner` (forced alignment) before stitching, or estimated without one."""
     spec = output.spec
     pauses = mastering.pauses_for(spec)
-    targets = mastering.targets_for(spec)
+    targets = mastering.targets_for(spec, output.inputs[0] if len(output.inputs) == 1 else None)
     titles = spec.input_titles() if spec is not None else input_ids
     head, tail = padding(targets, file_rate)
     spoken = [index for index in output.inputs if plan.inputs[index]]
@@ -233,7 +284,8 @@ def build_file(
             # Resampled straight into the chapter's padded buffer: the last resample, before mastering.
             audio, length = resample_padded(speech_audio, sample_rate, file_rate, in_head, in_tail)
             del speech_audio
-            master_padded(audio, in_head, length, file_rate, targets, seed=input_index)
+            own = mastering.targets_for(spec, input_index) if len(output.inputs) > 1 else targets
+            master_padded(audio, in_head, length, file_rate, own, seed=input_index)
             meter.add(audio)
         if fit is not None and fit.status is not None and fit.target_seconds is not None:
             fits[input_ids[input_index]] = LineFit(
@@ -428,9 +480,16 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "id", "status", "reused", "file", "key", "format", "duration_seconds", "bytes", "sha256", "voice",
+    "language", "text_sha256", "fit_status", "error_code", "error_message",
+)  # fmt: skip
+"""The columns of `manifest.csv`, one row per input in the job's order (the JSON's `files` keys)."""
+
+
 def upload_manifest(
     storage: Storage,
-    key: str,
+    keys: tuple[str, str],
     job_id: str,
     spec: JobCreate,
     results: dict[str, StoredFile],
@@ -438,35 +497,72 @@ def upload_manifest(
     fits: dict[str, LineFit] | None = None,
     spoken: Sequence[Sequence[str] | None] | None = None,
     lipsync: dict[str, dict[str, Any]] | None = None,
-) -> StoredObject:
-    """A batch of separate files also gets a manifest listing them (what a game studio imports): per line
-    its file, checksum, voice, language and a digest of its text, so a client can check a download and
-    tell which lines changed since an earlier batch; `spoken[i]`: input i's (voice, language) as planned;
-    and its lip-sync data (`lipsync`: phoneme and viseme times, `worker.timing.lipsync`) where given."""
-    texts = dict(zip(spec.input_ids(), spec.inputs, strict=True))
-    planned = {
-        input_id: (item.voice or spec.voice or default_voice, item.language or spec.language)
-        for input_id, item in texts.items()
-    }
-    planned.update({input_id: (pair[0], pair[1]) for input_id, pair in zip(texts, spoken or [], strict=False) if pair})
-    files = [
-        {
+    *,
+    failed: dict[str, JobError] | None = None,
+    reused: set[str] | None = None,
+) -> tuple[StoredObject, StoredObject]:
+    """A batch of separate files also gets a manifest listing them (what a game studio imports), as JSON
+    and as CSV (`keys`): per line its status (a failed line has its error and no file), whether its file
+    came from the line cache, its file, checksum, voice and language (`spoken[i]`: input i's as planned)
+    and a digest of its text, so a client can check a download and tell which lines changed since an
+    earlier batch; in the JSON also a timed line's `fit` and its lip-sync data (`lipsync`: phoneme and
+    viseme times, `worker.timing.lipsync`)."""
+    failed, reused = failed or {}, reused or set()
+    planned = planned_voices(spec, default_voice, spoken)
+    rows: list[dict[str, Any]] = []
+    for input_id, item in zip(spec.input_ids(), spec.inputs, strict=True):
+        result = results.get(input_id)
+        error = failed.get(input_id)
+        if result is None and error is None:
+            continue
+        row: dict[str, Any] = {
             "id": input_id,
-            "file": result.filename,
-            "key": result.key,
-            "format": result.format.value,
-            "duration_seconds": result.duration_seconds,
-            "bytes": result.bytes,
-            "sha256": result.sha256,
+            "status": (LineStatus.SUCCEEDED if result is not None else LineStatus.FAILED).value,
+            "reused": input_id in reused,
+            "file": result.filename if result else None,
+            "key": result.key if result else None,
+            "format": result.format.value if result else None,
+            "duration_seconds": result.duration_seconds if result else None,
+            "bytes": result.bytes if result else None,
+            "sha256": result.sha256 if result else None,
             "voice": planned[input_id][0],
             "language": planned[input_id][1],
-            "text_sha256": hashlib.sha256(texts[input_id].spoken_text.encode()).hexdigest(),
-            "status": "succeeded",
-            **({"lipsync": lipsync[input_id]} if lipsync and input_id in lipsync else {}),
+            "text_sha256": hashlib.sha256(item.spoken_text.encode()).hexdigest(),
         }
-        | ({"fit": fits[input_id].model_dump(mode="json")} if fits and input_id in fits else {})
-        for input_id, result in results.items()
-    ]
-    data = json.dumps({"job_id": job_id, "files": files}, indent=2).encode()
-    storage.put_bytes(key, data, "application/json")
-    return StoredObject(key=key, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        if error is not None:
+            row["error"] = {"code": error.code, "message": error.message}
+        if fits and input_id in fits:
+            row["fit"] = fits[input_id].model_dump(mode="json")
+        if lipsync and input_id in lipsync:
+            row["lipsync"] = lipsync[input_id]
+        rows.append(row)
+    counts = {
+        "succeeded": len(results),
+        "failed": len(failed),
+        "reused": len(reused),
+        "synthesised": len(results) - len(reused),
+    }
+    data = json.dumps({"job_id": job_id, "lines": counts, "files": rows}, indent=2).encode()
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=MANIFEST_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        error = row.get("error") or {}
+        cells = {name: row.get(name) for name in MANIFEST_COLUMNS if name in row}
+        cells["reused"] = "true" if row["reused"] else "false"
+        fit_status = (row.get("fit") or {}).get("status", "")
+        writer.writerow(
+            {
+                **cells,
+                "fit_status": fit_status,
+                "error_code": error.get("code", ""),
+                "error_message": error.get("message", ""),
+            }
+        )
+    csv_data = table.getvalue().encode()
+    storage.put_bytes(keys[0], data, "application/json")
+    storage.put_bytes(keys[1], csv_data, "text/csv")
+    return (
+        StoredObject(key=keys[0], bytes=len(data), sha256=hashlib.sha256(data).hexdigest()),
+        StoredObject(key=keys[1], bytes=len(csv_data), sha256=hashlib.sha256(csv_data).hexdigest()),
+    )

@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from shared import metrics
+from shared.audio.formats import AudioFormat
 from shared.input_languages import resolve_languages
+from shared.jobs import JobCreate
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
+from worker import line_cache
 from worker.outcomes import Stopped
 from worker.planning import PLAN_LANGUAGE, build_plan, chunks_to_json, pack_units
 from worker.runtime import Runtime
-from worker.voice_embeddings import load_job_voices
+from worker.voice_embeddings import VoiceUnavailable, load_job_voices
 
 log = logging.getLogger(__name__)
+
+
+def _failed_lines(spec: JobCreate, unavailable: dict[str, VoiceUnavailable]) -> dict[int, dict[str, str]]:
+    """The lines whose voice cannot be used; when that is every line, the job fails with the first."""
+    failed: dict[int, dict[str, str]] = {}
+    for index, item in enumerate(spec.inputs):
+        voice = item.voice or spec.voice
+        if voice is not None and voice in unavailable:
+            failed[index] = {"code": unavailable[voice].code, "message": str(unavailable[voice])}
+    if failed and len(failed) == len(spec.inputs):
+        raise next(iter(unavailable.values()))
+    return failed
 
 
 def run_plan(claim: UnitClaim, rt: Runtime) -> int:
@@ -33,7 +49,10 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     if claim.attempts == 1 and view and view.started_at:
         metrics.QUEUE_WAIT.observe(max(0.0, view.started_at.timestamp() - view.created_at.timestamp()))
     settings, engine = rt.settings, rt.engine
-    cloned = load_job_voices(spec, claim.tenant, rt)
+    lines = line_cache.is_line_batch(spec)
+    unavailable: dict[str, VoiceUnavailable] = {}
+    cloned = load_job_voices(spec, claim.tenant, rt, unavailable if lines else None)
+    failed = _failed_lines(spec, unavailable)
     detection = time.perf_counter()
     # Raises LanguageRefused when the engine changed since submission and cannot speak a named language.
     languages = resolve_languages(
@@ -41,6 +60,19 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     )
     detection = time.perf_counter() - detection
     rt.jobs.set_input_languages(claim.job_id, [(item.language, item.detected) for item in languages])
+    digests = (
+        line_cache.digests_for(
+            spec,
+            settings=settings,
+            engine=engine,
+            cloned=cloned,
+            languages=[item.language for item in languages],
+            skip=failed,
+        )
+        if lines
+        else {}
+    )
+    reused = line_cache.find_cached(rt.storage, claim.tenant, digests, AudioFormat(spec.format).extension)
     learned = rt.jobs.speech_rate(engine.name, PLAN_LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
     chunking = time.perf_counter()
@@ -54,7 +86,9 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         unit_audio_seconds=settings.unit_audio_seconds,
         languages=[item.language for item in languages],
         voice_for=engine.default_voice,
+        skip=frozenset(failed) | reused,
     )
+    plan = replace(plan, failed=failed, digests=digests, reused=frozenset(reused))
     chunking = time.perf_counter() - chunking
     # A job with nothing speakable has no speak unit: register_plan makes its assemble unit ready.
     units = pack_units(plan, settings.unit_audio_seconds)
@@ -77,7 +111,10 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     )
     if made_ready is None:
         raise Stopped
-    log.info("job %s planned: %d chunks in %d speak units", claim.job_id, len(plan.all()), len(units))
+    log.info(
+        "job %s planned: %d chunks in %d speak units (%d lines reused, %d failed)",
+        claim.job_id, len(plan.all()), len(units), len(reused), len(failed),
+    )  # fmt: skip
     if made_ready:
         rt.services.enqueue_work(made_ready)
     return made_ready

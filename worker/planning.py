@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.jobs import JobCreate
@@ -41,7 +41,14 @@ class PlannedChunk:
 @dataclass(frozen=True)
 class Plan:
     inputs: list[list[PlannedChunk]]
-    """Chunks of each input in reading order (empty for an input with nothing speakable)."""
+    """Chunks of each input in reading order (empty for an input with nothing speakable, and for the
+    lines below, which are not synthesised)."""
+    failed: dict[int, dict[str, str]] = field(default_factory=dict)
+    """Lines of a batch of separate files that fail on their own (input index -> `{code, message}`)."""
+    digests: dict[int, str] = field(default_factory=dict)
+    """Line cache keys of a batch's lines (`worker.line_cache`), by input index."""
+    reused: frozenset[int] = frozenset()
+    """Lines whose cached file is copied instead of synthesised."""
 
     def all(self) -> list[PlannedChunk]:
         return [chunk for chunks in self.inputs for chunk in chunks]
@@ -51,11 +58,21 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; cloned voices' embeddings are left out (a speak unit loads them by voice id)."""
-        return {"inputs": [[planned_to_dict(p) for p in chunks] for chunks in self.inputs]}
+        return {
+            "inputs": [[planned_to_dict(p) for p in chunks] for chunks in self.inputs],
+            "failed": {str(index): error for index, error in self.failed.items()},
+            "digests": {str(index): digest for index, digest in self.digests.items()},
+            "reused": sorted(self.reused),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        return cls([[planned_from_dict(item) for item in chunks] for chunks in data["inputs"]])
+        return cls(
+            [[planned_from_dict(item) for item in chunks] for chunks in data["inputs"]],
+            failed={int(index): error for index, error in data.get("failed", {}).items()},
+            digests={int(index): digest for index, digest in data.get("digests", {}).items()},
+            reused=frozenset(data.get("reused", [])),
+        )
 
 
 def planned_to_dict(planned: PlannedChunk) -> dict[str, Any]:
@@ -158,6 +175,7 @@ def build_plan(
     unit_audio_seconds: float | None = None,
     languages: Sequence[str] | None = None,
     voice_for: Callable[[str], str] | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> Plan:
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
@@ -165,7 +183,8 @@ def build_plan(
     streams of its own (inputs never share context); a dialogue gets one per speaker, in that
     speaker's voice from the job's `voices`, and a timed line exactly one. Each input is spoken in its
     language (`languages`, else `language`). Chunks in a cloned voice carry its embedding and, when it
-    has one of the input's language, its language tag."""
+    has one of the input's language, its language tag. Inputs in `skip`
+    (failed or reused lines) get no chunks."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     lexicon = spec.pronunciation()
     cloned = cloned or {}
@@ -190,6 +209,9 @@ def build_plan(
         )
 
     for input_index, item in enumerate(spec.inputs):
+        if input_index in skip:
+            planned_inputs.append([])
+            continue
         spoken = languages[input_index] if languages is not None else language
         voice = item.voice or spec.voice or (voice_for(spoken) if voice_for else voice_default)
         turns = item.turns(tags=bool(spec.voices))

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from shared.audio.formats import file_rate
-from shared.jobs import JobCreate, LineFit, StoredFile, StoredResult
+from shared.jobs import JobCreate, JobError, LineFit, StoredFile, StoredResult
 from shared.settings import Settings
-from shared.storage import Storage, storage_from_settings
-from shared.storage_keys import manifest_key, quality_report_key, run_prefix
-from worker import assembly, checkpoints, timing
+from shared.storage import Storage, StorageKeyMissing, storage_from_settings
+from shared.storage_keys import manifest_csv_key, manifest_key, quality_report_key, run_prefix
+from worker import assembly, checkpoints, line_cache, timing
 from worker.alignment import Aligner
 from worker.phases import Phases
 from worker.planning import Plan, PlannedChunk
@@ -89,16 +89,39 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     results: dict[str, StoredFile] = {}
     fits: dict[str, LineFit] = {}
     lipsync: dict[str, dict[str, Any]] = {}
-    file_result: StoredFile | None = None
     placed: list[PlacedFile] = []
-    for output in assembly.outputs_for(task.job_id, spec):
+    failed: dict[str, JobError] = {}
+    reused: list[str] = []
+    file_result: StoredFile | None = None
+    outputs = assembly.outputs_for(task.job_id, spec, default_voice=task.default_voice, spoken=task.plan.get("spoken"))
+    for output in outputs:
+        index = output.inputs[0]
+        line = output.per_input and (index in plan.digests or index in plan.failed)
+        if line and index in plan.failed:
+            failed[input_ids[index]] = JobError(**plan.failed[index])
+            continue
+        fmt = output.format or spec.format
+        if line and index in plan.reused:
+            try:
+                with phases.timed("upload"):
+                    results[input_ids[index]] = line_cache.reuse(
+                        storage, task.tenant, plan.digests[index], fmt.extension,
+                        prefix=prefix, name=output.name, input_id=input_ids[index],
+                    )  # fmt: skip
+                reused.append(input_ids[index])
+            except StorageKeyMissing:
+                failed[input_ids[index]] = JobError(
+                    code="line_cache_expired",
+                    message="The cached file of this unchanged line expired while the job ran; submit it again.",
+                )
+            continue
         rendered = assembly.build_file(
             output,
             plan,
             parts.load,
             sample_rate=task.sample_rate,
             # A book's chapter files may have a format of their own (and so a rate of their own).
-            file_rate=file_rate(output.format or spec.format, spec.sample_rate or task.sample_rate),
+            file_rate=file_rate(fmt, spec.sample_rate or task.sample_rate),
             mastering=mastering,
             input_ids=input_ids,
             phases=phases,
@@ -107,16 +130,23 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
         fits.update(rendered.fits)
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
         placed.append(PlacedFile(uploaded.filename, rendered.chunk_spans))
-        if output.per_input:
-            results[input_ids[output.inputs[0]]] = uploaded
-            lipsync[input_ids[output.inputs[0]]] = timing.lipsync(rendered.timing, output.inputs[0])
-        else:
+        if not output.per_input:
             file_result = uploaded
-    manifest = None
-    if results:
-        manifest = assembly.upload_manifest(
+            continue
+        results[input_ids[index]] = uploaded
+        lipsync[input_ids[index]] = timing.lipsync(rendered.timing, index)
+        if line:
+            span = (rendered.spans[0].start, rendered.spans[0].end) if rendered.spans else None
+            with phases.timed("upload"):
+                line_cache.remember(storage, task.tenant, plan.digests[index], uploaded, rendered.cues, span)
+    manifest = manifest_csv = None
+    if results or failed:
+        manifest, manifest_csv = assembly.upload_manifest(
             storage,
-            manifest_key(task.tenant, task.job_id, task.attempt),
+            (
+                manifest_key(task.tenant, task.job_id, task.attempt),
+                manifest_csv_key(task.tenant, task.job_id, task.attempt),
+            ),
             task.job_id,
             spec,
             results,
@@ -124,6 +154,8 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             fits,
             task.plan.get("spoken"),
             lipsync,
+            failed=failed,
+            reused=set(reused),
         )
     settings = task.settings
     summary, rows = build_report(
@@ -134,6 +166,14 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             storage, quality_report_key(task.tenant, task.job_id, task.attempt), task.job_id, summary, rows
         )
     result = StoredResult(
-        file=file_result, inputs=results, manifest=manifest, fits=fits, quality=summary, quality_report=report
+        file=file_result,
+        inputs=results,
+        manifest=manifest,
+        manifest_csv=manifest_csv,
+        failed=failed,
+        reused=reused,
+        fits=fits,
+        quality=summary,
+        quality_report=report,
     ).model_dump(mode="json")
     return result, phases.rounded()

@@ -41,7 +41,7 @@ from worker.planning import PlannedChunk, chunks_from_json, pause_after
 from worker.qc import ChunkCheck, QualityControl
 from worker.runtime import Runtime
 from worker.timed_lines import TimedLines
-from worker.voice_embeddings import load_job_voices
+from worker.voice_embeddings import VoiceUnavailable, load_job_voices
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,13 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
     spec = rt.jobs.spec(claim.job_id)
     if raw is None or spec is None:
         raise Stopped
-    chunks = chunks_from_json(raw, load_job_voices(spec, claim.tenant, rt))
+    # A batch's lines in a voice that cannot be used were failed at planning and have no chunks here;
+    # a voice of this unit's own chunks that went since fails the job (never spoken in another voice).
+    unavailable: dict[str, VoiceUnavailable] = {}
+    chunks = chunks_from_json(raw, load_job_voices(spec, claim.tenant, rt, unavailable))
+    for planned in chunks:
+        if planned.request.voice in unavailable:
+            raise unavailable[planned.request.voice]
     writer = PartWriter(
         rt,
         claim,

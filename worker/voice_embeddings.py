@@ -45,33 +45,54 @@ def cloned_voice_ids(spec: JobCreate) -> list[str]:
 
 
 def load_cloned_voices(
-    spec: JobCreate, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool
+    spec: JobCreate,
+    tenant: str,
+    *,
+    voices: VoiceStore,
+    storage: Storage,
+    can_clone: bool,
+    unavailable: dict[str, VoiceUnavailable] | None = None,
 ) -> dict[str, ClonedVoice]:
-    """Voice id -> embedding and language of every cloned voice of the job (of `tenant` only)."""
+    """Voice id -> embedding and language of every cloned voice of the job (of `tenant` only). With
+    `unavailable`, a voice that cannot be used is put there instead of raising (a batch of lines fails
+    only the lines in that voice)."""
     out: dict[str, ClonedVoice] = {}
     for voice_id in cloned_voice_ids(spec):
-        record = voices.get(voice_id, tenant=tenant)
-        if record is None:
-            raise VoiceUnavailable("voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued.")
-        if record.status != VoiceStatus.READY:
-            raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready.")
-        if not can_clone:
-            raise VoiceUnavailable(
-                "cloning_unsupported",
-                f"The voice {voice_id!r} is a cloned voice; this worker's engine cannot clone.",
-            )
         try:
-            data = storage.get_bytes(embedding_key(tenant, voice_id))
-        except StorageKeyMissing as exc:
-            raise VoiceUnavailable(
-                "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
-            ) from exc
-        out[voice_id] = ClonedVoice(embedding_from_bytes(data), record.language)
+            out[voice_id] = _load_one(voice_id, tenant, voices=voices, storage=storage, can_clone=can_clone)
+        except VoiceUnavailable as exc:
+            if unavailable is None:
+                raise
+            unavailable[voice_id] = exc
     return out
 
 
-def load_job_voices(spec: JobCreate, tenant: str, rt: Runtime) -> dict[str, ClonedVoice]:
+def _load_one(voice_id: str, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool) -> ClonedVoice:
+    record = voices.get(voice_id, tenant=tenant)
+    if record is None:
+        raise VoiceUnavailable("voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued.")
+    if record.status != VoiceStatus.READY:
+        raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready.")
+    if not can_clone:
+        raise VoiceUnavailable(
+            "cloning_unsupported",
+            f"The voice {voice_id!r} is a cloned voice; this worker's engine cannot clone.",
+        )
+    try:
+        data = storage.get_bytes(embedding_key(tenant, voice_id))
+    except StorageKeyMissing as exc:
+        raise VoiceUnavailable(
+            "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
+        ) from exc
+    return ClonedVoice(embedding_from_bytes(data), record.language)
+
+
+def load_job_voices(
+    spec: JobCreate, tenant: str, rt: Runtime, unavailable: dict[str, VoiceUnavailable] | None = None
+) -> dict[str, ClonedVoice]:
     """`load_cloned_voices` with a worker `Runtime`'s voice store, storage and engine."""
     if not cloned_voice_ids(spec):
         return {}
-    return load_cloned_voices(spec, tenant, voices=rt.voices, storage=rt.storage, can_clone=rt.engine.can_clone)
+    return load_cloned_voices(
+        spec, tenant, voices=rt.voices, storage=rt.storage, can_clone=rt.engine.can_clone, unavailable=unavailable
+    )

@@ -1,12 +1,12 @@
-"""Encode the finished narration: WAV, FLAC, MP3, Opus and M4B audiobooks.
+"""Encode the finished narration: WAV, FLAC, MP3, Opus, Ogg Vorbis and M4B audiobooks.
 
-libsndfile (through soundfile) writes WAV, FLAC and Ogg Opus; MP3 goes through FFmpeg's LAME (PyAV) on
-two threads (see `_mp3_lame`). Bitrates suit mono speech: MP3 is constant 64 kb/s (predictable size,
-exact seeking in every player), Opus about 32 kb/s. Opus accepts only 8, 12, 16, 24 or 48 kHz: other
-rates are resampled to 48 kHz here (callers that resample anyway go straight to
-`shared.audio.formats.file_rate`, so the audio is resampled once). M4B is AAC (64 kb/s) in an MP4
-container written by PyAV's bundled FFmpeg, with chapter markers (QuickTime and Nero style, read by
-Apple Books and most players).
+libsndfile (through soundfile) writes WAV (16-bit PCM), FLAC, Ogg Opus and Ogg Vorbis; MP3 goes
+through FFmpeg's LAME (PyAV) on two threads (see `_mp3_lame`). Bitrates suit mono speech: MP3 is
+constant 64 kb/s (predictable size, exact seeking in every player), Opus about 32 kb/s, Vorbis about
+64. Opus accepts only 8, 12, 16, 24 or 48 kHz: other rates are resampled to 48 kHz here (callers that
+resample anyway go straight to `shared.audio.formats.file_rate`, so the audio is resampled once).
+M4B is AAC (64 kb/s) in an MP4 container written by PyAV's bundled FFmpeg, with chapter markers
+(QuickTime and Nero style, read by Apple Books and most players).
 
 Tags and chapters: `metadata` keys title, artist, album, comment, date, genre, copyright, license,
 tracknumber work in every format; FLAC, Opus and MP3 also take free-form keys. `chapters` are
@@ -35,6 +35,7 @@ from mutagen import id3
 from mutagen.flac import FLAC, Picture
 from mutagen.mp4 import MP4, MP4Cover
 from mutagen.oggopus import OggOpus
+from mutagen.oggvorbis import OggVorbis
 
 from shared.audio.formats import FILE_TAGS, AudioFormat, file_rate
 from shared.audio.levels import as_mono_float32
@@ -45,6 +46,8 @@ MP3_KBPS = 64
 AAC_KBPS = 64
 OPUS_COMPRESSION_LEVEL = 0.9
 """libsndfile's 0..1 scale; 0.9 gives about 32 kb/s, transparent for speech."""
+VORBIS_COMPRESSION_LEVEL = 0.6
+"""libsndfile's 0..1 scale (0 = best quality); 0.6 is about Vorbis quality 4, some 64 kb/s for mono speech."""
 
 FORMATS: tuple[str, ...] = tuple(fmt.value for fmt in AudioFormat)
 
@@ -114,6 +117,9 @@ def encode(
             compression_level=OPUS_COMPRESSION_LEVEL,
         )
         return _vorbis_comments(OggOpus, data, metadata, spans, cover)
+    if fmt == "ogg":
+        data = _soundfile(audio, sr, format="OGG", subtype="VORBIS", compression_level=VORBIS_COMPRESSION_LEVEL)
+        return _vorbis_comments(OggVorbis, data, metadata, spans, cover)
     return _m4b(audio, sr, metadata, spans, bitrate_kbps or AAC_KBPS, cover)
 
 
@@ -234,7 +240,7 @@ def _picture(cover: tuple[bytes, str]) -> Picture:
 
 
 def _fill_vorbis_comments(
-    tagged: FLAC | OggOpus, metadata: Mapping[str, str], spans: Spans, cover: tuple[bytes, str] | None
+    tagged: FLAC | OggOpus | OggVorbis, metadata: Mapping[str, str], spans: Spans, cover: tuple[bytes, str] | None
 ) -> None:
     """Tags, chapter marks (CHAPTERnnn / CHAPTERnnnNAME) and the cover as Vorbis comments."""
     if tagged.tags is None:
@@ -252,7 +258,7 @@ def _fill_vorbis_comments(
 
 
 def _vorbis_comments(
-    kind: type[FLAC] | type[OggOpus],
+    kind: type[FLAC] | type[OggOpus] | type[OggVorbis],
     data: bytes,
     metadata: Mapping[str, str],
     spans: Spans,
@@ -408,10 +414,11 @@ def encode_to_file(
     spans = _chapter_spans(chapters or (), total / sr)
     metadata = dict(metadata or {})
     target = os.fspath(path)
-    if fmt in ("wav", "flac", "opus"):
+    if fmt in ("wav", "flac", "opus", "ogg"):
         _soundfile_stream(samples, sr, fmt, target, metadata)
         if fmt != "wav":
-            _vorbis_comments_file(FLAC if fmt == "flac" else OggOpus, target, metadata, spans, cover)
+            kind = {"flac": FLAC, "opus": OggOpus, "ogg": OggVorbis}[fmt]
+            _vorbis_comments_file(kind, target, metadata, spans, cover)
         return
     if fmt == "mp3":
         with av.open(target, "w", format="mp3") as container:
@@ -448,6 +455,8 @@ def _soundfile_stream(samples: Samples, sr: int, fmt: AudioFormat, path: str, me
         options = {"format": "FLAC", "subtype": "PCM_16"}
     elif fmt == "opus":
         options = {"format": "OGG", "subtype": "OPUS", "compression_level": OPUS_COMPRESSION_LEVEL}
+    elif fmt == "ogg":
+        options = {"format": "OGG", "subtype": "VORBIS", "compression_level": VORBIS_COMPRESSION_LEVEL}
     stream = soxr.ResampleStream(sr, rate, 1, dtype="float32", quality="HQ") if rate != sr else None
     with sf.SoundFile(path, "w", samplerate=rate, channels=1, **options) as f:
         if fmt == "wav":
@@ -462,7 +471,7 @@ def _soundfile_stream(samples: Samples, sr: int, fmt: AudioFormat, path: str, me
 
 
 def _vorbis_comments_file(
-    kind: type[FLAC] | type[OggOpus],
+    kind: type[FLAC] | type[OggOpus] | type[OggVorbis],
     path: str,
     metadata: Mapping[str, str],
     spans: Spans,

@@ -14,6 +14,8 @@ class AudioFormat(StrEnum):
     FLAC = "flac"
     MP3 = "mp3"
     OPUS = "opus"
+    OGG = "ogg"
+    """Ogg Vorbis (game engines read it natively; any sample rate)."""
     M4B = "m4b"
     """AAC in MP4 with chapter marks (audiobooks)."""
 
@@ -31,6 +33,7 @@ _CONTENT_TYPES = {
     AudioFormat.FLAC: "audio/flac",
     AudioFormat.MP3: "audio/mpeg",
     AudioFormat.OPUS: "audio/ogg",
+    AudioFormat.OGG: "audio/ogg",
     AudioFormat.M4B: "audio/mp4",
 }
 

@@ -47,10 +47,14 @@ def test_submit_returns_202_with_location_and_queues_one_work_token(api_client, 
             "voice": None,
             "language": None,
             "language_detected": False,
+            "status": None,
+            "reused": False,
+            "error": None,
             "result": None,
             "fit": None,
         }
     ]
+    assert body["lines"] is None and body["manifest_csv"] is None  # a batch's, once it finished
     assert len(body["id"]) > 20  # unguessable
     assert _queue_length(service_env) == 1
     message = json.loads(redis.Redis.from_url(service_env.redis_url).lindex(service_env.queue, 0))

@@ -108,8 +108,12 @@ class ContractApi:
         if job["concatenate"]:
             job["result"] = self.result(job, f"{job['inputs'][0]['id']}.{ext}")
         else:
-            for item in job["inputs"]:
-                item["result"] = self.result(job, f"{item['id']}.{ext}")
+            # A batch's line whose text holds BROKENLINE fails alone, as a line in a voice gone at run time.
+            for item, text in zip(job["inputs"], job["_texts"], strict=True):
+                if "BROKENLINE" in text:
+                    item["status"], item["error"] = "failed", {"code": "voice_deleted", "message": "voice gone"}
+                else:
+                    item["status"], item["result"] = "succeeded", self.result(job, f"{item['id']}.{ext}")
             job["manifest"] = self.manifest(job)
 
     def manifest(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -117,15 +121,15 @@ class ContractApi:
         files = [
             {
                 "id": item["id"],
-                "file": item["result"]["filename"],
-                "key": item["result"]["key"],
+                "file": item["result"]["filename"] if item.get("result") else None,
+                "key": item["result"]["key"] if item.get("result") else None,
                 "format": job["format"],
-                "duration_seconds": item["result"]["duration_seconds"],
-                "bytes": item["result"]["bytes"],
-                "sha256": item["result"]["sha256"],
+                "duration_seconds": item["result"]["duration_seconds"] if item.get("result") else None,
+                "bytes": item["result"]["bytes"] if item.get("result") else None,
+                "sha256": item["result"]["sha256"] if item.get("result") else None,
                 "voice": item.get("voice") or job.get("voice"),
                 "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
-                "status": "succeeded",
+                "status": item.get("status", "succeeded"),
             }
             for item, text in zip(job["inputs"], job["_texts"], strict=True)
         ]

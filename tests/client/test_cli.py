@@ -177,6 +177,16 @@ def test_a_manifest_that_disagrees_with_the_job_is_refused(api: ContractApi, tmp
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_a_batch_with_failed_lines_saves_the_others_and_names_the_failed_ones(api: ContractApi, tmp_path: Path) -> None:
+    lines = tmp_path / "lines.csv"
+    lines.write_text("id,text\na,Hello there.\nb,BROKENLINE here.\nc,Goodbye.\n")
+    out = tmp_path / "out"
+    result = narrate(api, "submit", str(lines), "-o", str(out), "--poll-interval", "0.01")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp3", "c.mp3", "manifest.json"]
+    assert "line b failed: voice_deleted" in result.stderr and "submit the same sheet again" in result.stderr
+
+
 def test_a_corrupted_batch_file_leaves_no_manifest(api: ContractApi, tmp_path: Path) -> None:
     api.corrupt_downloads = True
     out = tmp_path / "lines"

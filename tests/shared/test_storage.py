@@ -77,6 +77,18 @@ def test_missing_key(storage: Storage) -> None:
     storage.delete("jobs/nope/result.mp3")  # deleting nothing is fine
 
 
+def test_copy_is_a_new_object_with_the_same_bytes_and_a_missing_source_is_named(storage: Storage) -> None:
+    storage.put_bytes("a/src.wav", b"RIFF-bytes", "audio/wav")
+    storage.put_bytes("b/dst.wav", b"old")
+    storage.copy("a/src.wav", "b/dst.wav")
+    assert storage.get_bytes("b/dst.wav") == b"RIFF-bytes" and storage.get_bytes("a/src.wav") == b"RIFF-bytes"
+    storage.delete("a/src.wav")
+    assert storage.get_bytes("b/dst.wav") == b"RIFF-bytes"  # a copy, not a reference
+    with pytest.raises(StorageKeyMissing):
+        storage.copy("a/src.wav", "c/never.wav")
+    assert not storage.exists("c/never.wav")
+
+
 def test_list_and_delete_prefix(storage: Storage) -> None:
     for key in ["jobs/a/1.mp3", "jobs/a/2.mp3", "jobs/a/sub/3.json", "jobs/ab/1.mp3", "voices/v/x.wav"]:
         storage.put_bytes(key, key.encode(), "application/octet-stream")

@@ -174,7 +174,8 @@ def test_delete_of_a_finished_job_leaves_no_object_and_no_key_and_another_tenant
         return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
     results = f"narrate/{result_prefix('dev', job_id)}"
-    assert len(objects(results)) == 2 * 4 + 2  # per line audio, SRT, VTT, timing; the manifest, the QC report
+    # Per line audio, SRT, VTT, timing, word timestamps; the manifest as JSON and CSV, the QC report.
+    assert len(objects(results)) == 2 * 5 + 3
     assert requests.get(job["manifest"]["url"], timeout=30).json()["job_id"] == job_id
 
     other = client.delete(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {OTHER_KEY}"})

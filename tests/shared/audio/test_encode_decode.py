@@ -27,7 +27,7 @@ def _decode_av(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def test_m4b_is_offered():
-    assert set(FORMATS) == {"wav", "flac", "mp3", "opus", "m4b"}
+    assert set(FORMATS) == {"wav", "flac", "mp3", "opus", "ogg", "m4b"}
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
@@ -39,7 +39,7 @@ def test_lossless_formats_round_trip(fmt):
     assert np.corrcoef(decoded, AUDIO)[0, 1] > 0.99999
 
 
-@pytest.mark.parametrize(("fmt", "rate"), [("mp3", SR), ("opus", 48000)])
+@pytest.mark.parametrize(("fmt", "rate"), [("mp3", SR), ("opus", 48000), ("ogg", SR)])
 def test_lossy_formats_decode_to_the_same_duration_and_level(fmt, rate):
     data = encode(AUDIO, SR, fmt)
     decoded, sr = decode_audio(data)
@@ -52,6 +52,24 @@ def test_speech_bitrates_are_modest():
     seconds = AUDIO.shape[0] / SR
     assert len(encode(AUDIO, SR, "mp3")) * 8 / seconds / 1000 == pytest.approx(64, abs=6)
     assert len(encode(AUDIO, SR, "opus")) * 8 / seconds / 1000 < 48
+
+
+def test_ogg_vorbis_carries_tags_and_chapters_in_the_file_and_in_memory(tmp_path, monkeypatch):
+    from mutagen.oggvorbis import OggVorbis
+
+    from shared.audio import encode as encode_module
+    from shared.audio.encode import encode_to_file
+    from shared.audio.pcm import ArraySamples
+
+    monkeypatch.setattr(encode_module, "IN_MEMORY_MAX_BYTES", 0)  # the block-by-block path of long files
+    data = encode(AUDIO, SR, "ogg", chapters=CHAPTERS, metadata={"title": "Line"})
+    tags = OggVorbis(io.BytesIO(data))
+    assert tags["title"] == ["Line"] and tags["CHAPTER002NAME"] == ["Chapter Two"]
+    path = tmp_path / "line.ogg"
+    encode_to_file(ArraySamples(np.tile(AUDIO, 40)), SR, "ogg", path, metadata={"title": "Long"})  # block by block
+    decoded, sr = decode_audio(path.read_bytes())
+    assert sr == SR and decoded.shape[0] == AUDIO.shape[0] * 40
+    assert OggVorbis(path)["title"] == ["Long"]
 
 
 def test_opus_keeps_rates_opus_supports():
@@ -122,9 +140,10 @@ def test_content_types_and_extensions():
         "audio/flac",
         "audio/mpeg",
         "audio/ogg",
+        "audio/ogg",
         "audio/mp4",
     ]
-    assert [extension(f) for f in FORMATS] == ["wav", "flac", "mp3", "opus", "m4b"]
+    assert [extension(f) for f in FORMATS] == ["wav", "flac", "mp3", "opus", "ogg", "m4b"]
 
 
 def test_decode_detects_format_by_content_and_mixes_to_mono():

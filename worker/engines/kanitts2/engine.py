@@ -146,7 +146,7 @@ class KaniTTS2Engine(Engine):
         codec_dtype = torch.bfloat16 if settings.kanitts2_codec_bf16 and device.startswith("cuda") else None
         codec = NanoCodec.load(settings.kanitts2_codec, device=device, dtype=codec_dtype)
         log.info("KaniTTS2 loaded on %s (%s): %s", device, dtype, settings.kanitts2_model)
-        return cls(
+        engine = cls(
             model,
             tokenizer,
             codec,
@@ -157,6 +157,8 @@ class KaniTTS2Engine(Engine):
             compiled=settings.kanitts2_compile,
             cuda_graphs=settings.kanitts2_cuda_graphs,
         )
+        engine.model_version = f"{settings.kanitts2_model}+{settings.kanitts2_codec}"
+        return engine
 
     @property
     def device(self) -> str:

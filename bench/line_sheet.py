@@ -1,0 +1,172 @@
+"""A game studio's line sheet through the real API, Redis queue and worker (Piper on CPU by default).
+
+Starts the local stack (gunicorn API, one Celery worker, Redis if none answers), submits a sheet of
+`--lines` short lines as one job of separate files (WAV), waits for it, then submits the same sheet
+with `--changed` lines rewritten. Reports for each run: submission time (the POST of the whole body),
+wall seconds from submission to `succeeded`, lines per second end to end, engine seconds and the share
+of wall time outside synthesis (planning, queueing, cache look-ups, stitching, mastering, encoding,
+upload, polling); for the re-run also how many lines were synthesised (must be exactly `--changed`)
+and reused. Before that, `--scale-lines` lines (default 20,000) are submitted once and timed to
+planned (every line chunked, its speak units ready), then canceled: the submission and planning
+figures at full size on a machine where synthesising them all would take hours (Piper on a shared CPU).
+Figures go to bench/results/line_sheet-<lines>.json with the machine they ran on.
+
+    .venv/bin/python bench/line_sheet.py [--lines 20000] [--changed 300] [--scale-lines 0] [--format wav]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from client.api import ApiClient  # noqa: E402
+from devstack.stack import DEV_KEY, LocalStack  # noqa: E402
+
+CHARACTERS = ("guard", "merchant", "smith", "innkeeper", "captain", "narrator")
+PHRASES = (
+    "Halt! Who goes there?",
+    "Potions, scrolls and rope, all for sale.",
+    "The forge is hot; come back at dawn.",
+    "A room for the night costs two silver.",
+    "Hold the line, they are coming!",
+    "The road north was quiet that evening.",
+)
+_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def sheet(lines: int, changed: int = 0) -> list[dict[str, str]]:
+    """Short distinct lines (3-8 words); the first `changed` of every `lines // changed` get new text."""
+    out = []
+    step = lines // changed if changed else 0
+    for index in range(lines):
+        character = CHARACTERS[index % len(CHARACTERS)]
+        text = f"{PHRASES[(index // len(CHARACTERS)) % len(PHRASES)]} Line {index}."
+        if step and index % step == 0 and index // step < changed:
+            text = f"{_NUMBER_WORDS[index % 10].capitalize()} more words, rewritten. Line {index}."
+        out.append({"id": f"{character}_{index:05d}", "text": text})
+    return out
+
+
+def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, Any]:
+    body_bytes = len(json.dumps({"inputs": inputs}).encode())
+    submitted = time.perf_counter()
+    job = client.submit(inputs, format=fmt, concatenate=False)
+    submission = time.perf_counter() - submitted
+    while job["status"] not in ("succeeded", "failed", "canceled"):
+        time.sleep(2.0)
+        job = client.get_job(job["id"])
+    wall = time.perf_counter() - submitted
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"job {job['status']}: {job['error']}")
+    engine = job["usage"]["engine_seconds"]
+    return {
+        "lines": len(inputs),
+        "body_bytes": body_bytes,
+        "submission_seconds": round(submission, 3),
+        "wall_seconds": round(wall, 2),
+        "lines_per_second": round(len(inputs) / wall, 2),
+        "audio_seconds": job["usage"]["audio_seconds"],
+        "engine_seconds": engine,
+        "outside_synthesis_share": round((wall - engine) / wall, 4),
+        "line_counts": job["lines"],
+        "chunks_synthesised": job["progress"]["chunks_total"],
+        "worker_phases": job["timings"],
+    }
+
+
+def planned(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, Any]:
+    """Submit, wait until the plan unit registered every chunk, cancel."""
+    submitted = time.perf_counter()
+    job = client.submit(inputs, format=fmt, concatenate=False)
+    submission = time.perf_counter() - submitted
+    while job["progress"]["chunks_total"] < len(inputs) and job["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        job = client.get_job(job["id"])
+    plan = time.perf_counter() - submitted
+    client.cancel(job["id"])
+    return {
+        "lines": len(inputs),
+        "body_bytes": len(json.dumps({"inputs": inputs}).encode()),
+        "submission_seconds": round(submission, 3),
+        "submitted_to_planned_seconds": round(plan, 2),
+        "chunks_planned": job["progress"]["chunks_total"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=20000)
+    parser.add_argument("--changed", type=int, default=300)
+    parser.add_argument("--scale-lines", type=int, default=20000)
+    parser.add_argument("--format", default="wav")
+    parser.add_argument("--port", type=int, default=8098)
+    parser.add_argument("--note", default="", help="Saved with the figures (e.g. the machine was shared).")
+    args = parser.parse_args()
+    engine = os.environ.get("NARRATE_ENGINE", "piper")
+    with tempfile.TemporaryDirectory(prefix="narrate-bench-") as tmp:
+        env = {
+            "NARRATE_STORAGE_URL": f"file://{tmp}/storage",
+            "NARRATE_KEY_PREFIX": f"narrate-bench-{os.getpid()}",
+            "NARRATE_QUEUE_NAME": f"narrate-bench-{os.getpid()}",
+            "NARRATE_WORKER_METRICS_PORT": "0",
+        }
+        stack = LocalStack(port=args.port, env=env, log_dir=Path(tmp) / "logs", echo=False)
+        with stack, ApiClient(stack.url, DEV_KEY, timeout=300) as client:
+            run(client, [{"id": "warm", "text": "Warming up the worker."}, {"id": "up", "text": "Ready."}], args.format)
+            scale = planned(client, sheet(args.scale_lines), args.format) if args.scale_lines else None
+            first = run(client, sheet(args.lines), args.format)
+            rerun = run(client, sheet(args.lines, args.changed), args.format)
+    if scale is not None:
+        print(
+            f"scale: {scale['lines']} lines ({scale['body_bytes'] / 1e6:.1f} MB), submission "
+            f"{scale['submission_seconds']:.2f} s, submitted to planned {scale['submitted_to_planned_seconds']:.1f} s"
+        )
+    for name, figures in (("first run", first), ("re-run", rerun)):
+        print(
+            f"{name}: {figures['lines']} lines, submission {figures['submission_seconds']:.2f} s "
+            f"({figures['body_bytes'] / 1e6:.1f} MB), wall {figures['wall_seconds']:.1f} s, "
+            f"{figures['lines_per_second']:.1f} lines/s, engine {figures['engine_seconds']:.1f} s, "
+            f"outside synthesis {100 * figures['outside_synthesis_share']:.1f}%, lines {figures['line_counts']}"
+        )
+    exact = rerun["line_counts"]["synthesised"] == args.changed and rerun["chunks_synthesised"] == args.changed
+    print(f"re-run synthesised exactly the {args.changed} changed lines: {exact}")
+    result = {
+        "benchmark": "line_sheet",
+        "engine": engine,
+        "format": args.format,
+        "lines": args.lines,
+        "changed": args.changed,
+        "scale": scale,
+        "first_run": first,
+        "rerun": rerun,
+        "rerun_synthesised_exactly_changed": exact,
+        "note": args.note,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "python": platform.python_version(),
+            "gpu": None,
+        },
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out = REPO / "bench" / "results" / f"line_sheet-{args.lines}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {out.relative_to(REPO)}")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
