@@ -453,7 +453,7 @@ def _write_read_along(
     chapters = [
         read_along.Chapter(
             titles[index],
-            spec.inputs[index].text,
+            spec.inputs[index].spoken_text,
             [s for s in rendered.timing.sentences if s.input_index == index],
         )
         for index in output.inputs
