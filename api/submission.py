@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from api import json_body
@@ -14,7 +15,9 @@ from shared.settings import Settings
 from shared.store import IdempotencyConflict, JobStore
 from shared.url_guard import AllowList, UrlRefused, check_url
 from shared.usage import UsageStore
-from shared.voices import builtin_voice_ids
+from shared.voice_mix import is_mix, parse_mix
+from shared.voice_store import CLONING_ENGINES, is_voice_id
+from shared.voices import BUILTIN_VOICES, builtin_voice_ids
 
 
 def parse_json_body(raw: bytes, content_type: str | None) -> Any:
@@ -27,7 +30,48 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
     return json_body.loads(text)
 
 
-def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> JobCreate:
+@dataclass(frozen=True)
+class EngineSummary:
+    name: str
+    can_clone: bool
+    voices: list[dict[str, str]]
+
+
+def engine_summary(found: Services) -> EngineSummary:
+    """What the workers run: their published engine when it matches the configuration, else the
+    configured engine's catalogue (before any worker has started)."""
+    settings = found.settings
+    info = found.jobs.engine_info()
+    if info and info.get("name") == settings.engine:
+        return EngineSummary(info["name"], bool(info.get("can_clone")), list(info.get("voices", [])))
+    return EngineSummary(settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, []))
+
+
+def check_voice(voice: str, known: set[str], can_clone: bool, field: str) -> None:
+    """422 unless `voice` is one the tenant may use: a known voice, or a mix of known cloned voices on an
+    engine that clones (mixing blends speaker embeddings; a built-in voice has none)."""
+    if not is_mix(voice):
+        if voice not in known:
+            raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}; see GET /v1/voices.", field)
+        return
+    if not can_clone:
+        raise ApiError(
+            422, "mix_unsupported",
+            f"{voice!r} is a voice mix: mixes blend cloned voices' speaker embeddings, and the workers' engine "
+            "cannot clone (run them with NARRATE_ENGINE=kanitts2).", field,
+        )  # fmt: skip
+    for part in parse_mix(voice).voices:
+        if part not in known:
+            raise ApiError(422, "unknown_voice", f"Unknown voice {part!r} in the mix {voice!r}.", field)
+        if not is_voice_id(part):
+            raise ApiError(
+                422, "mix_unsupported",
+                f"{part!r} in the mix {voice!r} is a built-in voice, which has no speaker embedding to mix; "
+                "mix cloned voices (voice_...).", field,
+            )  # fmt: skip
+
+
+def validate_job(payload: Any, settings: Settings, known_voices: set[str], *, can_clone: bool) -> JobCreate:
     spec = validate_body(JobCreate, payload)
     if len(spec.inputs) > settings.max_inputs:
         raise ApiError(413, "too_many_inputs", f"At most {settings.max_inputs} inputs per job.", "inputs")
@@ -37,11 +81,10 @@ def validate_job(payload: Any, settings: Settings, known_voices: set[str]) -> Jo
             f"The job has {spec.total_chars()} characters; the maximum is {settings.max_text_chars}.", "inputs",
         )  # fmt: skip
     for index, item in enumerate(spec.inputs):
-        voice = item.voice
-        if voice is not None and voice not in known_voices:
-            raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}.", f"inputs.{index}.voice")
-    if spec.voice is not None and spec.voice not in known_voices:
-        raise ApiError(422, "unknown_voice", f"Unknown voice {spec.voice!r}; see GET /v1/voices.", "voice")
+        if item.voice is not None:
+            check_voice(item.voice, known_voices, can_clone, f"inputs.{index}.voice")
+    if spec.voice is not None:
+        check_voice(spec.voice, known_voices, can_clone, "voice")
     if spec.webhook_url is not None:
         check_webhook_url(spec.webhook_url, settings, "webhook_url")
     return spec

@@ -15,7 +15,9 @@ from enum import StrEnum
 from typing import Annotated, Any, overload
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -29,6 +31,7 @@ from shared.audio.formats import FILE_TAGS, AudioFormat
 from shared.audio.presets import MasteringPreset, MasteringTargets, preset_targets, with_overrides
 from shared.text.normalize import is_speakable
 from shared.url_guard import UrlRefused, check_syntax
+from shared.voice_mix import MAX_MIX_CHARS, VOICE_PATTERN, canonical_voice, is_mix, parse_mix
 
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
 # text, and some break tokenisers or subtitle files.
@@ -58,7 +61,26 @@ _METADATA_KEY = re.compile(METADATA_KEY_PATTERN.removesuffix("$") + r"\Z")
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer every JSON reader (JavaScript's included) keeps exact."""
 
-VoiceName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+def _mix_is_valid(value: Any) -> Any:
+    """Before the pattern, so that a mix that breaks a rule (weights, repeats, size) is told which."""
+    if isinstance(value, str) and is_mix(value):
+        parse_mix(value)  # MixError is a ValueError: pydantic reports its message
+    return value
+
+
+def _canonical_voice(value: str) -> str:
+    return canonical_voice(value)
+
+
+VoiceName = Annotated[
+    str,
+    BeforeValidator(_mix_is_valid),
+    StringConstraints(min_length=1, max_length=MAX_MIX_CHARS, pattern=VOICE_PATTERN),
+    AfterValidator(_canonical_voice),
+]
+"""A voice id, or a weighted mix of cloned voices (`ada(0.7)+ben(0.3)`, stored in its canonical spelling
+with the weights normalised)."""
 MetadataKey = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=METADATA_KEY_PATTERN)
 ]
@@ -209,7 +231,9 @@ class JobInput(_Strict):
         description="Caller's id (file names, manifest). Defaults to the input's position.",
     )
     text: str = Field(..., min_length=1, description="Text to speak; paragraphs separated by blank lines.")
-    voice: VoiceName | None = Field(None, description="Voice for this input; defaults to the job's voice.")
+    voice: VoiceName | None = Field(
+        None, description="Voice for this input; defaults to the job's voice. A mix as for the job's `voice`."
+    )
     title: str | None = Field(
         None,
         min_length=1,
@@ -253,7 +277,12 @@ class JobCreate(_Strict):
     """Body of `POST /v1/jobs`."""
 
     inputs: Annotated[list[JobInput], Field(min_length=1)]
-    voice: VoiceName | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
+    voice: VoiceName | None = Field(
+        None,
+        description="Built-in voice, language tag or cloned voice id; or a weighted mix of cloned voices' speaker "
+        "embeddings, `ada(0.7)+ben(0.3)` (weights above 0, normalised; `ada+ben` weighs them equally; at most "
+        "4 voices; engines that clone only).",
+    )
     format: AudioFormat = Field(AudioFormat.MP3, description="m4b is AAC in MP4 with chapter marks.")
     sample_rate: int | None = Field(
         None, ge=8000, le=48000, description="Output sample rate in Hz; default: the engine's own."

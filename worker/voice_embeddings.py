@@ -1,5 +1,8 @@
 """The cloned voices a job names (speaker embedding and language tag), loaded once when the job starts.
 
+A voice mix (`ada(0.7)+ben(0.3)`) is loaded as its parts and blended here, under its own (canonical)
+name, so the plan and the speak units treat it as one more voice.
+
 A voice deleted after its job was queued fails the job at the start with `voice_deleted` rather than
 letting it run in some other voice: the producer asked for that voice, and the voice's owner asked for
 it to be gone.
@@ -16,6 +19,7 @@ from shared.jobs import JobCreate
 from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import Storage, StorageKeyMissing
 from shared.storage_keys import embedding_key
+from shared.voice_mix import is_mix, mix_embeddings, parse_mix
 from shared.voice_store import VoiceStatus, VoiceStore, is_voice_id
 
 if TYPE_CHECKING:
@@ -39,35 +43,54 @@ class ClonedVoice:
 
 
 def cloned_voice_ids(spec: JobCreate) -> list[str]:
-    """Cloned voice ids the job and its inputs name, each once, in order of first use."""
+    """Cloned voice ids and voice mixes the job and its inputs name, each once, in order of first use."""
     named = [spec.voice, *(item.voice for item in spec.inputs)]
-    return list(dict.fromkeys(voice for voice in named if voice and is_voice_id(voice)))
+    return list(dict.fromkeys(voice for voice in named if voice and (is_voice_id(voice) or is_mix(voice))))
 
 
 def load_cloned_voices(
     spec: JobCreate, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool
 ) -> dict[str, ClonedVoice]:
-    """Voice id -> embedding and language of every cloned voice of the job (of `tenant` only)."""
+    """Voice id (or mix) -> embedding and language of every cloned voice of the job (of `tenant` only)."""
     out: dict[str, ClonedVoice] = {}
-    for voice_id in cloned_voice_ids(spec):
-        record = voices.get(voice_id, tenant=tenant)
-        if record is None:
-            raise VoiceUnavailable("voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued.")
-        if record.status != VoiceStatus.READY:
-            raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready.")
+    for name in cloned_voice_ids(spec):
+        if not is_mix(name):
+            out[name] = _load_one(name, tenant, voices=voices, storage=storage, can_clone=can_clone)
+            continue
         if not can_clone:
             raise VoiceUnavailable(
-                "cloning_unsupported",
-                f"The voice {voice_id!r} is a cloned voice; this worker's engine cannot clone.",
+                "cloning_unsupported", f"The voice {name!r} is a voice mix; this worker's engine cannot clone."
             )
-        try:
-            data = storage.get_bytes(embedding_key(tenant, voice_id))
-        except StorageKeyMissing as exc:
-            raise VoiceUnavailable(
-                "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
-            ) from exc
-        out[voice_id] = ClonedVoice(embedding_from_bytes(data), record.language)
+        mix = parse_mix(name)
+        parts = {
+            voice: out.get(voice) or _load_one(voice, tenant, voices=voices, storage=storage, can_clone=can_clone)
+            for voice in mix.voices
+        }
+        vector = mix_embeddings([parts[voice].embedding for voice, _ in mix.parts], [w for _, w in mix.parts])
+        out[name] = ClonedVoice(vector, parts[mix.main_voice].language)
     return out
+
+
+def _load_one(voice_id: str, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool) -> ClonedVoice:
+    if not is_voice_id(voice_id):
+        raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} has no speaker embedding to mix.")
+    record = voices.get(voice_id, tenant=tenant)
+    if record is None:
+        raise VoiceUnavailable("voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued.")
+    if record.status != VoiceStatus.READY:
+        raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} is {record.status.value}, not ready.")
+    if not can_clone:
+        raise VoiceUnavailable(
+            "cloning_unsupported",
+            f"The voice {voice_id!r} is a cloned voice; this worker's engine cannot clone.",
+        )
+    try:
+        data = storage.get_bytes(embedding_key(tenant, voice_id))
+    except StorageKeyMissing as exc:
+        raise VoiceUnavailable(
+            "voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued."
+        ) from exc
+    return ClonedVoice(embedding_from_bytes(data), record.language)
 
 
 def load_job_voices(spec: JobCreate, tenant: str, rt: Runtime) -> dict[str, ClonedVoice]:

@@ -8,7 +8,7 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from api.context import services
-from api.submission import known_voices, parse_json_body, validate_job
+from api.submission import engine_summary, known_voices, parse_json_body, validate_job
 from shared.estimate import MIN_AUDIO_FOR_RTF, Pauses, estimate_job
 from shared.text.rate import SpeechRate
 
@@ -24,7 +24,7 @@ def estimate() -> ResponseReturnValue:
     found = services()
     settings = found.settings
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
-    spec = validate_job(payload, settings, known_voices(found, g.tenant))
+    spec = validate_job(payload, settings, known_voices(found, g.tenant), can_clone=engine_summary(found).can_clone)
     learned = found.jobs.speech_rate(settings.engine, LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
     pauses = spec.effective_pauses(

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from api import params
 from api.context import link_base_url, services
 from api.errors import ApiError
-from api.submission import known_voices, parse_json_body, submit, validate_job
+from api.submission import engine_summary, known_voices, parse_json_body, submit, validate_job
 from shared import metrics
 from shared.downloads import mint_view
 from shared.jobs import JobStatus, JobView
@@ -33,7 +33,9 @@ def _job_json(view: JobView) -> dict[str, Any]:
 def create_job() -> ResponseReturnValue:
     found = services()
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
-    spec = validate_job(payload, found.settings, known_voices(found, g.tenant))
+    spec = validate_job(
+        payload, found.settings, known_voices(found, g.tenant), can_clone=engine_summary(found).can_clone
+    )
     key = params.idempotency_key()
     job_id, created = submit(
         found.jobs, found.enqueue_job, g.tenant, spec, key,

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.context import services
 from api.errors import STORE_UNREACHABLE, ApiError, validate_body
-from api.submission import known_voices, parse_json_body, submit
+from api.submission import check_voice, engine_summary, known_voices, parse_json_body, submit
 from shared import metrics
 from shared.audio.formats import AudioFormat
 from shared.jobs import JobCreate, JobPriority, JobStatus
@@ -41,6 +41,7 @@ from shared.speech import (
     render,
 )
 from shared.speech_stream import SpeechChannel, SpeechPiece
+from shared.voice_mix import MixError, canonical_voice, is_mix
 from shared.webhooks import emit_job_event
 
 bp = Blueprint("speech", __name__, url_prefix="/v1")
@@ -103,10 +104,18 @@ def list_speech_voices() -> ResponseReturnValue:
     return jsonify(object="list", voices=own, data=data, aliases=aliases)
 
 
-def resolve_voice(voice: str, known: set[str]) -> str | None:
-    """The job's voice for `voice`: an id of ours as is, an OpenAI name the engine's default voice (None)
-    unless a voice of that id exists; anything else a 400 naming the voices to use."""
+def resolve_voice(voice: str, known: set[str], can_clone: bool) -> str | None:
+    """The job's voice for `voice`: an id of ours as is, a mix of cloned voices in its canonical spelling,
+    an OpenAI name the engine's default voice (None) unless a voice of that id exists; anything else a
+    400 naming the voices to use."""
     if voice in known:
+        return voice
+    if is_mix(voice):
+        try:
+            voice = canonical_voice(voice)
+        except MixError as exc:
+            raise ApiError(400, "invalid_voice_mix", f"voice: {exc}.", "voice") from exc
+        check_voice(voice, known, can_clone, "voice")
         return voice
     if voice in OPENAI_VOICES:
         return None
@@ -150,7 +159,8 @@ def parse_speech() -> SpeechCreate:
 def create_speech() -> ResponseReturnValue:
     found = services()
     body = parse_speech()
-    spec = speech_job(body, resolve_voice(body.voice, known_voices(found, g.tenant)))
+    voice = resolve_voice(body.voice, known_voices(found, g.tenant), engine_summary(found).can_clone)
+    spec = speech_job(body, voice)
     fmt = body.response_format
     streamed = body.stream_format == StreamFormat.SSE or fmt in STREAMED_FORMATS
     channel = SpeechChannel(found.redis, found.settings.key_prefix)
