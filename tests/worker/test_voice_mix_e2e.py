@@ -18,7 +18,9 @@ from worker.voice_embeddings import load_cloned_voices
 
 def test_a_mix_is_spoken_with_the_weighted_mean_of_its_parts(service_env: ServiceEnv):
     ada, ben = ready_voice(service_env, unit(1), language="en_gb"), ready_voice(service_env, unit(2))
-    spec = JobCreate(voice=f"{ada}(3)+{ben}(1)", inputs=[{"text": "One."}, {"text": "Two.", "voice": ben}])
+    spec = JobCreate.model_validate(
+        {"voice": f"{ada}(3)+{ben}(1)", "inputs": [{"text": "One."}, {"text": "Two.", "voice": ben}]}
+    )
     voices, storage = service_env.services().voices, storage_of(service_env)
     cloned = load_cloned_voices(spec, DEV_TENANT, voices=voices, storage=storage, can_clone=True)
     assert set(cloned) == {f"{ada}(0.75)+{ben}(0.25)", ben}  # ada only as a part of the mix
