@@ -11,6 +11,7 @@ import logging
 import time
 
 from shared import metrics
+from shared.jobs import JobPriority
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
 from worker.outcomes import Stopped
@@ -34,6 +35,8 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     cloned = load_job_voices(spec, claim.tenant, rt)
     learned = rt.jobs.speech_rate(engine.name, PLAN_LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
+    interactive = spec.priority == JobPriority.INTERACTIVE
+    first_chunk_chars = (settings.interactive_first_chunk_chars or None) if interactive else None
     chunking = time.perf_counter()
     plan = build_plan(
         spec,
@@ -44,6 +47,7 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         cloned=cloned,
         language=PLAN_LANGUAGE,
         unit_audio_seconds=settings.unit_audio_seconds,
+        first_chunk_chars=first_chunk_chars,
     )
     chunking = time.perf_counter() - chunking
     # A job with nothing speakable has no speak unit: register_plan makes its assemble unit ready.

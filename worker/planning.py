@@ -144,12 +144,14 @@ def build_plan(
     cloned: dict[str, ClonedVoice] | None = None,
     language: str = "en",
     unit_audio_seconds: float | None = None,
+    first_chunk_chars: int | None = None,
 ) -> Plan:
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
     estimated audio (a stream is a unit of work: a book spreads over many workers). Every input gets
     streams of its own (inputs never share context). Chunks in a cloned voice carry its embedding and,
-    when it has one, its language tag."""
+    when it has one, its language tag. `first_chunk_chars` keeps the job's very first chunk that short
+    (an interactive job: its audio starts sooner)."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     cloned = cloned or {}
     planned_inputs: list[list[PlannedChunk]] = []
@@ -158,7 +160,11 @@ def build_plan(
         voice = item.voice or spec.voice or voice_default
         clone = cloned.get(voice)
         chunks = chunk_text(
-            item.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=language
+            item.text,
+            budget_seconds=budget_seconds,
+            chars_per_second=chars_per_second,
+            language=language,
+            first_chunk_chars=first_chunk_chars if input_index == 0 else None,
         )
         planned: list[PlannedChunk] = []
         for stream_chunks in _streams_of(chunks, streams, unit_audio_seconds):

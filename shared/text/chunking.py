@@ -7,6 +7,11 @@ exactly ``normalize(text, language).text``: nothing lost, nothing repeated.
 Inline pauses: a marker ``[pause 1.5s]`` (or ``[pause 800ms]``) ends the chunk before it, which then
 carries ``pause_ms``, the silence the assembly puts after it instead of its boundary's pause. The
 marker itself is not spoken; the joining rule holds for the text between markers.
+
+A short first chunk (``first_chunk_chars``, for work someone is waiting to hear): the first chunk
+holds only the sentences that fit in that many characters, at least the first sentence, and a first
+sentence longer than that is cut at its clauses (or words) so that its first piece fits; every later
+chunk is packed to the budget as usual.
 """
 
 from __future__ import annotations
@@ -78,14 +83,18 @@ def chunk_text(
     budget_seconds: float = 25.0,
     chars_per_second: float = DEFAULT_CHARS_PER_SECOND,
     language: str = "en",
+    first_chunk_chars: int | None = None,
 ) -> list[Chunk]:
-    """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone."""
+    """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone. With
+    ``first_chunk_chars``, the first chunk is kept that short (see the module's docstring)."""
     if PAUSE_MARKER.search(text):
-        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language)
-    return _chunk_plain(text, budget_seconds, chars_per_second, language)
+        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language, first_chunk_chars)
+    return _chunk_plain(text, budget_seconds, chars_per_second, language, first_chunk_chars)
 
 
-def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: float, language: str) -> list[Chunk]:
+def _chunk_around_pauses(
+    text: str, budget_seconds: float, chars_per_second: float, language: str, first_chunk_chars: int | None
+) -> list[Chunk]:
     """Each stretch between markers chunked on its own, offsets into the whole text, the chunk before a
     marker ending a sentence (a paragraph when a blank line follows) with the marker's pause."""
     chunks: list[Chunk] = []
@@ -95,7 +104,8 @@ def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: flo
     for mark in marks:
         end = mark.start() if mark is not None else len(text)
         piece = text[begin:end]
-        found = _chunk_plain(piece, budget_seconds, chars_per_second, language) if piece.strip() else []
+        first = first_chunk_chars if not chunks else None
+        found = _chunk_plain(piece, budget_seconds, chars_per_second, language, first) if piece.strip() else []
         if found and not found[-1].text.strip():
             found = []
         for chunk in found:
@@ -129,7 +139,9 @@ def _chunk_around_pauses(text: str, budget_seconds: float, chars_per_second: flo
     return chunks
 
 
-def _chunk_plain(text: str, budget_seconds: float, chars_per_second: float, language: str) -> list[Chunk]:
+def _chunk_plain(
+    text: str, budget_seconds: float, chars_per_second: float, language: str, first_chunk_chars: int | None = None
+) -> list[Chunk]:
     if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
         raise ValueError(f"budget_seconds must be a positive number, not {budget_seconds!r}")
     if not (chars_per_second > 0 and math.isfinite(chars_per_second)):
@@ -138,17 +150,18 @@ def _chunk_plain(text: str, budget_seconds: float, chars_per_second: float, lang
     max_chars = budget_seconds * chars_per_second
     chunks: list[Chunk] = []
     sentence_count = 0
+    first_chars = min(max_chars, first_chunk_chars) if first_chunk_chars else None
     for paragraph, (p_start, p_end) in enumerate(normalized.paragraphs):
         units: list[_Unit] = []
         for start, end in _sentences(normalized, p_start, p_end, language):
             index = sentence_count
             sentence_count += 1
-            pieces = (
-                [(start, end)] if end - start <= max_chars else split_long(normalized.mapped, start, end, max_chars)
-            )
+            limit = first_chars if first_chars is not None and index == 0 else max_chars
+            pieces = [(start, end)] if end - start <= limit else split_long(normalized.mapped, start, end, limit)
             for k, (a, b) in enumerate(pieces):
                 units.append(_Unit(a, b, index, start, k == len(pieces) - 1))
-        _pack(normalized, units, paragraph, max_chars, chars_per_second, chunks)
+        first = first_chars if not chunks else None
+        _pack(normalized, units, paragraph, max_chars, chars_per_second, chunks, first)
     if chunks:
         chunks[-1] = replace(chunks[-1], boundary=Boundary.END)
     return chunks
@@ -173,13 +186,16 @@ def _pack(
     max_chars: float,
     chars_per_second: float,
     chunks: list[Chunk],
+    first_chars: float | None = None,
 ) -> None:
-    """Greedy: each chunk takes as many following units as fit under ``max_chars``."""
+    """Greedy: each chunk takes as many following units as fit under ``max_chars`` (the first one, with
+    ``first_chars``, under that)."""
     text = normalized.text
     i = 0
     while i < len(units):
+        limit = first_chars if first_chars is not None and i == 0 else max_chars
         j = i + 1
-        while j < len(units) and units[j].end - units[i].start <= max_chars:
+        while j < len(units) and units[j].end - units[i].start <= limit:
             j += 1
         first, last = units[i], units[j - 1]
         if j == len(units):

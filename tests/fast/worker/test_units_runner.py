@@ -263,3 +263,20 @@ def test_the_assembly_process_imports_no_engine_and_no_torch():
     code = "import sys, worker.render_job; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_interactive_jobs_first_chunk_is_kept_short_so_its_audio_starts_early(service_env, services, queue_job):
+    rt = runtime_with(service_env, NARRATE_CHUNK_BUDGET_SECONDS="10")
+    jobs = {
+        priority: queue_job({"inputs": [{"text": TEXT}], "format": "wav", "priority": priority})
+        for priority in ("interactive", "normal")
+    }
+    assert run_until_idle(rt).count("assemble:succeeded") == 2
+    first_texts = {}
+    for priority, job_id in jobs.items():
+        plan = services.units.plan(job_id)
+        assert plan is not None
+        first_texts[priority] = [item["chunk"]["text"] for item in plan["inputs"][0]]
+    assert first_texts["interactive"][0] == "The storm passed before dawn."  # at most 60 characters
+    assert len(first_texts["normal"][0]) > 60  # the 10 s budget packs several sentences
+    assert " ".join(first_texts["interactive"]) == " ".join(first_texts["normal"])
