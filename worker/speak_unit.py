@@ -22,7 +22,7 @@ import numpy as np
 from shared import metrics
 from shared.audio.quality import assess_chunk
 from shared.audio.trim import trim_silence
-from shared.jobs import JobPriority
+from shared.jobs import JobCreate, JobPriority
 from shared.lease import LeaseLost
 from shared.speech_stream import SpeechChannel, SpeechPiece
 from shared.storage import StorageError
@@ -157,7 +157,7 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
     writer = PartWriter(rt, claim, rt.settings.checkpoint_interval_seconds)
     try:
         try:
-            _generate(claim, rt, chunks, writer, shutting_down)
+            _generate(claim, rt, spec, chunks, writer, shutting_down)
         except ShuttingDown:
             writer.roll()  # what it has is kept: the next holder resumes after it
             writer.close()
@@ -178,7 +178,12 @@ def run_speak(claim: UnitClaim, rt: Runtime, shutting_down: threading.Event) -> 
 
 
 def _generate(
-    claim: UnitClaim, rt: Runtime, chunks: list[PlannedChunk], writer: PartWriter, shutting_down: threading.Event
+    claim: UnitClaim,
+    rt: Runtime,
+    spec: JobCreate,
+    chunks: list[PlannedChunk],
+    writer: PartWriter,
+    shutting_down: threading.Event,
 ) -> None:
     engine, job_id = rt.engine, claim.job_id
     done = rt.jobs.done_chunks(job_id)
@@ -212,7 +217,7 @@ def _generate(
             metrics.CHUNKS_REDRAWN.inc()
         return False
 
-    listener = _Listener.of(claim, rt, remaining)
+    listener = _Listener.of(claim, rt, remaining, spec)
     results = engine.generate(requests, carry_in, review)
     try:
         for result in results:
@@ -237,7 +242,8 @@ def _generate(
 @dataclass
 class _Listener:
     """A streaming speech request waits for this job's audio (`shared.speech_stream`): every kept chunk
-    is published as it is generated, with its place in reading order and the pause after it."""
+    is published as it is generated, with its place in reading order and the pause after it (the job's
+    own pauses and inline `[pause]` marks, as its file has them)."""
 
     channel: SpeechChannel
     job_id: str
@@ -246,7 +252,7 @@ class _Listener:
     """chunk key -> (index in reading order, pause after it in ms)"""
 
     @classmethod
-    def of(cls, claim: UnitClaim, rt: Runtime, remaining: list[PlannedChunk]) -> _Listener | None:
+    def of(cls, claim: UnitClaim, rt: Runtime, remaining: list[PlannedChunk], spec: JobCreate) -> _Listener | None:
         channel = SpeechChannel(rt.services.redis, rt.settings.key_prefix)
         try:
             if not channel.is_open(claim.job_id):
@@ -254,8 +260,14 @@ class _Listener:
         except Exception as exc:  # Redis down: the unit fails on its next store call, not here
             log.warning("job %s: could not look for a speech stream (%s)", claim.job_id, exc)
             return None
-        pauses = Mastering.from_settings(rt.settings).pauses
-        chunks = {p.key: (p.chunk.index, pause_after(p.chunk.boundary, pauses)) for p in remaining}
+        pauses = Mastering.from_settings(rt.settings).pauses_for(spec)  # as the assembly spaces the file
+        chunks = {
+            p.key: (
+                p.chunk.index,
+                p.chunk.pause_ms if p.chunk.pause_ms is not None else pause_after(p.chunk.boundary, pauses),
+            )
+            for p in remaining
+        }
         return cls(channel, claim.job_id, rt.engine.sample_rate, chunks)
 
     def publish(self, key: str, audio: np.ndarray) -> None:

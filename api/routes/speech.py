@@ -28,6 +28,7 @@ from api.errors import STORE_UNREACHABLE, ApiError, validate_body
 from api.submission import check_voice, engine_summary, known_voices, parse_json_body, submit
 from shared import metrics
 from shared.audio.formats import AudioFormat
+from shared.audio.presets import MasteringTargets
 from shared.jobs import JobCreate, JobPriority, JobStatus
 from shared.services import Services
 from shared.speech import (
@@ -40,7 +41,7 @@ from shared.speech import (
     StreamFormat,
     render,
 )
-from shared.speech_stream import SpeechChannel, SpeechPiece
+from shared.speech_stream import SpeechChannel, SpeechPiece, StreamLevel
 from shared.voice_mix import MixError, canonical_voice, is_mix
 from shared.webhooks import emit_job_event
 
@@ -171,7 +172,7 @@ def create_speech() -> ResponseReturnValue:
     )  # fmt: skip
     metrics.JOBS_SUBMITTED.inc()
     if streamed:
-        chunks = stream_speech(found, channel, job_id, g.tenant, body)
+        chunks = stream_speech(found, channel, job_id, g.tenant, body, stream_targets(found, spec))
         first = next(chunks, b"")  # a job that fails before any audio is still a clean error
         if body.stream_format == StreamFormat.SSE:
             response = Response(
@@ -205,12 +206,21 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
+def stream_targets(found: Services, spec: JobCreate) -> MasteringTargets:
+    """The level and peak the job's file is mastered to, which its stream is brought to as well."""
+    settings = found.settings
+    return spec.mastering_options().targets(default_lufs=settings.loudness_target_lufs,
+                                            default_peak_dbfs=settings.peak_dbfs)  # fmt: skip
+
+
 def stream_speech(
-    found: Services, channel: SpeechChannel, job_id: str, tenant: str, body: SpeechCreate
+    found: Services, channel: SpeechChannel, job_id: str, tenant: str, body: SpeechCreate, targets: MasteringTargets
 ) -> Iterator[bytes]:
-    """The job's audio encoded as it is generated, in reading order. The generator's end (the client
-    went away, or the request ended) cancels a job still running and closes the channel."""
+    """The job's audio encoded as it is generated, in reading order, at the job's level (`StreamLevel`:
+    one gain for the whole response). The generator's end (the client went away, or the request ended)
+    cancels a job still running and closes the channel."""
     encoder: StreamEncoder | None = None
+    level: StreamLevel | None = None
     waiting: dict[int, SpeechPiece] = {}
     sent = 0
     pause_ms = 0
@@ -224,10 +234,11 @@ def stream_speech(
                 waiting.setdefault(piece.index, piece)  # a redelivered chunk is sent once
             while sent in waiting:
                 piece = waiting.pop(sent)
-                if encoder is None:
+                if encoder is None or level is None:
                     encoder = StreamEncoder(body.response_format, piece.sample_rate, body.speed)
+                    level = StreamLevel(piece.sample_rate, targets)
                 silence = np.zeros(piece.sample_rate * pause_ms // 1000, np.float32)
-                yield encoder.feed(np.concatenate([silence, piece.audio]))
+                yield encoder.feed(np.concatenate([silence, level(piece.audio)]))
                 pause_ms, sent = piece.pause_ms, sent + 1
             if pieces:
                 continue
