@@ -19,7 +19,7 @@ from shared.jobs import JobCreate
 from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import Storage, StorageKeyMissing
 from shared.storage_keys import embedding_key
-from shared.voice_mix import is_mix, mix_embeddings, parse_mix
+from shared.voice_mix import MixError, is_mix, mix_embeddings, parse_mix
 from shared.voice_store import VoiceStatus, VoiceStore, is_voice_id
 
 if TYPE_CHECKING:
@@ -66,7 +66,10 @@ def load_cloned_voices(
             voice: out.get(voice) or _load_one(voice, tenant, voices=voices, storage=storage, can_clone=can_clone)
             for voice in mix.voices
         }
-        vector = mix_embeddings([parts[voice].embedding for voice, _ in mix.parts], [w for _, w in mix.parts])
+        try:
+            vector = mix_embeddings([parts[voice].embedding for voice, _ in mix.parts], [w for _, w in mix.parts])
+        except MixError as exc:
+            raise VoiceUnavailable("voice_unavailable", f"The voice mix {name!r} cannot be used: {exc}.") from exc
         out[name] = ClonedVoice(vector, parts[mix.main_voice].language)
     return out
 

@@ -158,7 +158,10 @@ def create_mix_voice(found: Services) -> ResponseReturnValue:
             vectors.append(embedding_from_bytes(storage.get_bytes(embedding_key(g.tenant, voice))))
         except StorageKeyMissing as exc:
             raise ApiError(422, "unknown_voice", f"mix: the voice {voice!r} was just deleted.", "mix") from exc
-    vector = mix_embeddings(vectors, [weight for _, weight in mix.parts])
+    try:
+        vector = mix_embeddings(vectors, [weight for _, weight in mix.parts])
+    except MixError as exc:  # opposite embeddings at equal weights
+        raise ApiError(422, "invalid_voice_mix", f"mix: {exc}.", "mix") from exc
     parts = [
         {"voice": voice, "weight": round(weight, 6), "version": records[voice].version}  # pyright: ignore[reportOptionalMemberAccess]
         for voice, weight in mix.parts

@@ -141,3 +141,10 @@ def test_a_saved_mix_is_refused_cleanly_and_stores_nothing(service_env):
     piper = make_client(service_env, NARRATE_ENGINE="piper")
     refused = piper.post("/v1/voices", json={"name": "Mix", "mix": f"{ada}+{ben}"}, headers=AUTH)
     assert error_of(refused, 409)["code"] == "cloning_unsupported"
+
+
+def test_voices_whose_embeddings_cancel_out_make_no_mix(client, service_env):
+    ada, anti = ready_voice(service_env, unit(1)), ready_voice(service_env, -unit(1))
+    error = error_of(client.post("/v1/voices", json={"name": "Nobody", "mix": f"{ada}+{anti}"}, headers=AUTH), 422)
+    assert error["code"] == "invalid_voice_mix" and "cancel out" in error["message"]
+    assert len(client.get("/v1/voices", headers=AUTH).get_json()["data"]) == 2
