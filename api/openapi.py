@@ -21,7 +21,7 @@ from shared.lexicon_store import LexiconCreate, LexiconList, LexiconPatch, Lexic
 from shared.speech import MAX_INPUT_CHARS, SpeechCreate, SpeechFormat
 from shared.store import CURSOR_PATTERN
 from shared.usage import UsageReport
-from shared.voice_store import VoiceList, VoicePatch, VoiceView
+from shared.voice_store import VoiceList, VoiceMixCreate, VoicePatch, VoiceView
 from shared.webhook_store import (
     DeliveryList,
     WebhookCreate,
@@ -71,6 +71,7 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (VoiceView, "serialization"),
     (VoiceList, "serialization"),
     (VoicePatch, "validation"),
+    (VoiceMixCreate, "validation"),
     (WebhookCreate, "validation"),
     (WebhookCreated, "serialization"),
     (WebhookView, "serialization"),
@@ -312,8 +313,9 @@ def _file_paths() -> dict[str, Any]:
 
 _SPEECH_DESCRIPTIONS = {
     400: f"A field is invalid (`param` names it): input longer than {MAX_INPUT_CHARS} characters "
-    "(`input_too_long`: send it to POST /v1/jobs), an unknown voice (`voice_not_found`) or model "
-    "(`model_not_found`), a value out of range; also invalid JSON",
+    "(`input_too_long`: send it to POST /v1/jobs), an unknown voice (`voice_not_found`, `unknown_voice` "
+    "for a part of a mix) or model (`model_not_found`), a voice mix that is malformed (`invalid_voice_mix`) or "
+    "that the engine cannot speak (`mix_unsupported`), a value out of range; also invalid JSON",
     404: "Not found",
     409: "The job was canceled (by the tenant, through /v1/jobs) before it finished",
     413: "Body larger than the configured maximum",
@@ -348,8 +350,9 @@ def _speech_paths() -> dict[str, Any]:
                 "audio is generated (chunked; a WAV stream's sizes read 0xFFFFFFFF), flac comes whole; "
                 "`stream_format: sse` sends `speech.audio.delta` events (base64 audio) and a final "
                 "`speech.audio.done`. A client that disconnects cancels the job. The job is listed under /v1/jobs "
-                "(header `X-Narrate-Job`) and counts against the quota and usage like any other. Extension: "
-                "`seed`.",
+                "(header `X-Narrate-Job`) and counts against the quota and usage like any other. Extensions: "
+                "`seed` (same seed and text, same audio) and weighted voice mixes in `voice`, "
+                "`ada(0.7)+ben(0.3)` (cloned voices' speaker embeddings blended; engines that clone only).",
                 "operationId": "createSpeech",
                 "requestBody": {"required": True, **_json("SpeechCreate")},
                 "responses": {
@@ -424,10 +427,20 @@ def _voice_paths() -> dict[str, Any]:
     return {
         "/v1/voices": {
             "post": {
-                "summary": "Clone a voice from reference recordings (needs the kanitts2 engine)",
+                "summary": "Clone a voice from reference recordings, or save a weighted mix of your voices (kanitts2)",
+                "description": "multipart/form-data: clips to clone (answered 202, status processing). JSON "
+                "(`VoiceMixCreate`): a voice saved as a weighted mix of your ready voices' speaker embeddings, "
+                "ready at once (answered 201).",
                 "operationId": "createVoice",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {"schema": upload},
+                        "application/json": {"schema": {"$ref": REF.format(model="VoiceMixCreate")}},
+                    },
+                },
                 "responses": {
+                    "201": {"description": "A mix saved as a voice (status ready)", **_json("VoiceView")},
                     "202": {"description": "Queued for cloning (status processing)", **_json("VoiceView")},
                     **_errors(409, 413, 415, 422),
                 },

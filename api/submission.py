@@ -20,7 +20,9 @@ from shared.text.normalize import is_speakable
 from shared.text.ssml import SsmlError, TextFormat, parse_ssml
 from shared.url_guard import AllowList, UrlRefused, check_url
 from shared.usage import UsageStore
-from shared.voices import builtin_voice_ids, engine_languages, voice_languages
+from shared.voice_mix import is_mix, parse_mix
+from shared.voice_store import CLONING_ENGINES, is_voice_id
+from shared.voices import BUILTIN_VOICES, builtin_voice_ids, engine_languages, voice_languages
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,54 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
     return json_body.loads(text)
 
 
+@dataclass(frozen=True)
+class EngineSummary:
+    name: str
+    can_clone: bool
+    voices: list[dict[str, str]]
+
+
+def engine_summary(found: Services) -> EngineSummary:
+    """What the workers run: their published engine when it matches the configuration, else the
+    configured engine's catalogue (before any worker has started)."""
+    settings = found.settings
+    info = found.jobs.engine_info()
+    if info and info.get("name") == settings.engine:
+        return EngineSummary(info["name"], bool(info.get("can_clone")), list(info.get("voices", [])))
+    return EngineSummary(settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, []))
+
+
+def check_voice(voice: str, known: set[str], can_clone: bool, field: str) -> None:
+    """422 unless `voice` is one the tenant may use: a known voice, or a mix of known cloned voices on an
+    engine that clones (mixing blends speaker embeddings; a built-in voice has none)."""
+    if not is_mix(voice):
+        if voice not in known:
+            raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}; see GET /v1/voices.", field)
+        return
+    if not can_clone:
+        raise ApiError(
+            422, "mix_unsupported",
+            f"{voice!r} is a voice mix: mixes blend cloned voices' speaker embeddings, and the workers' engine "
+            "cannot clone (run them with NARRATE_ENGINE=kanitts2).", field,
+        )  # fmt: skip
+    for part in parse_mix(voice).voices:
+        if part not in known:
+            raise ApiError(422, "unknown_voice", f"Unknown voice {part!r} in the mix {voice!r}.", field)
+        if not is_voice_id(part):
+            raise ApiError(
+                422, "mix_unsupported",
+                f"{part!r} in the mix {voice!r} is a built-in voice, which has no speaker embedding to mix; "
+                "mix cloned voices (voice_...).", field,
+            )  # fmt: skip
+
+
 def validate_job(
-    payload: Any, settings: Settings, known_voices: set[str], languages: EngineLanguages | None = None
+    payload: Any,
+    settings: Settings,
+    known_voices: set[str],
+    languages: EngineLanguages | None = None,
+    *,
+    can_clone: bool,
 ) -> JobCreate:
     """The job, or the 4xx of its first fault; with `languages`, a named language the engine cannot speak
     (or the input's voice does not) is 422 `unsupported_language` (`voice_language_mismatch`)."""
@@ -58,16 +106,12 @@ def validate_job(
             f"The job has {spec.total_chars()} characters; the maximum is {settings.max_text_chars}.", "inputs",
         )  # fmt: skip
     for index, item in enumerate(spec.inputs):
-        voice = item.voice
-        if voice is not None and voice not in known_voices:
-            raise ApiError(422, "unknown_voice", f"Unknown voice {voice!r}.", f"inputs.{index}.voice")
-    if spec.voice is not None and spec.voice not in known_voices:
-        raise ApiError(422, "unknown_voice", f"Unknown voice {spec.voice!r}; see GET /v1/voices.", "voice")
+        if item.voice is not None:
+            check_voice(item.voice, known_voices, can_clone, f"inputs.{index}.voice")
+    if spec.voice is not None:
+        check_voice(spec.voice, known_voices, can_clone, "voice")
     for speaker, voice in spec.voices.items():
-        if voice not in known_voices:
-            raise ApiError(
-                422, "unknown_voice", f"Unknown voice {voice!r} for speaker {speaker!r}.", f"voices.{speaker}"
-            )
+        check_voice(voice, known_voices, can_clone, f"voices.{speaker}")
     for index, speaker in spec.unknown_speakers()[:1]:
         raise ApiError(
             400, "unknown_speaker",

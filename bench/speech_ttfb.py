@@ -4,7 +4,9 @@ Starts the local stack (gunicorn API with 2 workers, one Celery worker with the 
 Redis if none answers), sends one warm-up request (not counted), then `--runs` times, alternating, a
 1,000-character passage as a streamed MP3 (time to the first audio byte and to the last) and as a
 whole FLAC file (time to the complete answer, which the API sends once the job has succeeded).
-Medians with min and max go to bench/results/speech_ttfb-<engine>.json with the machine they ran on.
+Medians with min and max go to bench/results/speech_ttfb-<engine>.json with the machine they ran on
+(and its load average, and `NARRATE_INTERACTIVE_FIRST_CHUNK_CHARS`: 0 measures without a short first
+chunk).
 
     .venv/bin/python bench/speech_ttfb.py [--runs 10]
 """
@@ -63,6 +65,7 @@ def main() -> int:
     engine = os.environ.get("NARRATE_ENGINE", "piper")
     streamed: list[tuple[float, float]] = []
     whole: list[tuple[float, float]] = []
+    load_before = round(os.getloadavg()[0], 2)  # a shared machine: other work slows every figure
     with tempfile.TemporaryDirectory(prefix="narrate-bench-") as tmp:
         env = {
             "NARRATE_STORAGE_URL": f"file://{tmp}/storage",
@@ -99,12 +102,14 @@ def main() -> int:
         "streamed_mp3_last_byte_seconds": summary([s[1] for s in streamed]),
         "whole_flac_seconds": whole_file,
         "first_byte_over_whole_file": round(first["median"] / whole_file["median"], 3),
+        "interactive_first_chunk_chars": int(os.environ.get("NARRATE_INTERACTIVE_FIRST_CHUNK_CHARS", "60")),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "gpu": None,
+            "load_average_1m_before_and_after": [load_before, round(os.getloadavg()[0], 2)],
         },
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }

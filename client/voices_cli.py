@@ -61,8 +61,11 @@ def describe_voice(voice: Voice) -> str:
         rows.append(("language", voice["language"]))
     if voice.get("description"):
         rows.append(("about", voice["description"]))
-    consent = voice.get("consent") or {}
-    rows.append(("consent", f"{consent.get('by', '?')} at {consent.get('at', '?')}"))
+    if voice.get("mix"):
+        rows.append(("mix", " + ".join(f"{part['voice']}({part['weight']:g})" for part in voice["mix"])))
+    else:
+        consent = voice.get("consent") or {}
+        rows.append(("consent", f"{consent.get('by', '?')} at {consent.get('at', '?')}"))
     for clip in voice.get("clips") or []:
         speech = clip.get("speech_seconds")
         rows.append(("clip", f"{clip['filename']} ({speech if speech is not None else clip['duration_seconds']} s)"))

@@ -18,6 +18,7 @@ from typing import Annotated, Any, overload
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -36,6 +37,7 @@ from shared.text.lexicon import MAX_JOB_LEXICONS, MAX_LEXICON_ENTRIES, LexiconEn
 from shared.text.normalize import is_speakable
 from shared.text.ssml import TextFormat
 from shared.url_guard import UrlRefused, check_syntax
+from shared.voice_mix import MAX_MIX_CHARS, VOICE_PATTERN, canonical_voice, is_mix, parse_mix
 
 # C0/C1 control characters other than tab, line feed and carriage return: never legitimate narration
 # text, and some break tokenisers or subtitle files.
@@ -65,7 +67,26 @@ _METADATA_KEY = re.compile(METADATA_KEY_PATTERN.removesuffix("$") + r"\Z")
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer every JSON reader (JavaScript's included) keeps exact."""
 
-VoiceName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+def _mix_is_valid(value: Any) -> Any:
+    """Before the pattern, so that a mix that breaks a rule (weights, repeats, size) is told which."""
+    if isinstance(value, str) and is_mix(value):
+        parse_mix(value)  # MixError is a ValueError: pydantic reports its message
+    return value
+
+
+def _canonical_voice(value: str) -> str:
+    return canonical_voice(value)
+
+
+VoiceName = Annotated[
+    str,
+    BeforeValidator(_mix_is_valid),
+    StringConstraints(min_length=1, max_length=MAX_MIX_CHARS, pattern=VOICE_PATTERN),
+    AfterValidator(_canonical_voice),
+]
+"""A voice id, or a weighted mix of cloned voices (`ada(0.7)+ben(0.3)`, stored in its canonical spelling
+with the weights normalised)."""
 LANGUAGE_TAG_PATTERN = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$"
 LanguageTag = Annotated[
     str, StringConstraints(min_length=2, max_length=35, pattern=LANGUAGE_TAG_PATTERN), AfterValidator(canonical_tag)
@@ -356,7 +377,9 @@ class JobInput(_Strict):
         description="`plain` (inline `[pause 1.5s]` markers allowed) or `ssml` (speak, p, s, break, sub, say-as "
         "characters/digits/date/telephone, lang); malformed SSML is a 400 naming its line and column.",
     )
-    voice: VoiceName | None = Field(None, description="Voice for this input; defaults to the job's voice.")
+    voice: VoiceName | None = Field(
+        None, description="Voice for this input; defaults to the job's voice. A mix as for the job's `voice`."
+    )
     target_seconds: float | None = Field(
         None,
         gt=0.0,
@@ -457,7 +480,12 @@ class JobCreate(_Strict):
     """Body of `POST /v1/jobs`."""
 
     inputs: Annotated[list[JobInput], Field(min_length=1)]
-    voice: VoiceName | None = Field(None, description="Built-in voice, language tag or cloned voice id.")
+    voice: VoiceName | None = Field(
+        None,
+        description="Built-in voice, language tag or cloned voice id; or a weighted mix of cloned voices' speaker "
+        "embeddings, `ada(0.7)+ben(0.3)` (weights above 0, normalised; `ada+ben` weighs them equally; at most "
+        "4 voices; engines that clone only).",
+    )
     language: LanguageTag | None = Field(
         None,
         description="BCP-47 language of the inputs (`en`, `es`, `es-MX`); an input's own wins. Unset: each input's "

@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     # --- text and audio ---------------------------------------------------------------------------
     chunk_budget_seconds: float = Field(default=25.0, gt=1.0, le=35.0)
     """Target length of one generated chunk in estimated audio seconds."""
+    interactive_first_chunk_chars: int = Field(default=60, ge=0, le=1000)
+    """Most characters of the first chunk of an interactive-priority job (the speech endpoint's), so that
+    its audio starts early: the first sentence, or its first clauses when longer (0: a full chunk)."""
     chars_per_second: float = Field(default=DEFAULT_CHARS_PER_SECOND, gt=1.0)
     """Speech-rate estimate used to size chunks before anything was measured."""
     loudness_target_lufs: float = Field(default=-19.0, ge=-40.0, le=-5.0)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.audio.encode import encode
 from shared.audio.resample import resample
 from shared.audio.tempo import MAX_SPEED, MIN_SPEED, Tempo, change_speed
+from shared.voice_mix import MAX_MIX_CHARS
 
 MAX_INPUT_CHARS = 4096
 """OpenAI's limit for one request; longer text goes to `POST /v1/jobs`."""
@@ -71,7 +72,8 @@ class StreamFormat(StrEnum):
 
 
 class SpeechCreate(BaseModel):
-    """Body of `POST /v1/audio/speech` as OpenAI defines it, plus the documented extension `seed`."""
+    """Body of `POST /v1/audio/speech` as OpenAI defines it, plus the documented extensions `seed` and
+    voice mixes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,9 +82,10 @@ class SpeechCreate(BaseModel):
         ..., min_length=1, max_length=MAX_INPUT_CHARS, description="Text to speak; longer text: POST /v1/jobs."
     )
     voice: str = Field(
-        ..., min_length=1, max_length=400,
-        description="A voice id (built-in or cloned) or an OpenAI voice name (spoken by the engine's default "
-        "voice unless a voice of that id exists).",
+        ..., min_length=1, max_length=MAX_MIX_CHARS,
+        description="A voice id (built-in or cloned), an OpenAI voice name (spoken by the engine's default "
+        "voice unless a voice of that id exists), or (extension) a weighted mix of cloned voices, "
+        "`ada(0.7)+ben(0.3)`, where the engine clones.",
     )  # fmt: skip
     response_format: SpeechFormat = SpeechFormat.MP3
     speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED, description="Applied by time-stretching (pitch kept).")

@@ -3,9 +3,9 @@
 The API opens a channel for a job before queueing it; a speak unit that finds it open publishes every
 chunk it keeps, in generation order, to a Redis stream of that job (bounded, expiring with the
 marker), with the chunk's place in the text and the pause that follows it. The API reads the stream,
-puts the chunks back in reading order and encodes them as one continuous stream. Nothing here is
-needed for the job itself: its file is assembled as for any job, and a lost entry only costs the
-stream (the API then ends it).
+puts the chunks back in reading order, brings them to the job's level (`StreamLevel`) and encodes
+them as one continuous stream. Nothing here is needed for the job itself: its file is assembled and
+mastered as for any job, and a lost entry only costs the stream (the API then ends it).
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from shared.audio.loudness import integrated_loudness
+from shared.audio.mastering import rms_dbfs
+from shared.audio.presets import MasteringTargets
+from shared.audio.true_peak import limit_true_peak_in_place
+
 CHANNEL_SECONDS = 3600
 """How long a channel and its audio are kept at most (a request waits far less)."""
 MAX_ENTRIES = 4096
 """Most chunks a stream keeps (4,096 characters are a few hundred chunks at most)."""
+MAX_STREAM_GAIN_DB = 20.0
+"""Most a streamed response is raised or lowered: a first piece that is nearly silent sets no wild gain."""
 
 
 @dataclass(frozen=True)
@@ -79,3 +86,40 @@ class SpeechChannel:
                     )
                 )
         return after, pieces
+
+
+class StreamLevel:
+    """One gain for a whole streamed response: what brings the first piece with speech in it to the job's
+    level target (its integrated loudness, or RMS for a preset that aims at RMS), then held for every
+    later piece, so that the level never steps at a seam as a gain measured per piece would. The file
+    is mastered on the whole chapter; a stream cannot wait for that, so its level is this estimate.
+    Peaks the held gain pushes over the job's true-peak ceiling are limited within their piece (whose
+    edges, trimmed of silence, are quiet)."""
+
+    def __init__(self, sample_rate: int, targets: MasteringTargets) -> None:
+        self.sample_rate = sample_rate
+        self.targets = targets
+        self.gain: float | None = None
+        """Linear gain, fixed by the first piece with speech (None before it)."""
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        if self.gain is None:
+            self.gain = self._estimate(audio)
+        if self.gain is None:
+            return audio  # silence so far: nothing to measure, nothing to raise
+        out = np.asarray(audio, dtype=np.float32) * np.float32(self.gain)
+        if out.shape[0]:
+            limit_true_peak_in_place(
+                out, self.sample_rate, self.targets.true_peak_dbfs - self.targets.limiter_margin_db
+            )
+        return out
+
+    def _estimate(self, audio: np.ndarray) -> float | None:
+        if self.targets.rms_db is not None:
+            level, target = rms_dbfs(audio), self.targets.rms_db
+        else:
+            assert self.targets.loudness_lufs is not None
+            level, target = integrated_loudness(audio, self.sample_rate), self.targets.loudness_lufs
+        if not np.isfinite(level) or level < -70.0:
+            return None
+        return float(10.0 ** (np.clip(target - level, -MAX_STREAM_GAIN_DB, MAX_STREAM_GAIN_DB) / 20.0))

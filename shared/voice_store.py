@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.jobs import has_control_characters, to_datetime, utcnow
+from shared.voice_mix import MAX_MIX_CHARS, MAX_MIX_PARTS
 
 VOICE_ID_PREFIX = "voice_"
 MIN_SPEECH_SECONDS = 3.0
@@ -63,6 +64,12 @@ class VoiceError(BaseModel):
     message: str
 
 
+class MixPart(BaseModel):
+    voice: str = Field(..., description="A voice of the account (cloned, or itself a saved mix).")
+    weight: float = Field(..., gt=0, le=1, description="Its share of the mix (the weights sum to 1).")
+    version: int = Field(..., ge=1, description="The version of that voice's embedding the mix was made from.")
+
+
 class VoiceView(BaseModel):
     """A cloned voice as clients see it; `id` is what a job names as its `voice`."""
 
@@ -73,8 +80,16 @@ class VoiceView(BaseModel):
     status: VoiceStatus
     created_at: datetime
     updated_at: datetime
-    consent: Consent
+    consent: Consent | None = Field(
+        ..., description="The speaker's consent; null for a saved mix, whose parts carry their own."
+    )
     clips: list[ClipInfo]
+    mix: list[MixPart] | None = Field(
+        None, description="For a voice saved as a mix: the voices (as they were then) and weights it blends."
+    )
+    version: int = Field(
+        1, ge=1, description="Version of the voice's speaker embedding; it goes up whenever the embedding changes."
+    )
     preview_url: str | None = Field(None, description="A short rendering in the voice, when available.")
     error: VoiceError | None = None
 
@@ -105,6 +120,20 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)  # a default of null beside type string would contradict itself
 
 
+def _one_line_name(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("name is empty")
+    if value is not None and has_control_characters(value, line_breaks_allowed=False):
+        raise ValueError("name contains control characters or line breaks")
+    return value.strip() if value is not None else None
+
+
+def _text_description(value: str | None) -> str | None:
+    if value is not None and has_control_characters(value, line_breaks_allowed=True):
+        raise ValueError("description contains control characters")
+    return value
+
+
 class VoicePatch(BaseModel):
     """Body of `PATCH /v1/voices/{id}`."""
 
@@ -121,18 +150,39 @@ class VoicePatch(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("name is empty")
-        if value is not None and has_control_characters(value, line_breaks_allowed=False):
-            raise ValueError("name contains control characters or line breaks")
-        return value.strip() if value is not None else None
+        return _one_line_name(value)
 
     @field_validator("description")
     @classmethod
     def _description_is_text(cls, value: str | None) -> str | None:
-        if value is not None and has_control_characters(value, line_breaks_allowed=True):
-            raise ValueError("description contains control characters")
-        return value
+        return _text_description(value)
+
+
+class VoiceMixCreate(BaseModel):
+    """`POST /v1/voices` as JSON: a voice saved as a weighted mix of the account's voices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=100, description="One line, no control characters.")
+    description: str | None = Field(None, max_length=1000)
+    language: str | None = Field(
+        None, max_length=32, description="Language/accent tag; default: that of the mix's heaviest voice."
+    )
+    mix: str = Field(
+        ..., min_length=1, max_length=MAX_MIX_CHARS,
+        description=f"2 to {MAX_MIX_PARTS} of your ready voices with weights, as in `ada(0.7)+ben(0.3)` (weights "
+        "above 0, normalised; no weights: equal).",
+    )  # fmt: skip
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        return _one_line_name(value) or value
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, value: str | None) -> str | None:
+        return _text_description(value)
 
 
 @dataclass(frozen=True)
@@ -151,6 +201,8 @@ class VoiceRecord:
     clips: list[dict[str, Any]]
     error: dict[str, str] | None
     preview: bool
+    mix: list[dict[str, Any]] | None = None
+    version: int = 1
 
     def view(self, preview_url: str | None = None) -> VoiceView:
         return VoiceView(
@@ -161,8 +213,10 @@ class VoiceRecord:
             status=self.status,
             created_at=to_datetime(self.created_at),
             updated_at=to_datetime(self.updated_at),
-            consent=Consent(**self.consent),
+            consent=Consent(**self.consent) if self.consent else None,
             clips=[ClipInfo(**clip) for clip in self.clips],
+            mix=[MixPart(**part) for part in self.mix] if self.mix is not None else None,
+            version=self.version,
             preview_url=preview_url,
             error=VoiceError(**self.error) if self.error else None,
         )
@@ -199,7 +253,7 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 
 _FIELDS = (
     "tenant", "name", "description", "language", "status", "created_at", "updated_at", "consent", "clips",
-    "error", "preview",
+    "error", "preview", "mix", "version",
 )  # fmt: skip
 
 
@@ -238,21 +292,25 @@ class VoiceStore:
         consent: dict[str, Any],
         clips: list[dict[str, Any]],
         limit: int,
+        mix: list[dict[str, Any]] | None = None,
     ) -> VoiceRecord:
-        """Store a voice in status `processing`; `VoiceLimitReached` when the tenant is at `limit`."""
+        """Store a voice in status `processing` (a saved `mix`, whose embedding the caller has already
+        stored: `ready`); `VoiceLimitReached` when the tenant is at `limit`."""
         now = utcnow()
         fields = {
             "tenant": tenant,
             "name": name,
             "description": json.dumps(description),
             "language": json.dumps(language),
-            "status": VoiceStatus.PROCESSING.value,
+            "status": (VoiceStatus.PROCESSING if mix is None else VoiceStatus.READY).value,
             "created_at": repr(now),
             "updated_at": repr(now),
             "consent": json.dumps(consent),
             "clips": json.dumps(clips),
             "error": "null",
             "preview": "0",
+            "mix": json.dumps(mix),
+            "version": "1",
         }
         args: list[Any] = [limit, voice_id, repr(now), f"{self._prefix}:voice:"]
         for name_, value in fields.items():
@@ -289,6 +347,8 @@ class VoiceStore:
             clips=json.loads(raw["clips"] or "[]"),
             error=json.loads(raw["error"] or "null"),
             preview=raw["preview"] == "1",
+            mix=json.loads(raw["mix"] or "null"),
+            version=int(raw["version"] or 1),
         )
 
     def list(self, tenant: str) -> list[VoiceRecord]:

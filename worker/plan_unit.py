@@ -14,7 +14,7 @@ from dataclasses import replace
 from shared import metrics
 from shared.audio.formats import AudioFormat
 from shared.input_languages import resolve_languages
-from shared.jobs import JobCreate
+from shared.jobs import JobCreate, JobPriority
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
 from worker import line_cache
@@ -75,6 +75,8 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     reused = line_cache.find_cached(rt.storage, claim.tenant, digests, AudioFormat(spec.format).extension)
     learned = rt.jobs.speech_rate(engine.name, PLAN_LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
+    interactive = spec.priority == JobPriority.INTERACTIVE
+    first_chunk_chars = (settings.interactive_first_chunk_chars or None) if interactive else None
     chunking = time.perf_counter()
     plan = build_plan(
         spec,
@@ -87,6 +89,7 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         languages=[item.language for item in languages],
         voice_for=engine.default_voice,
         skip=frozenset(failed) | reused,
+        first_chunk_chars=first_chunk_chars,
     )
     plan = replace(plan, failed=failed, digests=digests, reused=frozenset(reused))
     chunking = time.perf_counter() - chunking

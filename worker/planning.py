@@ -176,6 +176,7 @@ def build_plan(
     languages: Sequence[str] | None = None,
     voice_for: Callable[[str], str] | None = None,
     skip: frozenset[int] = frozenset(),
+    first_chunk_chars: int | None = None,
 ) -> Plan:
     """Chunk every input; a long input is split into at least `streams` side-by-side streams at
     paragraph boundaries, and into more when a stream would hold more than `unit_audio_seconds` of
@@ -184,7 +185,8 @@ def build_plan(
     speaker's voice from the job's `voices`, and a timed line exactly one. Each input is spoken in its
     language (`languages`, else `language`). Chunks in a cloned voice carry its embedding and, when it
     has one of the input's language, its language tag. Inputs in `skip`
-    (failed or reused lines) get no chunks."""
+    (failed or reused lines) get no chunks. `first_chunk_chars` keeps the
+    job's very first chunk that short (an interactive job: its audio starts sooner)."""
     sampling = Sampling(**spec.sampling.model_dump())  # the same fields, one spelling
     lexicon = spec.pronunciation()
     cloned = cloned or {}
@@ -246,6 +248,7 @@ def build_plan(
         chunks = chunk_text(
             item.spoken_text, budget_seconds=budget_seconds, chars_per_second=chars_per_second, language=spoken,
             lexicon=lexicon, text_format=item.text_format,
+            first_chunk_chars=first_chunk_chars if input_index == 0 else None,
         )  # fmt: skip
         # A timed line is one stream in one unit: it is measured, redrawn and fitted whole.
         split = (1, None) if item.timed else (streams, unit_audio_seconds)

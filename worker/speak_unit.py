@@ -233,7 +233,7 @@ def _generate(
     carries: dict[str, bytes | None] = {key: chunk.carry for key, chunk in done.items()}
     refused: set[str] = set()
     qc = rt.quality()
-    keeper = _Keeper(claim, rt, writer, _Listener.of(claim, rt, remaining), shutting_down)
+    keeper = _Keeper(claim, rt, writer, _Listener.of(claim, rt, remaining, spec), shutting_down)
 
     def review(request: ChunkRequest, result: ChunkResult) -> bool:
         # The engine's own quick redraw, before the stream goes on: the heuristics only, judged on the
@@ -392,7 +392,8 @@ class _Keeper:
 @dataclass
 class _Listener:
     """A streaming speech request waits for this job's audio (`shared.speech_stream`): every kept chunk
-    is published as it is generated, with its place in reading order and the pause after it."""
+    is published as it is generated, with its place in reading order and the pause after it (the job's
+    own pauses and inline `[pause]` marks, as its file has them)."""
 
     channel: SpeechChannel
     job_id: str
@@ -401,7 +402,7 @@ class _Listener:
     """chunk key -> (index in reading order, pause after it in ms)"""
 
     @classmethod
-    def of(cls, claim: UnitClaim, rt: Runtime, remaining: list[PlannedChunk]) -> _Listener | None:
+    def of(cls, claim: UnitClaim, rt: Runtime, remaining: list[PlannedChunk], spec: JobCreate) -> _Listener | None:
         channel = SpeechChannel(rt.services.redis, rt.settings.key_prefix)
         try:
             if not channel.is_open(claim.job_id):
@@ -409,8 +410,14 @@ class _Listener:
         except Exception as exc:  # Redis down: the unit fails on its next store call, not here
             log.warning("job %s: could not look for a speech stream (%s)", claim.job_id, exc)
             return None
-        pauses = Mastering.from_settings(rt.settings).pauses
-        chunks = {p.key: (p.chunk.index, pause_after(p.chunk.boundary, pauses)) for p in remaining}
+        pauses = Mastering.from_settings(rt.settings).pauses_for(spec)  # as the assembly spaces the file
+        chunks = {
+            p.key: (
+                p.chunk.index,
+                p.chunk.pause_ms if p.chunk.pause_ms is not None else pause_after(p.chunk.boundary, pauses),
+            )
+            for p in remaining
+        }
         return cls(channel, claim.job_id, rt.engine.sample_rate, chunks)
 
     def publish(self, key: str, audio: np.ndarray) -> None:

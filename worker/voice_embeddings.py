@@ -1,5 +1,8 @@
 """The cloned voices a job names (speaker embedding and language tag), loaded once when the job starts.
 
+A voice mix (`ada(0.7)+ben(0.3)`) is loaded as its parts and blended here, under its own (canonical)
+name, so the plan and the speak units treat it as one more voice.
+
 A voice deleted after its job was queued fails the job at the start with `voice_deleted` rather than
 letting it run in some other voice: the producer asked for that voice, and the voice's owner asked for
 it to be gone.
@@ -16,6 +19,7 @@ from shared.jobs import JobCreate
 from shared.speaker_embedding import embedding_from_bytes
 from shared.storage import Storage, StorageKeyMissing
 from shared.storage_keys import embedding_key
+from shared.voice_mix import MixError, is_mix, mix_embeddings, parse_mix
 from shared.voice_store import VoiceStatus, VoiceStore, is_voice_id
 
 if TYPE_CHECKING:
@@ -39,9 +43,10 @@ class ClonedVoice:
 
 
 def cloned_voice_ids(spec: JobCreate) -> list[str]:
-    """Cloned voice ids the job, its inputs and its dialogue casting name, each once, in order of first use."""
+    """Cloned voice ids and voice mixes the job, its inputs and its dialogue casting name, each once, in
+    order of first use."""
     named = [spec.voice, *(item.voice for item in spec.inputs), *spec.voices.values()]
-    return list(dict.fromkeys(voice for voice in named if voice and is_voice_id(voice)))
+    return list(dict.fromkeys(voice for voice in named if voice and (is_voice_id(voice) or is_mix(voice))))
 
 
 def load_cloned_voices(
@@ -53,21 +58,46 @@ def load_cloned_voices(
     can_clone: bool,
     unavailable: dict[str, VoiceUnavailable] | None = None,
 ) -> dict[str, ClonedVoice]:
-    """Voice id -> embedding and language of every cloned voice of the job (of `tenant` only). With
-    `unavailable`, a voice that cannot be used is put there instead of raising (a batch of lines fails
-    only the lines in that voice)."""
+    """Voice id (or mix) -> embedding and language of every cloned voice of the job (of `tenant` only).
+    With `unavailable`, a voice that cannot be used is put there instead of raising (a batch of lines
+    fails only the lines in that voice)."""
     out: dict[str, ClonedVoice] = {}
-    for voice_id in cloned_voice_ids(spec):
+    for name in cloned_voice_ids(spec):
         try:
-            out[voice_id] = _load_one(voice_id, tenant, voices=voices, storage=storage, can_clone=can_clone)
+            out[name] = _load_voice_or_mix(name, out, tenant, voices=voices, storage=storage, can_clone=can_clone)
         except VoiceUnavailable as exc:
             if unavailable is None:
                 raise
-            unavailable[voice_id] = exc
+            unavailable[name] = exc
     return out
 
 
+def _load_voice_or_mix(
+    name: str, loaded: dict[str, ClonedVoice], tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool
+) -> ClonedVoice:
+    """A cloned voice, or a mix blended from its parts' embeddings (weighted mean, normalised again; the
+    language of its heaviest part)."""
+    if not is_mix(name):
+        return _load_one(name, tenant, voices=voices, storage=storage, can_clone=can_clone)
+    if not can_clone:
+        raise VoiceUnavailable(
+            "cloning_unsupported", f"The voice {name!r} is a voice mix; this worker's engine cannot clone."
+        )
+    mix = parse_mix(name)
+    parts = {
+        voice: loaded.get(voice) or _load_one(voice, tenant, voices=voices, storage=storage, can_clone=can_clone)
+        for voice in mix.voices
+    }
+    try:
+        vector = mix_embeddings([parts[voice].embedding for voice, _ in mix.parts], [w for _, w in mix.parts])
+    except MixError as exc:
+        raise VoiceUnavailable("voice_unavailable", f"The voice mix {name!r} cannot be used: {exc}.") from exc
+    return ClonedVoice(vector, parts[mix.main_voice].language)
+
+
 def _load_one(voice_id: str, tenant: str, *, voices: VoiceStore, storage: Storage, can_clone: bool) -> ClonedVoice:
+    if not is_voice_id(voice_id):
+        raise VoiceUnavailable("voice_unavailable", f"The voice {voice_id!r} has no speaker embedding to mix.")
     record = voices.get(voice_id, tenant=tenant)
     if record is None:
         raise VoiceUnavailable("voice_deleted", f"The voice {voice_id!r} was deleted after the job was queued.")

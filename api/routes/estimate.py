@@ -8,7 +8,14 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from api.context import services
-from api.submission import engine_speaks, known_voices, parse_json_body, take_lexicon_snapshot, validate_job
+from api.submission import (
+    engine_speaks,
+    engine_summary,
+    known_voices,
+    parse_json_body,
+    take_lexicon_snapshot,
+    validate_job,
+)
 from shared.estimate import MIN_AUDIO_FOR_RTF, Pauses, estimate_job
 from shared.text.rate import SpeechRate
 
@@ -24,7 +31,13 @@ def estimate() -> ResponseReturnValue:
     found = services()
     settings = found.settings
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
-    spec = validate_job(payload, settings, known_voices(found, g.tenant), engine_speaks(found))
+    spec = validate_job(
+        payload,
+        settings,
+        known_voices(found, g.tenant),
+        engine_speaks(found),
+        can_clone=engine_summary(found).can_clone,
+    )
     spec = take_lexicon_snapshot(found.lexicons, g.tenant, spec)
     learned = found.jobs.speech_rate(settings.engine, LANGUAGE)
     rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)

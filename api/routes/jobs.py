@@ -10,7 +10,15 @@ from flask.typing import ResponseReturnValue
 from api import params
 from api.context import link_base_url, services
 from api.errors import ApiError
-from api.submission import engine_speaks, known_voices, parse_json_body, submit, take_lexicon_snapshot, validate_job
+from api.submission import (
+    engine_speaks,
+    engine_summary,
+    known_voices,
+    parse_json_body,
+    submit,
+    take_lexicon_snapshot,
+    validate_job,
+)
 from shared import metrics
 from shared.downloads import mint_view
 from shared.jobs import JobStatus, JobView
@@ -33,7 +41,13 @@ def _job_json(view: JobView) -> dict[str, Any]:
 def create_job() -> ResponseReturnValue:
     found = services()
     payload = parse_json_body(request.get_data(cache=False), request.content_type)
-    spec = validate_job(payload, found.settings, known_voices(found, g.tenant), engine_speaks(found))
+    spec = validate_job(
+        payload,
+        found.settings,
+        known_voices(found, g.tenant),
+        engine_speaks(found),
+        can_clone=engine_summary(found).can_clone,
+    )
     spec = take_lexicon_snapshot(found.lexicons, g.tenant, spec)
     key = params.idempotency_key()
     job_id, created = submit(

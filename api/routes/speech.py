@@ -25,9 +25,10 @@ from werkzeug.exceptions import HTTPException
 
 from api.context import services
 from api.errors import STORE_UNREACHABLE, ApiError, validate_body
-from api.submission import known_voices, parse_json_body, submit
+from api.submission import check_voice, engine_summary, known_voices, parse_json_body, submit
 from shared import metrics
 from shared.audio.formats import AudioFormat
+from shared.audio.presets import MasteringTargets
 from shared.jobs import JobCreate, JobPriority, JobStatus
 from shared.services import Services
 from shared.speech import (
@@ -40,7 +41,8 @@ from shared.speech import (
     StreamFormat,
     render,
 )
-from shared.speech_stream import SpeechChannel, SpeechPiece
+from shared.speech_stream import SpeechChannel, SpeechPiece, StreamLevel
+from shared.voice_mix import MixError, canonical_voice, is_mix
 from shared.webhooks import emit_job_event
 
 bp = Blueprint("speech", __name__, url_prefix="/v1")
@@ -103,10 +105,18 @@ def list_speech_voices() -> ResponseReturnValue:
     return jsonify(object="list", voices=own, data=data, aliases=aliases)
 
 
-def resolve_voice(voice: str, known: set[str]) -> str | None:
-    """The job's voice for `voice`: an id of ours as is, an OpenAI name the engine's default voice (None)
-    unless a voice of that id exists; anything else a 400 naming the voices to use."""
+def resolve_voice(voice: str, known: set[str], can_clone: bool) -> str | None:
+    """The job's voice for `voice`: an id of ours as is, a mix of cloned voices in its canonical spelling,
+    an OpenAI name the engine's default voice (None) unless a voice of that id exists; anything else a
+    400 naming the voices to use."""
     if voice in known:
+        return voice
+    if is_mix(voice):
+        try:
+            voice = canonical_voice(voice)
+        except MixError as exc:
+            raise ApiError(400, "invalid_voice_mix", f"voice: {exc}.", "voice") from exc
+        check_voice(voice, known, can_clone, "voice")
         return voice
     if voice in OPENAI_VOICES:
         return None
@@ -150,7 +160,8 @@ def parse_speech() -> SpeechCreate:
 def create_speech() -> ResponseReturnValue:
     found = services()
     body = parse_speech()
-    spec = speech_job(body, resolve_voice(body.voice, known_voices(found, g.tenant)))
+    voice = resolve_voice(body.voice, known_voices(found, g.tenant), engine_summary(found).can_clone)
+    spec = speech_job(body, voice)
     fmt = body.response_format
     streamed = body.stream_format == StreamFormat.SSE or fmt in STREAMED_FORMATS
     channel = SpeechChannel(found.redis, found.settings.key_prefix)
@@ -161,7 +172,7 @@ def create_speech() -> ResponseReturnValue:
     )  # fmt: skip
     metrics.JOBS_SUBMITTED.inc()
     if streamed:
-        chunks = stream_speech(found, channel, job_id, g.tenant, body)
+        chunks = stream_speech(found, channel, job_id, g.tenant, body, stream_targets(found, spec))
         first = next(chunks, b"")  # a job that fails before any audio is still a clean error
         if body.stream_format == StreamFormat.SSE:
             response = Response(
@@ -195,12 +206,21 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
+def stream_targets(found: Services, spec: JobCreate) -> MasteringTargets:
+    """The level and peak the job's file is mastered to, which its stream is brought to as well."""
+    settings = found.settings
+    return spec.mastering_options().targets(default_lufs=settings.loudness_target_lufs,
+                                            default_peak_dbfs=settings.peak_dbfs)  # fmt: skip
+
+
 def stream_speech(
-    found: Services, channel: SpeechChannel, job_id: str, tenant: str, body: SpeechCreate
+    found: Services, channel: SpeechChannel, job_id: str, tenant: str, body: SpeechCreate, targets: MasteringTargets
 ) -> Iterator[bytes]:
-    """The job's audio encoded as it is generated, in reading order. The generator's end (the client
-    went away, or the request ended) cancels a job still running and closes the channel."""
+    """The job's audio encoded as it is generated, in reading order, at the job's level (`StreamLevel`:
+    one gain for the whole response). The generator's end (the client went away, or the request ended)
+    cancels a job still running and closes the channel."""
     encoder: StreamEncoder | None = None
+    level: StreamLevel | None = None
     waiting: dict[int, SpeechPiece] = {}
     sent = 0
     pause_ms = 0
@@ -214,10 +234,11 @@ def stream_speech(
                 waiting.setdefault(piece.index, piece)  # a redelivered chunk is sent once
             while sent in waiting:
                 piece = waiting.pop(sent)
-                if encoder is None:
+                if encoder is None or level is None:
                     encoder = StreamEncoder(body.response_format, piece.sample_rate, body.speed)
+                    level = StreamLevel(piece.sample_rate, targets)
                 silence = np.zeros(piece.sample_rate * pause_ms // 1000, np.float32)
-                yield encoder.feed(np.concatenate([silence, piece.audio]))
+                yield encoder.feed(np.concatenate([silence, level(piece.audio)]))
                 pause_ms, sent = piece.pause_ms, sent + 1
             if pieces:
                 continue

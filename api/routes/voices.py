@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,22 +20,26 @@ from werkzeug.datastructures import FileStorage
 
 from api.context import link_base_url, services
 from api.errors import ApiError, validate_body
-from api.submission import engine_speaks, parse_json_body
+from api.submission import engine_speaks, engine_summary, parse_json_body
 from shared.audio.decode import AudioDecodeError, decode_audio
 from shared.downloads import mint_voice_view
 from shared.jobs import has_control_characters
 from shared.services import Services
-from shared.storage_keys import reference_key, voice_prefix
+from shared.speaker_embedding import embedding_from_bytes, embedding_to_bytes
+from shared.storage import StorageKeyMissing
+from shared.storage_keys import embedding_key, reference_key, voice_prefix
+from shared.voice_mix import MixError, mix_embeddings, parse_mix
 from shared.voice_store import (
-    CLONING_ENGINES,
     MIN_SPEECH_SECONDS,
     BuiltinVoice,
     VoiceLimitReached,
     VoiceList,
+    VoiceMixCreate,
     VoicePatch,
     VoiceRecord,
+    VoiceStatus,
 )
-from shared.voices import BUILTIN_VOICES
+from shared.webhooks import emit_voice_event
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +50,6 @@ LANGUAGE_PATTERN = r"^[a-z]{2,3}(?:_[a-z0-9]{2,8}){0,3}$"
 _LANGUAGE = re.compile(LANGUAGE_PATTERN.removesuffix("$") + r"\Z")
 MAX_CONSENT_AT_CHARS = 64
 _MAX_CONSENT_SKEW = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class EngineSummary:
-    name: str
-    can_clone: bool
-    voices: list[dict[str, str]]
-
-
-def engine_summary(found: Services) -> EngineSummary:
-    """What the workers run: their published engine when it matches the configuration, else the
-    configured engine's catalogue (before any worker has started)."""
-    settings = found.settings
-    info = found.jobs.engine_info()
-    if info and info.get("name") == settings.engine:
-        return EngineSummary(info["name"], bool(info.get("can_clone")), list(info.get("voices", [])))
-    return EngineSummary(settings.engine, settings.engine in CLONING_ENGINES, BUILTIN_VOICES.get(settings.engine, []))
 
 
 def _view_json(record: VoiceRecord) -> dict[str, Any]:
@@ -96,8 +82,13 @@ def create_voice() -> ResponseReturnValue:
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
         raise too_large
     request.max_content_length = limit + FORM_OVERHEAD_BYTES
+    if request.mimetype == "application/json":
+        return create_mix_voice(found)
     if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "Send the clips as multipart/form-data (field `files`).")
+        raise ApiError(
+            415, "unsupported_media_type",
+            "Send the clips as multipart/form-data (field `files`), or a voice mix as JSON (field `mix`).",
+        )  # fmt: skip
     form = request.form
     files = [
         f for f in request.files.getlist("files") + request.files.getlist("file") if f.filename or f.content_length
@@ -141,6 +132,61 @@ def create_voice() -> ResponseReturnValue:
     log.info("voice %s queued for cloning (%d clips)", voice_id, len(clips))
     response = jsonify(_view_json(record))
     response.status_code = 202
+    response.headers["Location"] = f"/v1/voices/{voice_id}"
+    return response
+
+
+def create_mix_voice(found: Services) -> ResponseReturnValue:
+    """A voice saved as a weighted mix of the tenant's ready voices: its embedding is blended here (plain
+    arithmetic on stored vectors, no model) and stored first, then the record, `ready` at once."""
+    body = validate_body(VoiceMixCreate, parse_json_body(request.get_data(cache=False), request.content_type))
+    try:
+        mix = parse_mix(body.mix)
+    except MixError as exc:
+        raise ApiError(422, "invalid_voice_mix", f"mix: {exc}.", "mix") from exc
+    if len(mix.parts) < 2:
+        raise ApiError(422, "invalid_voice_mix", "mix: a mix blends at least 2 voices.", "mix")
+    voices, storage = found.voices, found.storage
+    records = {voice: voices.get(voice, tenant=g.tenant) for voice in mix.voices}
+    vectors = []
+    for voice, record in records.items():
+        if record is None or record.status != VoiceStatus.READY:
+            raise ApiError(
+                422, "unknown_voice", f"mix: {voice!r} is not one of your ready voices; see GET /v1/voices.", "mix"
+            )
+        try:
+            vectors.append(embedding_from_bytes(storage.get_bytes(embedding_key(g.tenant, voice))))
+        except StorageKeyMissing as exc:
+            raise ApiError(422, "unknown_voice", f"mix: the voice {voice!r} was just deleted.", "mix") from exc
+    try:
+        vector = mix_embeddings(vectors, [weight for _, weight in mix.parts])
+    except MixError as exc:  # opposite embeddings at equal weights
+        raise ApiError(422, "invalid_voice_mix", f"mix: {exc}.", "mix") from exc
+    parts = [
+        {"voice": voice, "weight": round(weight, 6), "version": records[voice].version}  # pyright: ignore[reportOptionalMemberAccess]
+        for voice, weight in mix.parts
+    ]
+    language = _language(body.language) or records[mix.main_voice].language  # pyright: ignore[reportOptionalMemberAccess]
+    voice_id = voices.new_id()
+    storage.put_bytes(embedding_key(g.tenant, voice_id), embedding_to_bytes(vector))
+    try:
+        record = voices.create(
+            voice_id, g.tenant, name=body.name, description=body.description, language=language, consent={},
+            clips=[], limit=found.settings.voices_per_tenant, mix=parts,
+        )  # fmt: skip
+    except VoiceLimitReached as exc:
+        storage.delete_prefix(voice_prefix(g.tenant, voice_id))
+        raise ApiError(
+            409, "voice_limit_reached",
+            f"This account already has {found.settings.voices_per_tenant} voices; delete one first.",
+        ) from exc  # fmt: skip
+    except Exception:
+        storage.delete_prefix(voice_prefix(g.tenant, voice_id))
+        raise
+    emit_voice_event(found, voice_id)
+    log.info("voice %s saved as a mix of %d voices", voice_id, len(parts))
+    response = jsonify(_view_json(record))
+    response.status_code = 201
     response.headers["Location"] = f"/v1/voices/{voice_id}"
     return response
 

@@ -328,7 +328,9 @@ function renderVoices() {
       el("div", { class: "meta" },
         el("span", { class: `status ${voice.status}`, text: voice.status }),
         el("span", { text: voice.id }),
-        el("span", { text: `consent: ${voice.consent.by}` }),
+        voice.mix
+          ? el("span", { text: `mix of ${voice.mix.map((part) => `${part.voice} (${part.weight})`).join(" + ")}` })
+          : el("span", { text: `consent: ${voice.consent ? voice.consent.by : "?"}` }),
         el("span", { text: `${voice.clips.length} clip${voice.clips.length === 1 ? "" : "s"}` })),
       voice.error ? el("p", { class: "help", text: `${voice.error.code}: ${voice.error.message}` }) : null,
       preview,

@@ -11,6 +11,11 @@ marker itself is not spoken; the joining rule holds for the text between markers
 SSML input (``text_format="ssml"``, ``shared.text.ssml``) is first turned into that plain form (a
 ``<break>`` becomes a pause marker); the chunks' ``start``/``end`` are then mapped back onto the SSML
 text. A pronunciation lexicon is applied inside ``normalize``.
+
+A short first chunk (``first_chunk_chars``, for work someone is waiting to hear): the first chunk
+holds only the sentences that fit in that many characters, at least the first sentence, and a first
+sentence longer than that is cut at its clauses (or words) so that its first piece fits; every later
+chunk is packed to the budget as usual.
 """
 
 from __future__ import annotations
@@ -88,23 +93,30 @@ def chunk_text(
     language: str = "en",
     lexicon: Sequence[LexiconEntry] = (),
     text_format: TextFormat = TextFormat.PLAIN,
+    first_chunk_chars: int | None = None,
 ) -> list[Chunk]:
-    """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone."""
+    """Chunks of at most ``budget_seconds`` of estimated speech; a single longer word stands alone. With
+    ``first_chunk_chars``, the first chunk is kept that short (see the module's docstring)."""
     if text_format is TextFormat.SSML:
         document = parse_ssml(text)
         chunks = chunk_text(
             document.text, budget_seconds=budget_seconds, chars_per_second=chars_per_second,
-            language=language, lexicon=lexicon,
+            language=language, lexicon=lexicon, first_chunk_chars=first_chunk_chars,
         )  # fmt: skip
         lo, hi = document.mapped.lo, document.mapped.hi
         return [replace(chunk, start=int(lo[chunk.start]), end=int(hi[chunk.end - 1])) for chunk in chunks]
     if PAUSE_MARKER.search(text):
-        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language, lexicon)
-    return _chunk_plain(text, budget_seconds, chars_per_second, language, lexicon)
+        return _chunk_around_pauses(text, budget_seconds, chars_per_second, language, lexicon, first_chunk_chars)
+    return _chunk_plain(text, budget_seconds, chars_per_second, language, lexicon, first_chunk_chars)
 
 
 def _chunk_around_pauses(
-    text: str, budget_seconds: float, chars_per_second: float, language: str, lexicon: Sequence[LexiconEntry]
+    text: str,
+    budget_seconds: float,
+    chars_per_second: float,
+    language: str,
+    lexicon: Sequence[LexiconEntry],
+    first_chunk_chars: int | None,
 ) -> list[Chunk]:
     """Each stretch between markers chunked on its own, offsets into the whole text, the chunk before a
     marker ending a sentence (a paragraph when a blank line follows) with the marker's pause."""
@@ -115,7 +127,8 @@ def _chunk_around_pauses(
     for mark in marks:
         end = mark.start() if mark is not None else len(text)
         piece = text[begin:end]
-        found = _chunk_plain(piece, budget_seconds, chars_per_second, language, lexicon) if piece.strip() else []
+        first = first_chunk_chars if not chunks else None
+        found = _chunk_plain(piece, budget_seconds, chars_per_second, language, lexicon, first) if piece.strip() else []
         if found and not found[-1].text.strip():
             found = []
         for chunk in found:
@@ -150,7 +163,12 @@ def _chunk_around_pauses(
 
 
 def _chunk_plain(
-    text: str, budget_seconds: float, chars_per_second: float, language: str, lexicon: Sequence[LexiconEntry]
+    text: str,
+    budget_seconds: float,
+    chars_per_second: float,
+    language: str,
+    lexicon: Sequence[LexiconEntry],
+    first_chunk_chars: int | None = None,
 ) -> list[Chunk]:
     if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
         raise ValueError(f"budget_seconds must be a positive number, not {budget_seconds!r}")
@@ -160,17 +178,18 @@ def _chunk_plain(
     max_chars = budget_seconds * chars_per_second
     chunks: list[Chunk] = []
     sentence_count = 0
+    first_chars = min(max_chars, first_chunk_chars) if first_chunk_chars else None
     for paragraph, (p_start, p_end) in enumerate(normalized.paragraphs):
         units: list[_Unit] = []
         for start, end in _sentences(normalized, p_start, p_end, language):
             index = sentence_count
             sentence_count += 1
-            pieces = (
-                [(start, end)] if end - start <= max_chars else split_long(normalized.mapped, start, end, max_chars)
-            )
+            limit = first_chars if first_chars is not None and index == 0 else max_chars
+            pieces = [(start, end)] if end - start <= limit else split_long(normalized.mapped, start, end, limit)
             for k, (a, b) in enumerate(pieces):
                 units.append(_Unit(a, b, index, start, k == len(pieces) - 1))
-        _pack(normalized, units, paragraph, max_chars, chars_per_second, chunks)
+        first = first_chars if not chunks else None
+        _pack(normalized, units, paragraph, max_chars, chars_per_second, chunks, first)
     if chunks:
         chunks[-1] = replace(chunks[-1], boundary=Boundary.END)
     return chunks
@@ -195,13 +214,16 @@ def _pack(
     max_chars: float,
     chars_per_second: float,
     chunks: list[Chunk],
+    first_chars: float | None = None,
 ) -> None:
-    """Greedy: each chunk takes as many following units as fit under ``max_chars``."""
+    """Greedy: each chunk takes as many following units as fit under ``max_chars`` (the first one, with
+    ``first_chars``, under that)."""
     text = normalized.text
     i = 0
     while i < len(units):
+        limit = first_chars if first_chars is not None and i == 0 else max_chars
         j = i + 1
-        while j < len(units) and units[j].end - units[i].start <= max_chars:
+        while j < len(units) and units[j].end - units[i].start <= limit:
             j += 1
         first, last = units[i], units[j - 1]
         if j == len(units):

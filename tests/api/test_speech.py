@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from devstack.stack import LocalStack
+from shared.audio.loudness import integrated_loudness
 from shared.settings import DEV_KEY
 from tests.conftest import ServiceEnv, wait_for
 from tests.support.processes import free_port
@@ -41,19 +42,22 @@ def client(stack: LocalStack) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=DEV_KEY, max_retries=0, timeout=120)
 
 
-def _seconds(data: bytes, fmt: str) -> float:
-    """Seconds of speech in a response, decoded by FFmpeg (PyAV) as players do: a streamed MP3 has no
+def _decoded(data: bytes, fmt: str = "mp3") -> np.ndarray:
+    """A response's samples at 24 kHz, decoded by FFmpeg (PyAV) as players do: a streamed MP3 has no
     length header, which libsndfile's own check takes for truncation."""
     if fmt == "pcm":  # 24 kHz 16-bit mono little endian, no header
         assert len(data) % 2 == 0
-        audio = np.frombuffer(data, "<i2").astype(np.float32) / 32767
-    else:
-        with av.open(io.BytesIO(data)) as container:
-            frames = list(container.decode(audio=0))
-        assert {frame.sample_rate for frame in frames} == {48000 if fmt == "opus" else 24000}
-        audio = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
-        if fmt == "opus":  # Ogg Opus always decodes at 48 kHz
-            audio = audio[::2]
+        return np.frombuffer(data, "<i2").astype(np.float32) / 32767
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(audio=0))
+    assert {frame.sample_rate for frame in frames} == {48000 if fmt == "opus" else 24000}
+    audio = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
+    return audio[::2] if fmt == "opus" else audio  # Ogg Opus always decodes at 48 kHz
+
+
+def _seconds(data: bytes, fmt: str) -> float:
+    """Seconds of speech in a response."""
+    audio = _decoded(data, fmt)
     assert np.abs(audio).max() > 0.01, "silence"
     return len(audio) / 24000
 
@@ -143,8 +147,8 @@ def test_models_and_voices_are_listed_as_openai_clients_expect(client, stack):
 def test_the_speech_is_a_job_of_the_tenant_with_its_usage_counted(client, stack):
     raw = client.audio.speech.with_raw_response.create(model="tts-1", voice="joe", input=TEXT, response_format="mp3")
     job_id = raw.headers["X-Narrate-Job"]
-    job = client.get(f"/jobs/{job_id}", cast_to=object)
-    assert job["status"] == "succeeded"
+    # mp3 streams: the answer ends with the last chunk, the job's file is assembled just after it
+    job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}", cast_to=object))["status"] == "succeeded" and j)
     assert job["priority"] == "interactive"
     assert job["usage"]["characters"] == len(TEXT)
     assert _seconds(raw.content, "mp3") > 2.5
@@ -181,6 +185,8 @@ def test_streaming_sends_the_first_audio_before_the_job_has_finished(client):
     assert first_at < finished_at
     seconds = _seconds(b"".join(parts), "mp3")
     assert seconds == pytest.approx(job["result"]["duration_seconds"], rel=0.1)  # all of it, pauses included
+    # at the job's level (-19 LUFS by default), as its file is, by one gain set on the first chunk
+    assert integrated_loudness(_decoded(b"".join(parts)), 24000) == pytest.approx(-19.0, abs=1.5)
 
 
 def test_sse_sends_base64_audio_deltas_then_done(stack):

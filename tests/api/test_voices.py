@@ -163,7 +163,9 @@ def test_missing_consent_name_or_files_is_refused(client, service_env, speech):
     assert response.status_code == 422 and response.get_json()["error"]["field"] == "name"
     response = upload(client, [])
     assert response.status_code == 422 and response.get_json()["error"]["field"] == "files"
-    response = client.post("/v1/voices", json={"name": "x"}, headers=AUTH)
+    response = client.post("/v1/voices", json={"name": "x"}, headers=AUTH)  # JSON is a voice mix: it needs `mix`
+    assert response.status_code == 422 and response.get_json()["error"]["field"] == "mix"
+    response = client.post("/v1/voices", data="name=x", headers=AUTH, content_type="text/plain")
     assert response.status_code == 415
     nothing_stored(service_env, client)
 

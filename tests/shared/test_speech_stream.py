@@ -1,15 +1,21 @@
-"""The pieces of a streamed speech answer: the Redis channel between worker and API, and the encoder
-that joins pieces without a seam."""
+"""The pieces of a streamed speech answer: the Redis channel between worker and API, the level they are
+brought to, and the encoder that joins pieces without a seam."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import redis
 
+from shared.audio.loudness import integrated_loudness
+from shared.audio.mastering import rms_dbfs
+from shared.audio.presets import MasteringPreset, MasteringTargets, preset_targets
 from shared.audio.resample import resample
+from shared.audio.true_peak import true_peak_dbfs
 from shared.speech import SPEECH_RATE, SpeechFormat, StreamEncoder, render
-from shared.speech_stream import CHANNEL_SECONDS, SpeechChannel, SpeechPiece
+from shared.speech_stream import CHANNEL_SECONDS, MAX_STREAM_GAIN_DB, SpeechChannel, SpeechPiece, StreamLevel
 
 RATE = 22050
 
@@ -70,3 +76,38 @@ def test_the_channel_carries_pieces_in_order_bounded_and_expiring(redis_url, key
     channel.close("job_a")
     assert not channel.is_open("job_a")
     assert not client.exists(f"{key_prefix}-channel:speech:job_a")
+
+
+def _targets(**overrides: float | None) -> MasteringTargets:
+    base = preset_targets(MasteringPreset.DEFAULT, default_lufs=-19.0, default_peak_dbfs=-1.0)
+    return dataclasses.replace(base, **overrides)
+
+
+def test_the_stream_is_brought_to_the_jobs_level_by_one_gain_set_on_its_first_speech():
+    quiet = _speechlike(2.0) * 0.3  # about -31 LUFS
+    level = StreamLevel(RATE, _targets())
+    assert np.array_equal(level(np.zeros(RATE // 2, np.float32)), np.zeros(RATE // 2))  # silence: no gain yet
+    first = level(quiet)
+    assert integrated_loudness(first, RATE) == pytest.approx(-19.0, abs=0.3)  # the job's target
+    gain = level.gain
+    later = [level(_speechlike(1.5, seed) * scale) for seed, scale in ((1, 0.05), (2, 0.2))]
+    assert level.gain == gain  # held: a louder or softer later piece keeps the same gain, no step at a seam
+    np.testing.assert_allclose(later[0], _speechlike(1.5, 1) * 0.05 * np.float32(gain), rtol=1e-5, atol=1e-6)
+    assert integrated_loudness(later[0], RATE) < -19.0 - 5  # a softer passage stays softer, as in the file
+
+
+def test_peaks_the_held_gain_raises_are_limited_and_an_almost_silent_start_sets_no_wild_gain():
+    level = StreamLevel(RATE, _targets())
+    level(_speechlike(1.0) * 0.05)
+    loud = level(_speechlike(1.0, 3) * 0.9)
+    assert true_peak_dbfs(loud) <= -1.0 + 0.05  # under the job's true-peak ceiling
+    whisper = StreamLevel(RATE, _targets())
+    whisper(_speechlike(1.0) * 0.01)  # about -61 LUFS: 42 dB under the target
+    assert whisper.gain == pytest.approx(10 ** (MAX_STREAM_GAIN_DB / 20))
+    hiss = StreamLevel(RATE, _targets())
+    assert np.array_equal(hiss(_speechlike(1.0) * 1e-3), _speechlike(1.0) * 1e-3) and hiss.gain is None
+
+
+def test_a_preset_that_aims_at_rms_sets_the_stream_by_rms():
+    level = StreamLevel(RATE, _targets(loudness_lufs=None, rms_db=-20.0, true_peak_dbfs=-3.0))
+    assert rms_dbfs(level(_speechlike(2.0) * 0.2)) == pytest.approx(-20.0, abs=0.3)

@@ -107,3 +107,15 @@ def test_speaker_tags_are_text_without_voices_and_a_timed_line_is_one_stream():
     assert [p.speaker for p in tagged] == [None] and "Ana" in tagged[0].chunk.text  # read as text
     timed = plan(JobCreate(inputs=[{"text": LONG, "target_seconds": 30.0}]), streams=4).inputs[0]
     assert len({p.request.stream for p in timed}) == 1 and len(timed) > 1
+
+
+def test_a_short_first_chunk_is_the_jobs_first_only():
+    spec = JobCreate(inputs=[{"text": LONG}, {"text": LONG}])
+    normal, short = plan(spec, budget_seconds=8.0), plan(spec, budget_seconds=8.0, first_chunk_chars=60)
+    first = short.inputs[0][0]
+    assert first.request.text == "Paragraph zero. The narrator reads on and on."  # the sentences that fit in 60
+    assert len(normal.inputs[0][0].request.text) > 60 and first.chunk.boundary is Boundary.SENTENCE
+    assert first.request.expected_seconds == pytest.approx(len(first.request.text) / 14.0)  # its frame cap follows
+    later = [[p.request.text for p in plan.inputs[0] if p.chunk.paragraph > 0] for plan in (short, normal)]
+    assert later[0] == later[1] and later[0]  # from the next paragraph on, packed as usual
+    assert [p.request.text for p in short.inputs[1]] == [p.request.text for p in normal.inputs[1]]

@@ -322,3 +322,46 @@ def test_the_assembly_process_imports_no_engine_and_no_torch():
     code = "import sys, worker.render_job; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_interactive_jobs_first_chunk_is_kept_short_so_its_audio_starts_early(service_env, services, queue_job):
+    rt = runtime_with(service_env, NARRATE_CHUNK_BUDGET_SECONDS="10")
+    jobs = {
+        priority: queue_job({"inputs": [{"text": TEXT}], "format": "wav", "priority": priority})
+        for priority in ("interactive", "normal")
+    }
+    assert run_until_idle(rt).count("assemble:succeeded") == 2
+    first_texts = {}
+    for priority, job_id in jobs.items():
+        plan = services.units.plan(job_id)
+        assert plan is not None
+        first_texts[priority] = [item["chunk"]["text"] for item in plan["inputs"][0]]
+    assert first_texts["interactive"][0] == "The storm passed before dawn."  # at most 60 characters
+    assert len(first_texts["normal"][0]) > 60  # the 10 s budget packs several sentences
+    assert " ".join(first_texts["interactive"]) == " ".join(first_texts["normal"])
+
+
+def test_a_streamed_job_publishes_each_chunk_with_the_pause_its_file_has(services, make_runtime, queue_job):
+    """The job's own pauses and inline marks, not the service's defaults (the stream sounds like the file)."""
+    from shared.speech_stream import SpeechChannel
+
+    text = (
+        "The storm passed before dawn. [pause 2s] Morning light filled the valley. The river ran high and brown."
+        "\n\nBirds sang in the old oak."
+    )
+    body = {"inputs": [{"text": text}], "format": "wav", "pauses": {"sentence_ms": 333, "paragraph_ms": 777}}
+    job_id = queue_job(body)
+    channel = SpeechChannel(services.redis, services.settings.key_prefix)
+    channel.open(job_id)
+    assert run_until_idle(make_runtime(FakeEngine()))[-1] == "assemble:succeeded"
+    _, pieces = channel.read(job_id, "0", block_ms=100)
+    by_index = {piece.index: piece.pause_ms for piece in pieces}
+    plan = services.units.plan(job_id)
+    assert plan is not None
+    texts = [item["chunk"]["text"] for item in plan["inputs"][0]]
+    assert texts[:3] == ["The storm passed before dawn.", "Morning light filled the valley.",
+                         "The river ran high and brown."]  # fmt: skip
+    # The inline mark, then the job's sentence and paragraph pauses (the settings' are 250 and 600 ms).
+    assert [by_index[0], by_index[1], by_index[2]] == [2000, 333, 777]
+    assert sorted(by_index) == list(range(len(texts)))
+    channel.close(job_id)

@@ -216,3 +216,23 @@ def test_an_inline_pause_ends_its_chunk_carries_its_length_and_is_not_spoken():
     ]
     assert [c.paragraph for c in chunks] == [0, 0, 1, 2]
     assert [c.index for c in chunks] == [0, 1, 2, 3]
+
+
+def test_a_short_first_chunk_holds_the_first_sentence_and_the_rest_are_packed_as_usual():
+    text = "The storm passed before dawn. Morning light filled the valley, and birds sang in the old oak. " * 8
+    full = chunk_text(text, budget_seconds=10.0, chars_per_second=14.0)
+    short = chunk_text(text, budget_seconds=10.0, chars_per_second=14.0, first_chunk_chars=60)
+    assert len(full[0].text) > 100 and short[0].text == "The storm passed before dawn."
+    assert short[0].boundary is Boundary.SENTENCE
+    assert all(len(chunk.text) > 90 for chunk in short[1:-1])  # two sentences again, as the 140-character budget packs
+    assert join_chunks(short) == join_chunks(full)  # nothing lost or repeated
+    check_chunks(text, short, budget_seconds=10.0, chars_per_second=14.0)
+
+
+def test_a_long_first_sentence_is_cut_at_a_clause_to_start_short():
+    text = "Morning light filled the wide green valley, and the birds sang in the old oak for hours, until noon."
+    chunks = chunk_text(text + " Then it rained. [pause 1s] It stopped.", first_chunk_chars=60)
+    assert chunks[0].text == "Morning light filled the wide green valley,"
+    assert chunks[0].boundary is Boundary.CLAUSE and len(chunks[0].text) <= 60
+    assert chunks[1].text.startswith("and the birds") and chunks[1].text.endswith("Then it rained.")
+    assert chunks[2].text == "It stopped."  # after a pause marker: a normal chunk
