@@ -469,6 +469,22 @@ class StoredResult(BaseModel):
     file: StoredFile | None = None
     inputs: dict[str, StoredFile] = Field(default_factory=dict)
     manifest: StoredObject | None = None
+    render: StoredObject | None = None
+    """The render record (`shared.revisions`): plan, chunk audio, seeds and engine a pickup starts from."""
+    takes: list[StoredFile] = Field(default_factory=list)
+    """A pickup of several takes: each take's span alone, take 1 first."""
+
+
+class StoredVersion(BaseModel):
+    """One published result of a job (`versions` in the record): the original render is version 1,
+    each pickup that is published (`shared.revisions`) the next."""
+
+    version: int
+    created_at: float
+    revision: str | None = None
+    take: int | None = None
+    result: StoredResult
+    warnings: list[str] = Field(default_factory=list)
 
 
 class FileLink(BaseModel):
@@ -543,6 +559,18 @@ class InputView(BaseModel):
     result: FileResult | None = None
 
 
+class VersionView(BaseModel):
+    """A published result of the job: version 1 is the original render, each published pickup the next."""
+
+    version: int
+    created_at: datetime
+    revision: str | None = Field(None, description="The pickup (revision id) that made it; null for version 1.")
+    take: int | None = Field(None, description="The take of that pickup.")
+    result: FileResult | None = None
+    inputs: dict[str, FileResult] = Field(default_factory=dict, description="Per-input files, by input id.")
+    warnings: list[str] = Field(default_factory=list)
+
+
 class JobView(BaseModel):
     """A job as clients see it."""
 
@@ -572,17 +600,29 @@ class JobView(BaseModel):
     error: JobError | None = None
     webhook_url: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    versions: list[VersionView] = Field(
+        default_factory=list,
+        description="Every published result once a pickup was published (`result` is the newest); empty before.",
+    )
+    revision_of: str | None = Field(None, description="The job this one is a pickup (revision) of.")
 
     _stored: StoredResult = PrivateAttr(default_factory=StoredResult)
+    _versions: list[StoredVersion] = PrivateAttr(default_factory=list)
 
     @property
     def stored_result(self) -> StoredResult:
         """What the record holds by key; `shared.downloads.mint_view` turns it into the link fields."""
         return self._stored
 
-    def with_stored_result(self, stored: StoredResult) -> JobView:
+    def with_stored_result(self, stored: StoredResult, versions: list[StoredVersion] | None = None) -> JobView:
         self._stored = stored
+        if versions is not None:
+            self._versions = versions
         return self
+
+    @property
+    def stored_versions(self) -> list[StoredVersion]:
+        return self._versions
 
 
 class JobPage(BaseModel):

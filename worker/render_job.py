@@ -8,20 +8,25 @@ and output are plain data: settings, the job's spec and plan, and where each chu
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from shared.audio.encode import encode
 from shared.audio.formats import file_rate
-from shared.jobs import JobCreate, StoredFile, StoredResult
+from shared.audio.stitch import stitch
+from shared.jobs import JobCreate, StoredFile, StoredObject, StoredResult
+from shared.revisions import RENDER_RECORD, save_record
 from shared.settings import Settings
 from shared.storage import Storage, storage_from_settings
 from shared.storage_keys import manifest_key, run_prefix
+from shared.text.chunking import Boundary
 from worker import assembly, checkpoints
 from worker.phases import Phases
-from worker.planning import Plan, PlannedChunk
+from worker.planning import Plan, PlannedChunk, pause_after
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,11 @@ class RenderTask:
     """Chunk key -> (part object key, first sample, samples)."""
     sample_rate: int
     default_voice: str
+    record: dict[str, Any] | None = None
+    """The render record uploaded beside the files (`shared.revisions`): a pickup starts from it."""
+    previews: list[tuple[int, list[str]]] | None = None
+    """A pickup of several takes: (take, its chunk keys in reading order) each rendered alone as the
+    span's audio, in place of the job's files."""
 
 
 class _Parts:
@@ -66,8 +76,53 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     spec = JobCreate.model_validate_json(task.spec)
     plan = Plan.from_dict(task.plan)
     phases = Phases()
-    parts = _Parts(storage, task.where, plan)
     prefix = run_prefix(task.tenant, task.job_id, task.attempt)
+    result: dict[str, Any]
+    if task.previews is not None:
+        result = {"takes": [_preview(task, storage, spec, plan, prefix, take, keys) for take, keys in task.previews]}
+    else:
+        result = _files(task, storage, spec, plan, prefix, phases)
+    if task.record is not None:
+        size, digest = save_record(storage, prefix + RENDER_RECORD, task.record)
+        result["render"] = StoredObject(key=prefix + RENDER_RECORD, bytes=size, sha256=digest).model_dump(mode="json")
+    return result, phases.rounded()
+
+
+def _preview(
+    task: RenderTask, storage: Storage, spec: JobCreate, plan: Plan, prefix: str, take: int, keys: list[str]
+) -> dict[str, Any]:
+    """One take's span alone: its chunks with the pauses between them, in the job's format."""
+    boundaries = {p.key: p.chunk for p in plan.all()}
+    pauses = assembly.Mastering.from_settings(task.settings).pauses_for(spec)
+    loaded: dict[str, np.ndarray] = {}
+    segments = []
+    for key in keys:
+        part, offset, samples = task.where[key]
+        if part not in loaded:
+            loaded[part] = checkpoints.load_part(storage, part)
+        segments.append(loaded[part][offset : offset + samples])
+    logical = [key.rsplit("~t", 1)[0] for key in keys]
+    gaps = [_pause(boundaries[k].pause_ms, boundaries[k].boundary, pauses) for k in logical[:-1]]
+    audio = stitch(segments, gaps, task.sample_rate).audio
+    data = encode(audio, task.sample_rate, spec.format)
+    filename = f"take-{take}.{spec.format.extension}"
+    storage.put_bytes(prefix + filename, data, spec.format.content_type)
+    seconds = round(len(audio) / task.sample_rate, 3)
+    stored = StoredFile(
+        key=prefix + filename, filename=filename, format=spec.format, duration_seconds=seconds,
+        bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+    )  # fmt: skip
+    return stored.model_dump(mode="json")
+
+
+def _pause(own: int | None, boundary: Boundary, pauses: dict[str, int]) -> int:
+    return own if own is not None else pause_after(boundary, pauses)
+
+
+def _files(
+    task: RenderTask, storage: Storage, spec: JobCreate, plan: Plan, prefix: str, phases: Phases
+) -> dict[str, Any]:
+    parts = _Parts(storage, task.where, plan)
     input_ids = spec.input_ids()
     mastering = assembly.Mastering.from_settings(task.settings)
     tags = spec.file_tags()
@@ -100,5 +155,4 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             results,
             task.default_voice,
         )
-    result = StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
-    return result, phases.rounded()
+    return StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
