@@ -126,6 +126,10 @@ class RevisionView(BaseModel):
     error: JobError | None = None
 
 
+class RevisionList(BaseModel):
+    data: list[RevisionView]
+
+
 def take_seed(seed: int, take: int) -> int:
     """The sampling seed of take `take` of a pickup drawn with `seed`."""
     return (seed + take - 1) % 2**32

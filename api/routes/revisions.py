@@ -9,7 +9,7 @@ from api import pickups
 from api.context import link_base_url, services
 from api.errors import validate_body
 from api.submission import known_voices, parse_json_body
-from shared.revisions import PickBody, RevisionCreate
+from shared.revisions import PickBody, RevisionCreate, RevisionList
 
 bp = Blueprint("revisions", __name__, url_prefix="/v1/jobs")
 
@@ -39,10 +39,10 @@ def list_revisions(job_id: str) -> ResponseReturnValue:
     parent = pickups.parent_job(found, g.tenant, job_id)
     base_url = link_base_url()
     views = [
-        pickups.revision_view(found, g.tenant, parent, rev, base_url=base_url).model_dump(mode="json")
+        pickups.revision_view(found, g.tenant, parent, rev, base_url=base_url)
         for rev in pickups.revision_ids(found, parent)
     ]
-    return jsonify({"data": views})
+    return jsonify(RevisionList(data=views).model_dump(mode="json"))
 
 
 @bp.get("/<job_id>/revisions/<revision_id>")
