@@ -102,6 +102,8 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         default_voice=rt.engine.default_voice(),
         record=record,
         previews=previews,
+        name=revision.parent if revision else None,
+        gains=record.get("gains") if revision else None,
     )
     pool = assembly_pool(rt.settings.assembly_processes)
     try:
@@ -163,7 +165,7 @@ def _pickup(
         takes.append({"take": take["take"], "seed": take["seed"], "chunks": drawn})
     record = {
         "format": 1, "engine": base["engine"], "spec": raw_plan["spec"], "plan": {"inputs": raw_plan["inputs"]},
-        "chunks": fixed, "takes": takes, "covered": covered,
+        "chunks": fixed, "takes": takes, "covered": covered, "gains": base.get("gains", {}),
     }  # fmt: skip
     if len(takes) == 1:
         record["chunks"] = {**fixed, **takes[0]["chunks"]}

@@ -106,6 +106,8 @@ class RenderedFile:
     """(start seconds, title) of every input in the file: its `title`, else its id."""
     spans: list[InputSpan]
     report: MasteringReport | None = None
+    gains: dict[str, float] = field(default_factory=dict)
+    """The level gain of each chapter (`<file>/<input>`): a pickup holds them (`build_file(gains=...)`)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -153,9 +155,11 @@ def build_file(
     mastering: Mastering,
     input_ids: list[str],
     phases: Phases,
+    gains: dict[str, float] | None = None,
 ) -> RenderedFile:
     """Stitch, resample and master the output's chapters one by one (chunks at the engine's
-    `sample_rate`, the file at `file_rate`), then measure the file against the job's targets."""
+    `sample_rate`, the file at `file_rate`), then measure the file against the job's targets. `gains`:
+    each chapter's level gain held from an earlier render (`RenderedFile.gains`) instead of measured."""
     spec = output.spec
     pauses = mastering.pauses_for(spec)
     targets = mastering.targets_for(spec)
@@ -169,6 +173,7 @@ def build_file(
     chapters: list[tuple[float, str]] = []
     spans: list[InputSpan] = []
     offset = 0  # samples at `file_rate` so far
+    held, applied_gains = gains or {}, {}
     for position, input_index in enumerate(spoken):
         chunks = plan.inputs[input_index]
         with phases.timed("stitching"):
@@ -186,7 +191,10 @@ def build_file(
             audio, length = resample_padded(stitched.audio, sample_rate, file_rate, head, tail)
             stitched_spans = stitched.spans
             del stitched
-            master_padded(audio, head, length, file_rate, targets, seed=input_index)
+            name = f"{output.name}/{input_index}"
+            applied = master_padded(audio, head, length, file_rate, targets, seed=input_index, gain=held.get(name))
+            if applied is not None:
+                applied_gains[name] = applied
             meter.add(audio)
         base = offset / file_rate
         speech = base + head / file_rate
@@ -221,7 +229,7 @@ def build_file(
     samples: Samples = (
         pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
     )
-    return RenderedFile(samples, file_rate, cues, chapters, spans, report)
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report, applied_gains)
 
 
 def upload_file(

@@ -45,6 +45,10 @@ class RenderTask:
     default_voice: str
     record: dict[str, Any] | None = None
     """The render record uploaded beside the files (`shared.revisions`): a pickup starts from it."""
+    name: str | None = None
+    """Stem of the job's file (default: the job id); a pickup's versions keep its parent's."""
+    gains: dict[str, float] | None = None
+    """Chapter level gains to hold (a pickup's: its base render's), so only the span changes."""
     previews: list[tuple[int, list[str]]] | None = None
     """A pickup of several takes: (take, its chunk keys in reading order) each rendered alone as the
     span's audio, in place of the job's files."""
@@ -81,7 +85,9 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     if task.previews is not None:
         result = {"takes": [_preview(task, storage, spec, plan, prefix, take, keys) for take, keys in task.previews]}
     else:
-        result = _files(task, storage, spec, plan, prefix, phases)
+        result, gains = _files(task, storage, spec, plan, prefix, phases)
+        if task.record is not None:
+            task.record["gains"] = gains
     if task.record is not None:
         size, digest = save_record(storage, prefix + RENDER_RECORD, task.record)
         result["render"] = StoredObject(key=prefix + RENDER_RECORD, bytes=size, sha256=digest).model_dump(mode="json")
@@ -121,14 +127,15 @@ def _pause(own: int | None, boundary: Boundary, pauses: dict[str, int]) -> int:
 
 def _files(
     task: RenderTask, storage: Storage, spec: JobCreate, plan: Plan, prefix: str, phases: Phases
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, float]]:
     parts = _Parts(storage, task.where, plan)
     input_ids = spec.input_ids()
     mastering = assembly.Mastering.from_settings(task.settings)
     tags = spec.file_tags()
     results: dict[str, StoredFile] = {}
     file_result: StoredFile | None = None
-    for output in assembly.outputs_for(task.job_id, spec):
+    gains: dict[str, float] = {}
+    for output in assembly.outputs_for(task.name or task.job_id, spec):
         rendered = assembly.build_file(
             output,
             plan,
@@ -139,7 +146,9 @@ def _files(
             mastering=mastering,
             input_ids=input_ids,
             phases=phases,
+            gains=task.gains,
         )
+        gains.update(rendered.gains)
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
         if output.per_input:
             results[input_ids[output.inputs[0]]] = uploaded
@@ -155,4 +164,4 @@ def _files(
             results,
             task.default_voice,
         )
-    return StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json")
+    return StoredResult(file=file_result, inputs=results, manifest=manifest).model_dump(mode="json"), gains
