@@ -21,7 +21,8 @@ from typing import Any
 from shared import metrics
 from shared.jobs import JobCreate, StoredResult
 from shared.revisions import RevisionRecord, load_record
-from shared.storage_keys import run_prefix
+from shared.storage import StorageError
+from shared.storage_keys import checkpoint_prefix, run_prefix
 from shared.store import DoneChunk
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
@@ -116,7 +117,8 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
     _learn_speech_rate(rt, plan, {key: chunk.seconds for key, chunk in done.items()})
     if not rt.units.finish_job(claim, result=result, timings=timings):
         raise Stopped
-    # The chunk parts stay (until retention ends): a pickup re-renders a span between them.
+    # The parts the render record names stay (until retention ends): a pickup stitches between them.
+    _drop_unreferenced_parts(rt, job_id, record)
     if revision is not None and previews is None:
         rt.jobs.publish_version(
             revision.parent,
@@ -132,6 +134,18 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         metrics.JOB_DURATION.observe(max(0.0, time.time() - view.started_at.timestamp()))
     log.info("job %s assembled in %.1f s", job_id, time.time() - started)
     outcomes.succeeded(rt, job_id)
+
+
+def _drop_unreferenced_parts(rt: Runtime, job_id: str, record: dict[str, Any]) -> None:
+    """Delete this job's checkpoint parts no chunk of its render record lies in (a dead holder's)."""
+    named = [record["chunks"], *(take["chunks"] for take in record.get("takes", []))]
+    kept = {item["part"] for chunks in named for item in chunks.values()}
+    try:
+        for key in rt.storage.list_keys(checkpoint_prefix(job_id)):
+            if key not in kept:
+                rt.storage.delete(key)
+    except StorageError as exc:  # left to the retention sweep
+        log.warning("could not delete job %s's unreferenced parts (%s)", job_id, exc)
 
 
 def _pickup(

@@ -8,6 +8,7 @@ what was published is decoded from the files.
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -188,3 +189,18 @@ def test_bad_pickups_are_refused_with_the_reason(api_client, services, rt, queue
     refused({"take": 3}, 422, "invalid_take", f"{url}/{rev}/pick")
     listed = api_client.get(url, headers=AUTH).get_json()["data"]
     assert [item["id"] for item in listed] == [single["id"], rev]
+
+
+def test_a_pickup_on_another_model_says_so(api_client, services, rt):
+    job_id = finished_job(api_client, rt)
+    render = services.jobs.view(job_id).stored_result.render
+    record = json.loads(services.storage.get_bytes(render.key))
+    assert record["engine"]["engine"] == "fake" and record["chunks"]["00000-00001"]["seed"] > 0
+    record["engine"]["model"] = "fake-v0"  # as if the original was rendered months ago by another model
+    services.storage.put_bytes(render.key, json.dumps(record).encode(), "application/json")
+
+    done = pickup(api_client, rt, job_id, {"ranges": [{"input": "ch1", "sentences": [1, 1]}]})
+
+    assert done["version"] == 2 and len(done["warnings"]) == 1 and "'fake-v0'" in done["warnings"][0]
+    job = api_client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()
+    assert job["versions"][1]["warnings"] == done["warnings"]
