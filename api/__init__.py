@@ -10,7 +10,7 @@ from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, context, errors, http_metrics, params
-from api.routes import estimate, files, health, jobs, lexicons, pages, speech, usage, voices, webhooks
+from api.routes import estimate, files, health, jobs, lexicons, pages, revisions, speech, usage, voices, webhooks
 from shared.downloads import FILES_ROUTE
 from shared.services import Services, limits_storage
 from shared.settings import Settings, get_settings
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(pages.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(revisions.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(lexicons.bp)
     app.register_blueprint(usage.bp)

@@ -18,6 +18,7 @@ from api.routes.voices import LANGUAGE_PATTERN, MAX_CONSENT_AT_CHARS
 from shared.estimate import Estimate
 from shared.jobs import JobCreate, JobPage, JobStatus, JobView
 from shared.lexicon_store import LexiconCreate, LexiconList, LexiconPatch, LexiconView
+from shared.revisions import PickBody, RevisionCreate, RevisionList, RevisionView
 from shared.speech import MAX_INPUT_CHARS, SpeechCreate, SpeechFormat
 from shared.store import CURSOR_PATTERN
 from shared.usage import UsageReport
@@ -87,6 +88,10 @@ DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (LexiconView, "serialization"),
     (LexiconList, "serialization"),
     (OpenAIErrorResponse, "serialization"),
+    (RevisionCreate, "validation"),
+    (PickBody, "validation"),
+    (RevisionView, "serialization"),
+    (RevisionList, "serialization"),
 ]
 """The models whose JSON schemas are the document's components (request bodies validate, answers serialize)."""
 
@@ -200,6 +205,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "Canceled", **_json("JobView")}, **_errors(404, 409)},
             },
         },
+        **_revision_paths(job_id),
         **_file_paths(),
         **_voice_paths(),
         **_webhook_paths(),
@@ -269,6 +275,59 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
+    }
+
+
+def _revision_paths(job_id: dict[str, Any]) -> dict[str, Any]:
+    revision_id = {"name": "revision_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    refusals = (
+        "`job_not_succeeded`, `is_a_revision` (a pickup job), `no_render_record` (rendered before pickups were "
+        "kept), `render_expired`; 422 `invalid_range` (`field` names the range), `unknown_voice`"
+    )
+    return {
+        "/v1/jobs/{job_id}/revisions": {
+            "post": {
+                "summary": "Pick up sentences of a succeeded job: re-render only the chunks that cover them",
+                "description": "Queues a pickup of the job's newest version. With `takes` 1 its result is published "
+                "as the job's next version when it succeeds; with more, each take's span is offered and a pick "
+                f"publishes one. 409: {refusals}.",
+                "operationId": "createRevision",
+                "parameters": [job_id],
+                "requestBody": {"required": True, **_json("RevisionCreate")},
+                "responses": {
+                    "202": {"description": "Queued", **_json("RevisionView")},
+                    **_errors(404, 409, 413, 415, 422),
+                },
+            },
+            "get": {
+                "summary": "The job's pickups, oldest first",
+                "operationId": "listRevisions",
+                "parameters": [job_id],
+                "responses": {"200": {"description": "Pickups", **_json("RevisionList")}, **_errors(404)},
+            },
+        },
+        "/v1/jobs/{job_id}/revisions/{revision_id}": {
+            "get": {
+                "summary": "A pickup: its takes (span audio and seed each), the take picked, the version published",
+                "operationId": "getRevision",
+                "parameters": [job_id, revision_id],
+                "responses": {"200": {"description": "The pickup", **_json("RevisionView")}, **_errors(404)},
+            },
+        },
+        "/v1/jobs/{job_id}/revisions/{revision_id}/pick": {
+            "post": {
+                "summary": "Publish one take of a pickup of several as the job's next version",
+                "description": "409: `nothing_to_pick` (one take: published on its own), `revision_not_ready`, "
+                "`already_picked`; 422 `invalid_take`.",
+                "operationId": "pickTake",
+                "parameters": [job_id, revision_id],
+                "requestBody": {"required": True, **_json("PickBody")},
+                "responses": {
+                    "202": {"description": "The pick is queued", **_json("RevisionView")},
+                    **_errors(404, 409, 413, 415, 422),
+                },
+            },
+        },
     }
 
 

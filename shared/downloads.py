@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from shared.audio.formats import AudioFormat
-from shared.jobs import FileLink, FileResult, JobView, StoredFile, StoredObject, to_datetime, utcnow
+from shared.jobs import FileLink, FileResult, JobView, StoredFile, StoredObject, VersionView, to_datetime, utcnow
 from shared.storage import LocalStorage, S3Storage, Storage
 from shared.storage_keys import preview_key
 from shared.voice_store import VoiceRecord, VoiceStatus, VoiceView
@@ -116,6 +116,18 @@ class Links:
             )
             for item in view.inputs
         ]
+        versions = [
+            VersionView(
+                version=item.version,
+                created_at=to_datetime(item.created_at),
+                revision=item.revision,
+                take=item.take,
+                result=self.file(item.result.file, base_url=base_url) if item.result.file else None,
+                inputs={name: self.file(f, base_url=base_url) for name, f in item.result.inputs.items()},
+                warnings=item.warnings,
+            )
+            for item in view.stored_versions
+        ]
         linked = view.model_copy(
             update={
                 "result": self.file(stored.file, base_url=base_url) if stored.file else None,
@@ -125,9 +137,10 @@ class Links:
                 if stored.quality_report
                 else None,
                 "manifest_csv": self.object(stored.manifest_csv, base_url=base_url) if stored.manifest_csv else None,
+                "versions": versions,
             }
         )
-        return linked.with_stored_result(stored)
+        return linked.with_stored_result(stored, view.stored_versions)
 
     def open(self, token: str) -> Grant:
         """The grant a token carries; `LinkInvalid` or `LinkExpired` otherwise."""

@@ -41,7 +41,10 @@ def sweep_expired(storage: Storage, *, retention_seconds: int, now: float | None
 
 def remove_job(services: Services, job_id: str, tenant: str) -> None:
     """Every trace of a finished job: its results, checkpoints, record and idempotency key (a tenant's
-    data-deletion request). Storage goes first, so a failure leaves the record for a retried delete."""
+    data-deletion request), and so of its pickups. Storage goes first, so a failure leaves the record
+    for a retried delete."""
+    for child in services.jobs.revisions(job_id):
+        remove_job(services, child, tenant)
     services.storage.delete_prefix(result_prefix(tenant, job_id))
     services.storage.delete_prefix(checkpoint_prefix(job_id))
     services.usage.forget_job(job_id)

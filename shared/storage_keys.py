@@ -9,7 +9,8 @@ from __future__ import annotations
 RESULTS_ROOT = "results/"
 """Every job's result files. Expires (bucket lifecycle rule on S3, the worker's sweep on either backend)."""
 CHECKPOINTS_ROOT = "checkpoints/"
-"""Running jobs' finished chunks. Expires like results."""
+"""Jobs' finished chunks: a running job's, and a succeeded job's that its render record names (pickups
+stitch between them). Expires like results."""
 VOICES_ROOT = "voices/"
 """Cloned voices: reference clips, embedding, preview. Never expires: a voice lives until it is deleted."""
 EXPIRING_ROOTS = (RESULTS_ROOT, CHECKPOINTS_ROOT)
@@ -61,7 +62,8 @@ def line_cache_keys(tenant: str, digest: str, extension: str) -> tuple[str, str]
 
 
 def checkpoint_prefix(job_id: str) -> str:
-    """Finished chunk audio of a running job, kept until the job ends."""
+    """Finished chunk audio of a job: a succeeded job keeps the parts its render record names until
+    retention ends; a canceled or failed job's go when it ends."""
     return f"{CHECKPOINTS_ROOT}{job_id}/"
 
 

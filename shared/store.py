@@ -31,6 +31,7 @@ from shared.jobs import (
     LineStatus,
     Progress,
     StoredResult,
+    StoredVersion,
     Usage,
     to_datetime,
     utcnow,
@@ -98,6 +99,7 @@ return 1
 _SUMMARY_FIELDS = (
     "tenant", "status", "created_at", "started_at", "finished_at", "chunks_done", "chunks_total",
     "audio_seconds", "synth_seconds", "attempts", "result", "inputs", "error", "summary", "timings", "priority",
+    "versions", "revision_of",
 )  # fmt: skip
 
 
@@ -157,6 +159,9 @@ class JobStore:
     def _chunks(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}:chunks"
 
+    def _revisions(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}:revisions"
+
     def _cleanup(self) -> str:
         return f"{self._prefix}:cleanup"
 
@@ -177,10 +182,17 @@ class JobStore:
 
     # --- creation ---------------------------------------------------------------------------------
     def create(
-        self, tenant: str, spec: JobCreate, *, body_hash: str, idempotency_key: str | None = None
+        self,
+        tenant: str,
+        spec: JobCreate,
+        *,
+        body_hash: str,
+        idempotency_key: str | None = None,
+        revision: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         """Store a new queued job; returns (job id, created). With an idempotency key already used for
-        the same body, returns the earlier job and created=False."""
+        the same body, returns the earlier job and created=False. `revision`: the job is a pickup of
+        `revision["parent"]` (`shared.revisions`), listed under that job."""
         if idempotency_key:
             existing = self._idempotent_job(tenant, idempotency_key, body_hash)
             if existing:
@@ -222,9 +234,13 @@ class JobStore:
                 "attempts": 0,
                 "priority": spec.priority.value,
                 **({"idempotency_key": idempotency_key} if idempotency_key else {}),
+                **({"revision": json.dumps(revision), "revision_of": revision["parent"]} if revision else {}),
             },
         )
         pipe.expire(self._job(job_id), self.retention)
+        if revision:
+            pipe.zadd(self._revisions(revision["parent"]), {job_id: now})
+            pipe.expire(self._revisions(revision["parent"]), self.retention)
         for index in (self._tenant_index(tenant), *(self._status_index(tenant, s) for s in JobStatus)):
             pipe.zremrangebyscore(index, "-inf", now - self.retention - 3600)
         pipe.zadd(self._tenant_index(tenant), {job_id: now})
@@ -264,7 +280,7 @@ class JobStore:
         (when that key still names this job). Used when a job could not be enqueued and by
         `DELETE /v1/jobs/{id}` of a finished job; its storage objects are the caller's
         (`shared.retention.remove_job`)."""
-        tenant_raw, key_raw = self._redis.hmget(self._job(job_id), ["tenant", "idempotency_key"])
+        tenant_raw, key_raw, parent = self._redis.hmget(self._job(job_id), ["tenant", "idempotency_key", "revision_of"])
         tenant = tenant_raw.decode() if tenant_raw else None
         idem_keys = [self._idem(*idempotency)] if idempotency else []
         if tenant and key_raw:
@@ -274,8 +290,10 @@ class JobStore:
         if self._units is not None:
             self._units.forget_job(job_id)  # reads the record, so before it goes
         pipe = self._redis.pipeline()
-        pipe.delete(self._job(job_id), self._chunks(job_id))
+        pipe.delete(self._job(job_id), self._chunks(job_id), self._revisions(job_id))
         pipe.zrem(self._queued(), job_id)
+        if parent:
+            pipe.zrem(self._revisions(parent.decode()), job_id)
         if tenant:
             pipe.zrem(self._tenant_index(tenant), job_id)
             for status in JobStatus:
@@ -308,6 +326,52 @@ class JobStore:
     def spec(self, job_id: str) -> JobCreate | None:
         raw = self._redis.hget(self._job(job_id), "spec")
         return JobCreate.model_validate_json(raw) if raw else None
+
+    def revision(self, job_id: str) -> dict[str, Any] | None:
+        """What a pickup job re-renders (`shared.revisions.RevisionRecord` as JSON); None for other jobs."""
+        raw = self._redis.hget(self._job(job_id), "revision")
+        return json.loads(raw) if raw else None
+
+    def revisions(self, job_id: str) -> list[str]:
+        """The pickup jobs of a job, oldest first."""
+        return [raw.decode() for raw in self._redis.zrange(self._revisions(job_id), 0, -1)]
+
+    def publish_version(
+        self, job_id: str, *, revision: str, take: int, result: StoredResult, warnings: list[str]
+    ) -> int | None:
+        """Make `result` the job's newest version (its `result`; the earlier ones stay in `versions`, the
+        original as version 1) and restart the record's retention. Once per revision: a repeat returns
+        the same number. None: the job is gone or did not succeed."""
+        key = self._job(job_id)
+
+        def update(pipe: Any) -> int | None:
+            status, raw, current, finished = pipe.hmget(key, ["status", "versions", "result", "finished_at"])
+            if status is None or status.decode() != JobStatus.SUCCEEDED.value:
+                return None
+            versions = [StoredVersion.model_validate(item) for item in json.loads(raw or "[]")]
+            for earlier in versions:
+                if earlier.revision == revision:
+                    return earlier.version
+            if not versions:
+                original = StoredResult.model_validate_json(current) if current else StoredResult()
+                versions.append(StoredVersion(version=1, created_at=float(finished or 0), result=original))
+            entry = StoredVersion(
+                version=len(versions) + 1,
+                created_at=utcnow(),
+                revision=revision,
+                take=take,
+                result=result,
+                warnings=warnings,
+            )
+            versions.append(entry)
+            pipe.multi()
+            dumped = json.dumps([item.model_dump(mode="json") for item in versions])
+            pipe.hset(key, mapping={"versions": dumped, "result": result.model_dump_json()})
+            pipe.expire(key, self.retention)
+            pipe.expire(self._revisions(job_id), self.retention)
+            return entry.version
+
+        return self._redis.transaction(update, key, value_from_callable=True)
 
     def view(self, job_id: str, *, tenant: str | None = None) -> JobView | None:
         """The job as a client sees it; None when absent or owned by another tenant."""
@@ -356,7 +420,8 @@ class JobStore:
                 lines_reused=len(stored.reused),
             ),
             lines=_line_counts(stored),
-        ).with_stored_result(stored)
+            revision_of=raw["revision_of"],
+        ).with_stored_result(stored, [StoredVersion.model_validate(v) for v in json.loads(raw["versions"] or "[]")])
 
     def list(
         self, tenant: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None

@@ -15,16 +15,22 @@ import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from typing import Any
 
 from shared import metrics
+from shared.jobs import JobCreate, StoredResult
+from shared.revisions import RevisionRecord, load_record
+from shared.storage import StorageError
 from shared.storage_keys import checkpoint_prefix, run_prefix
+from shared.store import DoneChunk
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
 from worker import outcomes
 from worker.outcomes import Stopped
 from worker.planning import PLAN_LANGUAGE, Plan
 from worker.render_job import RenderTask, render
+from worker.render_record import engine_identity, location, original_record, where_of
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,18 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         raise Stopped
     done = rt.jobs.done_chunks(job_id)
     plan = Plan.from_dict(raw_plan)
-    missing = [p.key for p in plan.all() if p.key not in done]
+    raw_revision = rt.jobs.revision(job_id)
+    revision = RevisionRecord.model_validate(raw_revision) if raw_revision else None
+    if revision is None:
+        missing = [p.key for p in plan.all() if p.key not in done]
+        where = {key: (chunk.part, chunk.offset, chunk.samples) for key, chunk in done.items()}
+        identity = engine_identity(rt.settings, rt.engine.name)
+        record = original_record(identity, spec.model_dump(mode="json"), raw_plan, done)
+        previews = None
+    else:
+        missing = [key for take in raw_plan.get("takes", []) for key in take["keys"].values() if key not in done]
+        spec = JobCreate.model_validate(raw_plan["spec"])
+        where, record, previews = _pickup(rt, revision, plan, raw_plan, done)
     if missing:  # every speak unit finished, so this is a store inconsistency, not a race
         raise RuntimeError(f"{len(missing)} chunks have no checkpoint (first: {missing[0]})")
     task = RenderTask(
@@ -81,10 +98,14 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         attempt=claim.attempts,
         spec=spec.model_dump_json(),
         plan=raw_plan,
-        where={key: (chunk.part, chunk.offset, chunk.samples) for key, chunk in done.items()},
+        where=where,
         quality={key: chunk.quality for key, chunk in done.items()},
         sample_rate=rt.engine.sample_rate,
         default_voice=rt.engine.default_voice(),
+        record=record,
+        previews=previews,
+        name=revision.parent if revision else None,
+        gains=record.get("gains") if revision else None,
     )
     pool = assembly_pool(rt.settings.assembly_processes)
     try:
@@ -98,7 +119,16 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
     if not rt.units.finish_job(claim, result=result, timings=timings):
         raise Stopped
     rt.services.usage.record_lines_reused(claim.tenant, len(result.get("reused", [])))  # once: finish_job is fenced
-    outcomes.clean_up(rt, checkpoint_prefix(job_id))
+    # The parts the render record names stay (until retention ends): a pickup stitches between them.
+    _drop_unreferenced_parts(rt, job_id, record)
+    if revision is not None and previews is None:
+        rt.jobs.publish_version(
+            revision.parent,
+            revision=revision.pick_of or job_id,
+            take=revision.take or 1,
+            result=StoredResult.model_validate(result),
+            warnings=raw_plan.get("warnings", []),
+        )
     for earlier in range(1, claim.attempts):  # files of claims that died or were fenced out mid-upload
         outcomes.clean_up(rt, run_prefix(claim.tenant, job_id, earlier))
     view = rt.jobs.view(job_id)
@@ -106,6 +136,59 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         metrics.JOB_DURATION.observe(max(0.0, time.time() - view.started_at.timestamp()))
     log.info("job %s assembled in %.1f s", job_id, time.time() - started)
     outcomes.succeeded(rt, job_id)
+
+
+def _drop_unreferenced_parts(rt: Runtime, job_id: str, record: dict[str, Any]) -> None:
+    """Delete this job's checkpoint parts no chunk of its render record lies in (a dead holder's)."""
+    named = [record["chunks"], *(take["chunks"] for take in record.get("takes", []))]
+    kept = {item["part"] for chunks in named for item in chunks.values()}
+    try:
+        for key in rt.storage.list_keys(checkpoint_prefix(job_id)):
+            if key not in kept:
+                rt.storage.delete(key)
+    except StorageError as exc:  # left to the retention sweep
+        log.warning("could not delete job %s's unreferenced parts (%s)", job_id, exc)
+
+
+def _pickup(
+    rt: Runtime, revision: RevisionRecord, plan: Plan, raw_plan: dict[str, Any], done: dict[str, DoneChunk]
+) -> tuple[dict[str, tuple[str, int, int]], dict[str, Any], list[tuple[int, list[str]]] | None]:
+    """A pickup's (where each chunk lies, render record, previews): the version with its one take (or the
+    picked take), else each take's span alone."""
+    covered: list[str] = raw_plan.get("covered", [])
+    if revision.pick_of is not None:
+        source_view = rt.jobs.view(revision.pick_of)
+        render = source_view.stored_result.render if source_view else None
+        if render is None:
+            raise RuntimeError(f"revision {revision.pick_of} has no render record")
+        source = load_record(rt.storage, render.key)
+        chosen = next(take for take in source["takes"] if take["take"] == revision.take)
+        chunks = {**source["chunks"], **chosen["chunks"]}
+        record = {**source, "chunks": chunks, "takes": [chosen]}
+        return where_of(chunks), record, None
+    base = load_record(rt.storage, revision.base_render)
+    fixed = {p.key: base["chunks"][p.key] for p in plan.all() if p.key not in covered}
+    by_key = {p.key: p for p in plan.all()}
+    takes = []
+    for take in raw_plan.get("takes", []):
+        drawn = {}
+        for logical, key in take["keys"].items():
+            request = by_key[logical].request
+            request = replace(
+                request, seed_key=logical.split("~", 1)[0], sampling=replace(request.sampling, seed=take["seed"])
+            )
+            drawn[logical] = location(done[key], request.seed())
+        takes.append({"take": take["take"], "seed": take["seed"], "chunks": drawn})
+    record = {
+        "format": 1, "engine": base["engine"], "spec": raw_plan["spec"], "plan": {"inputs": raw_plan["inputs"]},
+        "chunks": fixed, "takes": takes, "covered": covered, "gains": base.get("gains", {}),
+    }  # fmt: skip
+    if len(takes) == 1:
+        record["chunks"] = {**fixed, **takes[0]["chunks"]}
+        return where_of(record["chunks"]), record, None
+    where = {key: (c.part, c.offset, c.samples) for key, c in done.items()}
+    previews = [(take["take"], [take["keys"][k] for k in covered]) for take in raw_plan["takes"]]
+    return where, record, previews
 
 
 def _learn_speech_rate(rt: Runtime, plan: Plan, seconds: dict[str, Any]) -> None:

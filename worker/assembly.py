@@ -136,6 +136,8 @@ class RenderedFile:
     """Word, sentence and phone times (forced alignment, or the estimate where it failed or is off)."""
     chunk_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Chunk key -> (start, end) seconds of the chunk in the file (the quality report's offsets)."""
+    gains: dict[str, float] = field(default_factory=dict)
+    """The level gain of each chapter (`<file>/<input>`): a pickup holds them (`build_file(gains=...)`)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -221,10 +223,13 @@ def build_file(
     input_ids: list[str],
     phases: Phases,
     aligner: Aligner | None = None,
+    gains: dict[str, float] | None = None,
 ) -> RenderedFile:
     """Stitch, resample and master the output's chapters one by one (chunks at the engine's
     `sample_rate`, the file at `file_rate`), then measure the file against the job's targets. Each
-    chunk's words are timed by `aligner` (forced alignment) before stitching, or estimated without one."""
+    chunk's words are timed by `aligner` (forced alignment) before stitching, or estimated without one.
+    `gains`: each chapter's level gain held from an earlier render (`RenderedFile.gains`) instead of
+    measured."""
     spec = output.spec
     pauses = mastering.pauses_for(spec)
     targets = mastering.targets_for(spec, output.inputs[0] if len(output.inputs) == 1 else None)
@@ -240,6 +245,7 @@ def build_file(
     spans: list[InputSpan] = []
     chunk_spans: dict[str, tuple[float, float]] = {}
     offset = 0  # samples at `file_rate` so far
+    held, applied_gains = gains or {}, {}
     for position, input_index in enumerate(spoken):
         chunks = plan.inputs[input_index]
         with phases.timed("stitching"):
@@ -285,7 +291,10 @@ def build_file(
             audio, length = resample_padded(speech_audio, sample_rate, file_rate, in_head, in_tail)
             del speech_audio
             own = mastering.targets_for(spec, input_index) if len(output.inputs) > 1 else targets
-            master_padded(audio, in_head, length, file_rate, own, seed=input_index)
+            name = f"{output.name}/{input_index}"
+            applied = master_padded(audio, in_head, length, file_rate, own, seed=input_index, gain=held.get(name))
+            if applied is not None:
+                applied_gains[name] = applied
             meter.add(audio)
         if fit is not None and fit.status is not None and fit.target_seconds is not None:
             fits[input_ids[input_index]] = LineFit(
@@ -340,7 +349,7 @@ def build_file(
         pcm if pcm is not None else ArraySamples(single if single is not None else np.zeros(0, np.float32))
     )
     cues = [Cue(sentence.start, sentence.end, sentence.text, sentence.speaker) for sentence in timing.sentences]
-    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits, timing, chunk_spans)
+    return RenderedFile(samples, file_rate, cues, chapters, spans, report, fits, timing, chunk_spans, applied_gains)
 
 
 def _trim_to_sound(

@@ -7,6 +7,7 @@ chunks it was given.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -15,13 +16,16 @@ from shared import metrics
 from shared.audio.formats import AudioFormat
 from shared.input_languages import resolve_languages
 from shared.jobs import JobCreate, JobPriority
+from shared.revisions import RevisionRecord
 from shared.text.rate import SpeechRate
 from shared.units import UnitClaim
 from worker import line_cache
 from worker.outcomes import Stopped
 from worker.planning import PLAN_LANGUAGE, build_plan, chunks_to_json, pack_units
+from worker.render_record import differences, engine_identity
+from worker.revision_plan import plan_pick, plan_revision
 from worker.runtime import Runtime
-from worker.voice_embeddings import VoiceUnavailable, load_job_voices
+from worker.voice_embeddings import ClonedVoice, VoiceUnavailable, load_job_voices
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,12 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
     if claim.attempts == 1 and view and view.started_at:
         metrics.QUEUE_WAIT.observe(max(0.0, view.started_at.timestamp() - view.created_at.timestamp()))
     settings, engine = rt.settings, rt.engine
+    learned = rt.jobs.speech_rate(engine.name, PLAN_LANGUAGE)
+    rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
+    revision = rt.jobs.revision(claim.job_id)
+    if revision is not None:  # a pickup: only the chunks covering its ranges
+        cloned = load_job_voices(spec, claim.tenant, rt)
+        return _plan_pickup(claim, rt, RevisionRecord.model_validate(revision), rate, cloned)
     lines = line_cache.is_line_batch(spec)
     unavailable: dict[str, VoiceUnavailable] = {}
     cloned = load_job_voices(spec, claim.tenant, rt, unavailable if lines else None)
@@ -73,8 +83,6 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         else {}
     )
     reused = line_cache.find_cached(rt.storage, claim.tenant, digests, AudioFormat(spec.format).extension)
-    learned = rt.jobs.speech_rate(engine.name, PLAN_LANGUAGE)
-    rate = SpeechRate.from_dict(learned) if learned else SpeechRate(prior=settings.chars_per_second)
     interactive = spec.priority == JobPriority.INTERACTIVE
     first_chunk_chars = (settings.interactive_first_chunk_chars or None) if interactive else None
     chunking = time.perf_counter()
@@ -118,6 +126,46 @@ def run_plan(claim: UnitClaim, rt: Runtime) -> int:
         "job %s planned: %d chunks in %d speak units (%d lines reused, %d failed)",
         claim.job_id, len(plan.all()), len(units), len(reused), len(failed),
     )  # fmt: skip
+    if made_ready:
+        rt.services.enqueue_work(made_ready)
+    return made_ready
+
+
+def _plan_pickup(
+    claim: UnitClaim, rt: Runtime, revision: RevisionRecord, rate: SpeechRate, cloned: dict[str, ClonedVoice]
+) -> int:
+    """A pickup's plan: the covered chunks' takes in one speak unit (none for a pick: its takes exist)."""
+    started = time.perf_counter()
+    if revision.pick_of is not None:
+        source = rt.jobs.view(revision.pick_of)
+        render = source.stored_result.render if source else None
+        if render is None:
+            raise RuntimeError(f"revision {revision.pick_of} has no render record")
+        plan, takes = plan_pick(rt.storage, render.key), []
+    else:
+        plan, takes = plan_revision(
+            rt.storage, revision, budget_seconds=rt.settings.chunk_budget_seconds,
+            chars_per_second=rate.chars_per_second, cloned=cloned, tag=claim.job_id[-8:],
+        )  # fmt: skip
+    identity = engine_identity(rt.settings, rt.engine.name)
+    base = rt.storage.get_bytes(revision.base_render)
+    recorded = json.loads(base).get("engine", {})
+    plan.update(
+        chars_per_second=rate.chars_per_second,
+        planned_at=time.time(),
+        timings={"chunking": round(time.perf_counter() - started, 4)},
+        warnings=differences(recorded, identity),
+    )
+    made_ready = rt.units.register_plan(
+        claim,
+        plan=plan,
+        units=[chunks_to_json(takes)] if takes else [],
+        chunks_total=len(takes),
+        engine=rt.engine.name,
+    )
+    if made_ready is None:
+        raise Stopped
+    log.info("pickup %s of job %s planned: %d chunks to draw", claim.job_id, revision.parent, len(takes))
     if made_ready:
         rt.services.enqueue_work(made_ready)
     return made_ready

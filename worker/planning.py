@@ -7,6 +7,7 @@ any worker, works on the same chunks, keys and streams.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -32,6 +33,9 @@ class PlannedChunk:
     request: ChunkRequest
     speaker: str | None = None
     """The dialogue speaker whose turn this chunk is (named in subtitles and timing)."""
+    carry_in: bytes | None = None
+    """Context from the chunk before it, when that chunk is not in this job (a pickup's first chunk of a
+    stream continues from the original render's neighbour)."""
 
     @property
     def key(self) -> str:
@@ -91,10 +95,13 @@ def planned_to_dict(planned: PlannedChunk) -> dict[str, Any]:
             "language": request.language,
             "sampling": asdict(request.sampling),
             "expected_seconds": request.expected_seconds,
+            **({"seed_key": request.seed_key} if request.seed_key else {}),
         },
     }
     if planned.speaker is not None:
         out["speaker"] = planned.speaker
+    if planned.carry_in is not None:
+        out["carry_in"] = base64.b64encode(planned.carry_in).decode()
     return out
 
 
@@ -104,7 +111,8 @@ def planned_from_dict(data: dict[str, Any]) -> PlannedChunk:
     fields = dict(data["request"])
     sampling = Sampling(**fields.pop("sampling"))
     request = ChunkRequest(text=chunk.text, last_sentence=chunk.last_sentence, sampling=sampling, **fields)
-    return PlannedChunk(int(data["input"]), chunk, request, data.get("speaker"))
+    carry_in = base64.b64decode(data["carry_in"]) if data.get("carry_in") else None
+    return PlannedChunk(int(data["input"]), chunk, request, data.get("speaker"), carry_in)
 
 
 def chunks_to_json(chunks: list[PlannedChunk]) -> str:

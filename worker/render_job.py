@@ -8,21 +8,26 @@ and output are plain data: settings, the job's spec and plan, and where each chu
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from shared.audio.encode import encode
 from shared.audio.formats import file_rate
-from shared.jobs import JobCreate, JobError, LineFit, StoredFile, StoredResult
+from shared.audio.stitch import stitch
+from shared.jobs import JobCreate, JobError, LineFit, StoredFile, StoredObject, StoredResult
+from shared.revisions import RENDER_RECORD, save_record
 from shared.settings import Settings
 from shared.storage import Storage, StorageKeyMissing, storage_from_settings
 from shared.storage_keys import manifest_csv_key, manifest_key, quality_report_key, run_prefix
+from shared.text.chunking import Boundary
 from worker import assembly, checkpoints, line_cache, timing
 from worker.alignment import Aligner
 from worker.phases import Phases
-from worker.planning import Plan, PlannedChunk
+from worker.planning import Plan, PlannedChunk, pause_after
 from worker.quality_report import PlacedFile, build_report, upload_report
 
 
@@ -42,6 +47,15 @@ class RenderTask:
     """Chunk key -> the kept draw's quality check (`DoneChunk.quality`)."""
     sample_rate: int
     default_voice: str
+    record: dict[str, Any] | None = None
+    """The render record uploaded beside the files (`shared.revisions`): a pickup starts from it."""
+    name: str | None = None
+    """Stem of the job's file (default: the job id); a pickup's versions keep its parent's."""
+    gains: dict[str, float] | None = None
+    """Chapter level gains to hold (a pickup's: its base render's), so only the span changes."""
+    previews: list[tuple[int, list[str]]] | None = None
+    """A pickup of several takes: (take, its chunk keys in reading order) each rendered alone as the
+    span's audio, in place of the job's files."""
 
 
 class _Parts:
@@ -80,8 +94,56 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     spec = JobCreate.model_validate_json(task.spec)
     plan = Plan.from_dict(task.plan)
     phases = Phases()
-    parts = _Parts(storage, task.where, plan)
     prefix = run_prefix(task.tenant, task.job_id, task.attempt)
+    result: dict[str, Any]
+    if task.previews is not None:
+        result = {"takes": [_preview(task, storage, spec, plan, prefix, take, keys) for take, keys in task.previews]}
+    else:
+        result, gains = _files(task, storage, spec, plan, prefix, phases)
+        if task.record is not None:
+            task.record["gains"] = gains
+    if task.record is not None:
+        size, digest = save_record(storage, prefix + RENDER_RECORD, task.record)
+        result["render"] = StoredObject(key=prefix + RENDER_RECORD, bytes=size, sha256=digest).model_dump(mode="json")
+    return result, phases.rounded()
+
+
+def _preview(
+    task: RenderTask, storage: Storage, spec: JobCreate, plan: Plan, prefix: str, take: int, keys: list[str]
+) -> dict[str, Any]:
+    """One take's span alone: its chunks with the pauses between them, in the job's format."""
+    boundaries = {p.key: p.chunk for p in plan.all()}
+    pauses = assembly.Mastering.from_settings(task.settings).pauses_for(spec)
+    loaded: dict[str, np.ndarray] = {}
+    segments = []
+    for key in keys:
+        part, offset, samples = task.where[key]
+        if part not in loaded:
+            loaded[part] = checkpoints.load_part(storage, part)
+        segments.append(loaded[part][offset : offset + samples])
+    logical = [key.rsplit("~t", 1)[0] for key in keys]
+    gaps = [_pause(boundaries[k].pause_ms, boundaries[k].boundary, pauses) for k in logical[:-1]]
+    audio = stitch(segments, gaps, task.sample_rate).audio
+    data = encode(audio, task.sample_rate, spec.format)
+    filename = f"take-{take}.{spec.format.extension}"
+    storage.put_bytes(prefix + filename, data, spec.format.content_type)
+    seconds = round(len(audio) / task.sample_rate, 3)
+    stored = StoredFile(
+        key=prefix + filename, filename=filename, format=spec.format, duration_seconds=seconds,
+        bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+    )  # fmt: skip
+    return stored.model_dump(mode="json")
+
+
+def _pause(own: int | None, boundary: Boundary, pauses: dict[str, int]) -> int:
+    return own if own is not None else pause_after(boundary, pauses)
+
+
+def _files(
+    task: RenderTask, storage: Storage, spec: JobCreate, plan: Plan, prefix: str, phases: Phases
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every file of the job; (its stored result, each chapter's level gain)."""
+    parts = _Parts(storage, task.where, plan)
     input_ids = spec.input_ids()
     mastering = assembly.Mastering.from_settings(task.settings)
     tags = spec.file_tags()
@@ -93,7 +155,10 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
     failed: dict[str, JobError] = {}
     reused: list[str] = []
     file_result: StoredFile | None = None
-    outputs = assembly.outputs_for(task.job_id, spec, default_voice=task.default_voice, spoken=task.plan.get("spoken"))
+    gains: dict[str, float] = {}
+    outputs = assembly.outputs_for(
+        task.name or task.job_id, spec, default_voice=task.default_voice, spoken=task.plan.get("spoken")
+    )
     for output in outputs:
         index = output.inputs[0]
         line = output.per_input and (index in plan.digests or index in plan.failed)
@@ -126,8 +191,10 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
             input_ids=input_ids,
             phases=phases,
             aligner=aligner,
+            gains=task.gains,
         )
         fits.update(rendered.fits)
+        gains.update(rendered.gains)
         uploaded = assembly.upload_file(storage, prefix, output, rendered, spec.format, tags, phases)
         placed.append(PlacedFile(uploaded.filename, rendered.chunk_spans))
         if not output.per_input:
@@ -176,4 +243,4 @@ def render(task: RenderTask) -> tuple[dict[str, Any], dict[str, float]]:
         quality=summary,
         quality_report=report,
     ).model_dump(mode="json")
-    return result, phases.rounded()
+    return result, gains

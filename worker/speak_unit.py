@@ -224,10 +224,11 @@ def _generate(
     for stream, own in by_stream.items():
         previous.update((later.key, earlier.key) for earlier, later in pairwise(own))
         first_missing = next((i for i, p in enumerate(own) if p.key not in done), None)
+        carry = own[0].carry_in if first_missing == 0 else None  # a pickup: the original's neighbour
         if first_missing:
             carry = done[own[first_missing - 1].key].carry
-            if carry is not None:
-                carry_in[stream] = carry
+        if carry is not None:
+            carry_in[stream] = carry
     urgent = claim.priority == JobPriority.INTERACTIVE
     requests = [replace(p.request, urgent=True) if urgent else p.request for p in remaining]
     carries: dict[str, bytes | None] = {key: chunk.carry for key, chunk in done.items()}

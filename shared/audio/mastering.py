@@ -55,19 +55,31 @@ def master_chapter(speech: np.ndarray, sr: int, targets: MasteringTargets, *, se
 
 
 def master_padded(
-    out: np.ndarray, head: int, length: int, sr: int, targets: MasteringTargets, *, seed: int = 0
-) -> None:
+    out: np.ndarray,
+    head: int,
+    length: int,
+    sr: int,
+    targets: MasteringTargets,
+    *,
+    seed: int = 0,
+    gain: float | None = None,
+) -> float | None:
     """`master_chapter` in place on a chapter already laid out with its padding (speech at
     `out[head:head + length]`, zeros around it): the assembly resamples straight into such a buffer,
-    so a chapter exists once at the file's rate."""
+    so a chapter exists once at the file's rate. Returns the level gain applied; `gain` applies that
+    one instead of measuring (a pickup keeps its original's level, so only its span changes)."""
     body = out[head : head + length]
-    gain = _level_gain(body, sr, targets, total=out.shape[0])
+    held = gain is not None
+    if gain is None:
+        gain = _level_gain(body, sr, targets, total=out.shape[0])
     if gain is not None:
         body *= np.float32(gain)
     if targets.room_tone_db is not None:
         add_room_tone(out, sr, targets.room_tone_db, seed=seed)
     ceiling = targets.true_peak_dbfs - targets.limiter_margin_db
     limit_true_peak_in_place(out, sr, ceiling)
+    if held:
+        return gain
     # The limiter leaves the level a little low; where the preset has a window to land in, that is made
     # up (and limited again), a full read each time, so only when it is worth a tenth of a dB or more.
     if gain is not None and (targets.rms_range_db or targets.loudness_range_lufs):
@@ -80,7 +92,9 @@ def master_padded(
             if short < 0.1:
                 break
             out *= np.float32(10.0 ** (short / 20.0))
+            gain *= 10.0 ** (short / 20.0)
             limit_true_peak_in_place(out, sr, ceiling)
+    return gain
 
 
 _BLOCK = 1 << 20

@@ -35,7 +35,9 @@ from schemathesis.core.failures import FailureGroup
 from api import create_app
 from api.context import services_of
 from api.openapi import openapi_document
+from shared.jobs import JobCreate
 from shared.lexicon_store import LexiconCreate
+from shared.revisions import RevisionRecord
 from shared.settings import DEV_TENANT
 from shared.text.lexicon import LexiconEntry
 from shared.webhook_store import WebhookCreate
@@ -104,9 +106,14 @@ def _existing_records(app: Any) -> dict[str, str]:
     key = f"results/{DEV_TENANT}/{job.get_json()['id']}/line.mp3"
     found.storage.put_bytes(key, b"ID3" + bytes(2000), "audio/mpeg")
     url, _ = found.links.link(key, "line.mp3", base_url="")
+    # A pickup of that job, stored as the API stores one, so the revision routes answer with it too.
+    pickup = RevisionRecord(parent=job.get_json()["id"], base_version=1, base_render=key, covered=[], seed=0, takes=2)
+    revision_id, _ = found.jobs.create(
+        DEV_TENANT, JobCreate(inputs=[{"text": "Hello there."}]), body_hash="fuzz", revision=pickup.model_dump()
+    )
     return {
         "job_id": job.get_json()["id"], "voice_id": voice_id, "endpoint_id": endpoint.id,
-        "token": url.rsplit("/", 1)[-1], "lexicon_id": lexicon.id,
+        "token": url.rsplit("/", 1)[-1], "lexicon_id": lexicon.id, "revision_id": revision_id,
     }  # fmt: skip
 
 

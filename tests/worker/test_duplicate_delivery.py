@@ -15,7 +15,13 @@ import pytest
 from shared.storage import storage_from_settings
 from tests.conftest import ServiceEnv, wait_for, wait_status
 from tests.support.processes import free_port
-from tests.worker.test_synthesis_jobs import LONG_TEXT, SMALL_CHUNKS, _audio_objects, _checkpoints, _submit
+from tests.worker.test_synthesis_jobs import (
+    LONG_TEXT,
+    SMALL_CHUNKS,
+    _audio_objects,
+    _submit,
+    _unreferenced_checkpoints,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +56,7 @@ def assert_ran_once(env: ServiceEnv, api_client, job_id: str, ports: list[int], 
     stored = storage_from_settings(env.settings()).get_bytes(job["result"]["key"])
     assert hashlib.sha256(stored).hexdigest() == job["result"]["sha256"]  # the record matches the object
     assert _audio_objects(env, job_id) == [job["result"]["key"]]
-    wait_for(lambda: not _checkpoints(env, job_id), message="checkpoints removed after the job succeeded")
+    wait_for(lambda: not _unreferenced_checkpoints(env, job_id), message="scratch parts removed after success")
     wait_for(lambda: sum(finished_total(port) for port in ports) >= 1, timeout=10, message="the job counted")
     time.sleep(0.5)
     assert sum(finished_total(port) for port in ports) == 1.0  # once, by one worker

@@ -21,7 +21,14 @@ from api import create_app
 from shared.storage import storage_from_settings
 from shared.units import UnitKind
 from tests.conftest import AUTH, ServiceEnv, wait_for, wait_status
-from tests.worker.test_synthesis_jobs import LONG_TEXT, SMALL_CHUNKS, _audio_objects, _checkpoints, _submit
+from tests.worker.test_synthesis_jobs import (
+    LONG_TEXT,
+    SMALL_CHUNKS,
+    _audio_objects,
+    _checkpoints,
+    _submit,
+    _unreferenced_checkpoints,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +106,7 @@ def test_a_killed_worker_machines_units_of_several_jobs_resume_on_the_other_work
         # Only the dead worker's live chunks were generated again, and they are counted.
         assert counters["chunks_synthesized"] - counters["chunks_total"] == lost[job_id]
         assert len(_audio_objects(service_env, job_id)) == 1
-        wait_for(lambda j=job_id: not _checkpoints(service_env, j), message="checkpoints to be discarded")
+        wait_for(lambda j=job_id: not _unreferenced_checkpoints(service_env, j), message="scratch parts to go")
     taken_again = [(j, u) for j, kind, u in starts(survivor.log_path) if kind == "speak"]
     assert all((job_id, unit) in taken_again for job_id, units in held.items() for unit in units)
     print(f"units of the dead worker taken again {resumed_after:.1f} s after the kill (lease {LEASE} s)")

@@ -75,11 +75,14 @@ class ChunkRequest:
     urgent: bool = False
     """An interactive job's chunk: engines that batch admit it into the next free slot, ahead of the
     rows of other jobs already waiting."""
+    seed_key: str = ""
+    """What seeds sampling in place of `key` when set: a pickup's takes of one chunk have keys of their
+    own but draw like the chunk itself (`shared.revisions`)."""
 
     def seed(self) -> int:
         """Per-chunk seed: the job seed mixed with the chunk key, so reruns are reproducible."""
         base = 0 if self.sampling.seed is None else self.sampling.seed
-        digest = hashlib.sha256(f"{base}:{self.key}".encode()).digest()
+        digest = hashlib.sha256(f"{base}:{self.seed_key or self.key}".encode()).digest()
         return int.from_bytes(digest[:4], "little")
 
     def redraw(self) -> ChunkRequest:

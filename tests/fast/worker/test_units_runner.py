@@ -103,10 +103,12 @@ def test_a_job_is_planned_spoken_in_several_units_and_assembled_into_one_file(se
     assert rate == engine.sample_rate and stored.duration_seconds == pytest.approx(len(audio) / rate, abs=1e-3)
     # The chunks in the file are the generated ones, in reading order, with pauses between them.
     assert len(audio) / rate > sum(sum(call.kept_seconds.values()) for call in engine.calls) * 0.95
-    assert checkpoints(services, job_id) == []
+    # The parts stay (a pickup re-renders a span between them), named by the render record beside the files.
+    assert {chunk.part for chunk in services.jobs.done_chunks(job_id).values()} <= set(checkpoints(services, job_id))
+    assert len(checkpoints(services, job_id)) == 3
     assert sorted(results(services, job_id)) == sorted(
         [f"{run_prefix(TENANT, job_id, 1)}{job_id}.{ext}" for ext in ("wav", "srt", "vtt", "json", "words.json")]
-        + [f"{run_prefix(TENANT, job_id, 1)}qc/quality.json"]
+        + [f"{run_prefix(TENANT, job_id, 1)}qc/quality.json", f"{run_prefix(TENANT, job_id, 1)}render.json"]
     )
 
 
