@@ -163,6 +163,10 @@ def resolve_ranges(record: dict[str, Any], ranges: list[PickupRange]) -> list[Co
             hit = [c["index"] for c in chunks if any(first <= s <= last for s in c["sentences"])]
         else:
             start, end = item.chars or (0, 0)
+            if inputs[index].get("text") is None:
+                raise RangeError(f"{where}.chars: a dialogue's segments are picked up by `sentences`", where)
+            if item.text is not None and inputs[index].get("text_format", "plain") != "plain":
+                raise RangeError(f"{where}.text: corrected text applies to a plain-text input, not SSML", where)
             length = len(inputs[index]["text"])
             if end > length:
                 raise RangeError(f"{where}.chars: the input has {length} characters", where)

@@ -133,6 +133,7 @@ def _corrected(
     assert item.replace is not None
     start, end, text = item.replace
     old_text = spec.inputs[item.input].text
+    assert old_text is not None  # `resolve_ranges` refuses corrected text for a dialogue's segments
     new_text = old_text[:start] + text + old_text[end:]
     delta = len(new_text) - len(old_text)
     hit = [p for p in chunks if p.chunk.index in set(item.chunks)]
@@ -140,7 +141,8 @@ def _corrected(
     span_start, span_end = min(first.chunk.start, start), max(last.chunk.end, end) + delta
     pieces = chunk_text(
         new_text[span_start:span_end], budget_seconds=budget_seconds, chars_per_second=chars_per_second,
-        language=PLAN_LANGUAGE,
+        language=spec.inputs[item.input].language or spec.language or PLAN_LANGUAGE,
+        lexicon=spec.pronunciation(),
     )  # fmt: skip
     sentence0 = min(first.chunk.sentences)
     old_sentences = max(last.chunk.sentences) - sentence0 + 1
