@@ -147,7 +147,10 @@ class Aligner:
                 return None
             entries = [(e.name, e.start, e.start + e.duration, _phones(e)) for e in alignment]
         else:
-            entries = [(s.word, s.start_frame, s.end_frame + 1, ()) for s in decoder.seg()]
+            segments = decoder.seg()  # None when the decoder found no path through the text at all
+            if segments is None:
+                return None
+            entries = [(s.word, s.start_frame, s.end_frame + 1, ()) for s in segments]
         words: list[SpokenWord] = []
         silences: list[Timed] = []
         for name, first, last, timed in entries:

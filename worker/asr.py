@@ -93,7 +93,8 @@ class PocketsphinxRecogniser:
         words = [
             # "read(2)": the dictionary's second pronunciation of "read".
             Word(seg.word.split("(", 1)[0], seg.start_frame / frame_rate, (seg.end_frame + 1) / frame_rate)
-            for seg in decoder.seg()
+            # No hypothesis at all (noise, silence): `seg()` is None, and no word was heard.
+            for seg in decoder.seg() or ()
             if seg.word not in _FILLERS and not seg.word.startswith("+")
         ]
         return Transcript(words, unchecked)

@@ -134,3 +134,14 @@ def test_whisper_is_selected_by_setting_and_never_downloads_a_missing_model(tmp_
     with pytest.raises(FileNotFoundError, match="narrate-test/absent-whisper"):
         load_recogniser(settings)
     assert list(tmp_path.iterdir()) == []  # nothing fetched
+
+
+def test_a_draw_with_no_speech_at_all_is_heard_as_no_words_not_an_error():
+    """Silence or noise (a sampling engine's bad draw) gives pocketsphinx no hypothesis: every word is
+    then missing and the chunk fails its check, instead of the job failing with an internal error."""
+    recogniser = PocketsphinxRecogniser()
+    rng = np.random.default_rng(3)
+    for audio in (np.zeros(16000, np.float32), (rng.standard_normal(16000) * 0.01).astype(np.float32)):
+        heard = recogniser.transcribe(audio, 16000, ["the", "storm", "passed"])
+        assert heard.words == [] or all(word.text in {"the", "storm", "passed"} for word in heard.words)
+    assert score(["the", "storm", "passed"], Transcript([])).missing == ["the", "storm", "passed"]
