@@ -216,7 +216,7 @@ def main() -> None:
     storage_cost_per_ah = (len(writes) * PRICE_WRITE + len(reads) * PRICE_READ) / 1000 / hours
     result = {
         "machine": machine(),
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k != "out"},  # the output path is this machine's
         "audio_seconds": round(audio, 1),
         "units_run": len(outcomes),
         "wall_seconds": {"submit": round(submit_wall, 3), "polls": round(poll_wall, 3), "work": round(work_wall, 3)},
