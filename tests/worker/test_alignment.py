@@ -233,7 +233,8 @@ def test_each_line_of_a_batch_has_phoneme_and_viseme_timings_in_the_manifest(pip
             storage, "results/dev/job_2/", output, rendered, AudioFormat.WAV, {}, Phases()
         )
         lipsync[output.name] = timing.lipsync(rendered.timing, output.inputs[0])
-    stored = upload_manifest(storage, "results/dev/job_2/manifest.json", "job_2", spec, results, "joe", lipsync)
+    keys = ("results/dev/job_2/manifest.json", "results/dev/job_2/manifest.csv")
+    stored, _ = upload_manifest(storage, keys, "job_2", spec, results, "joe", lipsync=lipsync)
     manifest = json.loads(storage.get_bytes(stored.key))
     for line in manifest["files"]:
         data = line["lipsync"]

@@ -19,7 +19,15 @@ from api import create_app
 from shared.jobs import JobCreate
 from shared.speaker_embedding import embedding_to_bytes
 from shared.storage import LocalStorage
-from shared.storage_keys import checkpoint_key, embedding_key, preview_key, reference_key, result_prefix, voice_prefix
+from shared.storage_keys import (
+    checkpoint_key,
+    checkpoint_prefix,
+    embedding_key,
+    preview_key,
+    reference_key,
+    result_prefix,
+    voice_prefix,
+)
 from tests.conftest import AUTH, ServiceEnv, wait_for, wait_status
 from worker.voice_embeddings import load_cloned_voices
 
@@ -140,15 +148,23 @@ def test_voices_survive_the_retention_sweep_that_deletes_an_old_jobs_results(ser
     storage.put_bytes(checkpoint_key("job_gone", "c0", 1), b"fLaC")
     voice_keys = storage.list_keys(voice_prefix("dev", voice_id))
     eight_days_ago = time.time() - 8 * 24 * 3600
-    for key in [*storage.list_keys(result_prefix("dev", old)), *voice_keys, checkpoint_key("job_gone", "c0", 1)]:
+    # The old job's chunk audio (kept for pickups while its results are) is as old as its results.
+    old_files = [*storage.list_keys(result_prefix("dev", old)), *storage.list_keys(checkpoint_prefix(old))]
+    for key in [*old_files, *voice_keys, checkpoint_key("job_gone", "c0", 1)]:
         os.utime(storage.path_for(key), (eight_days_ago, eight_days_ago))
 
     wait_for(
-        lambda: not storage.list_keys(result_prefix("dev", old)) and not storage.list_keys("checkpoints/"),
+        lambda: (
+            not storage.list_keys(result_prefix("dev", old))
+            and not storage.list_keys(checkpoint_prefix(old))
+            and not storage.list_keys(checkpoint_prefix("job_gone"))
+        ),
         timeout=30,
         message="the worker's sweep to remove the old job's results",
     )
-    assert len(storage.list_keys(result_prefix("dev", new))) == 5  # audio, SRT, VTT, timing, quality: not old yet
+    # Audio, SRT, VTT, timing, word timestamps, quality report, render record: not old yet.
+    assert len(storage.list_keys(result_prefix("dev", new))) == 7
+    assert storage.list_keys(checkpoint_prefix(new))  # its chunk audio stays with its results
     assert storage.list_keys(voice_prefix("dev", voice_id)) == voice_keys  # as old, never swept
     spec = JobCreate.model_validate({"inputs": [{"text": "Still here."}], "voice": voice_id})
     loaded = load_cloned_voices(spec, "dev", voices=services.voices, storage=storage, can_clone=True)
@@ -174,12 +190,13 @@ def test_delete_of_a_finished_job_leaves_no_object_and_no_key_and_another_tenant
         return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
     results = f"narrate/{result_prefix('dev', job_id)}"
-    # Per line audio, SRT, VTT, timing, word timestamps; the manifest as JSON and CSV, the QC report.
-    assert len(objects(results)) == 2 * 5 + 3
+    # Per line audio, SRT, VTT, timing, word timestamps; the manifest as JSON and CSV, the QC report and
+    # the render record.
+    assert len(objects(results)) == 2 * 5 + 4
     assert requests.get(job["manifest"]["url"], timeout=30).json()["job_id"] == job_id
 
     other = client.delete(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {OTHER_KEY}"})
-    assert other.status_code == 404 and len(objects(results)) == 10  # another tenant's delete changes nothing
+    assert other.status_code == 404 and len(objects(results)) == 2 * 5 + 4  # another tenant's delete changes nothing
     removed = client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
     assert removed.status_code == 204
     assert objects(results) == [] and objects(f"narrate/checkpoints/{job_id}/") == []

@@ -105,4 +105,8 @@ def test_results_go_to_s3_over_http_and_download_through_presigned_urls(api_clie
     assert hashlib.sha256(data).hexdigest() == job["result"]["sha256"]
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert f"narrate/results/dev/{job_id}/run-1/{job_id}.flac" in keys
-    assert not [k for k in keys if "/checkpoints/" in k]
+    # The chunk audio stays only where the render record names it (a pickup stitches between it).
+    render = f"narrate/results/dev/{job_id}/run-1/render.json"
+    record = json.loads(s3_server.client().get_object(Bucket=bucket, Key=render)["Body"].read())
+    named = {f"narrate/{chunk['part']}" for chunk in record["chunks"].values()}
+    assert {k for k in keys if "/checkpoints/" in k} == named

@@ -96,7 +96,8 @@ def assert_succeeded_once_leaving_only_its_result(s3: ProxiedS3, api_client, job
     run, name = result["key"].rsplit("/", 1)
     stem = name.rsplit(".", 1)[0]
     expected = sorted(
-        [f"{run}/{stem}.{ext}" for ext in ("mp3", "srt", "vtt", "json", "words.json")] + [f"{run}/render.json"]
+        [f"{run}/{stem}.{ext}" for ext in ("mp3", "srt", "vtt", "json", "words.json")]
+        + [f"{run}/qc/quality.json", f"{run}/render.json"]
     )
     # The result files, and the checkpoint parts the render record names (kept for pickups).
     record = json.loads(s3.read(f"{run}/render.json"))

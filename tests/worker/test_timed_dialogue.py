@@ -150,7 +150,8 @@ def test_a_dialogue_speaks_each_turn_in_its_speakers_voice_in_order(api_client, 
         seconds = {cue["speaker"]: cue["end"] - cue["start"] for cue in cues if cue["text"].startswith("We leave")}
         # The same sentence in joe-quick is about 0.7 times as long: each turn really is in its speaker's voice.
         assert seconds["Bo"] < 0.85 * seconds["Ana"], seconds
-        assert cues[1]["start"] - cues[0]["end"] == pytest.approx(0.7, abs=0.03)  # the turn pause
+        # The turn pause, and the short silences the aligned cues leave at the chunks' edges around it.
+        assert 0.67 <= cues[1]["start"] - cues[0]["end"] <= 0.7 + 0.25
         srt = _read(api_client, result["subtitles"]["srt"]).decode()
         assert f"{speakers[0]}: We leave" in srt
         audio, rate = _decoded(api_client, result)
