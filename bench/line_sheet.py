@@ -2,16 +2,19 @@
 
 Starts the local stack (gunicorn API, one Celery worker, Redis if none answers), submits a sheet of
 `--lines` short lines as one job of separate files (WAV), waits for it, then submits the same sheet
-with `--changed` lines rewritten. Reports for each run: submission time (the POST of the whole body),
-wall seconds from submission to `succeeded`, lines per second end to end, engine seconds and the share
-of wall time outside synthesis (planning, queueing, cache look-ups, stitching, mastering, encoding,
-upload, polling); for the re-run also how many lines were synthesised (must be exactly `--changed`)
-and reused. Before that, `--scale-lines` lines (default 20,000) are submitted once and timed to
+with `--changed` lines rewritten. `--bad-percent` of the lines (default 1 %) are cast in a cloned
+voice, which this Piper worker cannot use: exactly those lines must end `failed`
+(`cloning_unsupported`) and every other line succeed. Reports for each run: submission time (the POST
+of the whole body), wall seconds from submission to `succeeded`, lines per second end to end, engine
+seconds and the share of wall time outside synthesis (planning, queueing, cache look-ups, stitching,
+mastering, encoding, upload, polling); for the re-run also how many lines were synthesised (must be
+exactly `--changed`), how many reused, and whether every unchanged line's file is byte-identical (the
+sha256 of both runs). Before that, `--scale-lines` lines (default 20,000) are submitted once and timed to
 planned (every line chunked, its speak units ready), then canceled: the submission and planning
 figures at full size on a machine where synthesising them all would take hours (Piper on a shared CPU).
 Figures go to bench/results/line_sheet-<lines>.json with the machine they ran on.
 
-    .venv/bin/python bench/line_sheet.py [--lines 20000] [--changed 300] [--scale-lines 0] [--format wav]
+    .venv/bin/python bench/line_sheet.py [--lines 20000] [--changed 300] [--bad-percent 1] [--scale-lines 0]
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from client.api import ApiClient  # noqa: E402
 from devstack.stack import DEV_KEY, LocalStack  # noqa: E402
+from shared.services import Services  # noqa: E402
+from shared.settings import DEV_TENANT  # noqa: E402
 
 CHARACTERS = ("guard", "merchant", "smith", "innkeeper", "captain", "narrator")
 PHRASES = (
@@ -45,17 +50,35 @@ PHRASES = (
 _NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
-def sheet(lines: int, changed: int = 0) -> list[dict[str, str]]:
-    """Short distinct lines (3-8 words); the first `changed` of every `lines // changed` get new text."""
+def sheet(lines: int, changed: int = 0, bad: int = 0, bad_voice: str = "") -> list[dict[str, str]]:
+    """Short distinct lines (3-8 words); the first of every `lines // changed` (`changed` of them) get new
+    text, and the second of every `lines // bad` (`bad` of them) the voice `bad_voice`."""
     out = []
     step = lines // changed if changed else 0
+    bad_step = lines // bad if bad else 0
     for index in range(lines):
         character = CHARACTERS[index % len(CHARACTERS)]
         text = f"{PHRASES[(index // len(CHARACTERS)) % len(PHRASES)]} Line {index}."
         if step and index % step == 0 and index // step < changed:
             text = f"{_NUMBER_WORDS[index % 10].capitalize()} more words, rewritten. Line {index}."
-        out.append({"id": f"{character}_{index:05d}", "text": text})
+        line = {"id": f"{character}_{index:05d}", "text": text}
+        if bad_step and index % bad_step == 1 and index // bad_step < bad:
+            line["voice"] = bad_voice
+        out.append(line)
     return out
+
+
+def cloned_voice(stack: LocalStack) -> str:
+    """A ready cloned voice of the dev tenant, recorded straight in the stack's store: the API takes lines
+    in it, and the Piper worker (which cannot clone) fails each of them alone."""
+    services = Services.from_settings(stack.settings, client_name="narrate-bench")
+    voice_id = services.voices.new_id()
+    consent = {"confirmed": True, "speaker_name": "Bench", "statement": "I consent."}
+    services.voices.create(
+        voice_id, DEV_TENANT, name="Bench", description=None, language="en", consent=consent, clips=[], limit=10
+    )
+    services.voices.mark_ready(voice_id, clips=[], preview=False)
+    return voice_id
 
 
 def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, Any]:
@@ -70,6 +93,7 @@ def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, 
     if job["status"] != "succeeded":
         raise RuntimeError(f"job {job['status']}: {job['error']}")
     engine = job["usage"]["engine_seconds"]
+    failed = {item["id"]: (item["error"] or {}).get("code") for item in job["inputs"] if item["status"] == "failed"}
     return {
         "lines": len(inputs),
         "body_bytes": body_bytes,
@@ -82,6 +106,8 @@ def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, 
         "line_counts": job["lines"],
         "chunks_synthesised": job["progress"]["chunks_total"],
         "worker_phases": job["timings"],
+        "failed_lines": failed,
+        "sha256": {item["id"]: item["result"]["sha256"] for item in job["inputs"] if item["result"]},
     }
 
 
@@ -109,6 +135,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--changed", type=int, default=300)
     parser.add_argument("--scale-lines", type=int, default=20000)
+    parser.add_argument("--bad-percent", type=float, default=1.0, help="Lines in a voice the worker cannot use.")
     parser.add_argument("--format", default="wav")
     parser.add_argument("--port", type=int, default=8098)
     parser.add_argument("--note", default="", help="Saved with the figures (e.g. the machine was shared).")
@@ -125,8 +152,10 @@ def main() -> int:
         with stack, ApiClient(stack.url, DEV_KEY, timeout=300) as client:
             run(client, [{"id": "warm", "text": "Warming up the worker."}, {"id": "up", "text": "Ready."}], args.format)
             scale = planned(client, sheet(args.scale_lines), args.format) if args.scale_lines else None
-            first = run(client, sheet(args.lines), args.format)
-            rerun = run(client, sheet(args.lines, args.changed), args.format)
+            bad = round(args.lines * args.bad_percent / 100)
+            voice = cloned_voice(stack) if bad else ""
+            first = run(client, sheet(args.lines, 0, bad, voice), args.format)
+            rerun = run(client, sheet(args.lines, args.changed, bad, voice), args.format)
     if scale is not None:
         print(
             f"scale: {scale['lines']} lines ({scale['body_bytes'] / 1e6:.1f} MB), submission "
@@ -141,6 +170,21 @@ def main() -> int:
         )
     exact = rerun["line_counts"]["synthesised"] == args.changed and rerun["chunks_synthesised"] == args.changed
     print(f"re-run synthesised exactly the {args.changed} changed lines: {exact}")
+    bad_ids = {line["id"] for line in sheet(args.lines, 0, bad, voice) if "voice" in line}
+    bad_exact = all(
+        set(figures["failed_lines"]) == bad_ids and set(figures["failed_lines"].values()) <= {"cloning_unsupported"}
+        for figures in (first, rerun)
+    )
+    print(f"exactly the {len(bad_ids)} bad lines failed, in both runs: {bad_exact}")
+    changed_ids = {
+        new["id"] for new, old in zip(sheet(args.lines, args.changed), sheet(args.lines), strict=True) if new != old
+    }
+    unchanged = [key for key in first["sha256"] if key not in changed_ids]
+    identical = sum(first["sha256"][key] == rerun["sha256"].get(key) for key in unchanged)
+    print(f"unchanged lines byte-identical in the re-run: {identical} of {len(unchanged)}")
+    for figures in (first, rerun):
+        figures["failed_lines"] = len(figures["failed_lines"])
+        del figures["sha256"]
     result = {
         "benchmark": "line_sheet",
         "engine": engine,
@@ -151,6 +195,10 @@ def main() -> int:
         "first_run": first,
         "rerun": rerun,
         "rerun_synthesised_exactly_changed": exact,
+        "bad_lines": len(bad_ids),
+        "exactly_the_bad_lines_failed": bad_exact,
+        "unchanged_lines": len(unchanged),
+        "unchanged_lines_byte_identical": identical,
         "note": args.note,
         "machine": {
             "platform": platform.platform(),
@@ -165,7 +213,7 @@ def main() -> int:
     out = REPO / "bench" / "results" / f"line_sheet-{args.lines}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {out.relative_to(REPO)}")
-    return 0 if exact else 1
+    return 0 if exact and bad_exact and identical == len(unchanged) else 1
 
 
 if __name__ == "__main__":

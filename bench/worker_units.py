@@ -314,13 +314,52 @@ def scenario_a(root: Path, models: dict[str, str], redis_url: str, repeats: int,
             run["speed_up"] = run["concurrent_audio_per_second"] / run["sequential_audio_per_second"]
             runs.append(run)
             print(f"a: one at a time {sequential:.1f} s, {jobs} together {concurrent:.1f} s: {run['speed_up']:.2f}x")
+    ceiling = engine_ceiling(models, extra, jobs, repeats)
     return {
         "jobs": jobs,
         "settings": extra,
         "audio_seconds_per_job": round(audio_of(together) / jobs, 3),
         **{name: figures([run[name] for run in runs]) for name in runs[0]},
+        "engine_alone": ceiling,
         "target": ">= 5x",
     }
+
+
+def engine_ceiling(models: dict[str, str], extra: dict[str, str], jobs: int, repeats: int) -> dict[str, Any]:
+    """The same lines straight through the engine in this process (same settings, one torch thread): one
+    `generate` per line, one after another, against all of them in one batch. No worker can gain more
+    than this ratio over one-at-a-time jobs on this machine: it bounds scenario a."""
+    import torch
+
+    from worker.engines.base import ChunkRequest, Sampling
+    from worker.engines.kanitts2.engine import KaniTTS2Engine
+
+    torch.set_num_threads(1)
+    env = {**models, **extra}
+    fields = {k.removeprefix("NARRATE_").lower(): v for k, v in env.items() if k.startswith("NARRATE_")}
+    engine = KaniTTS2Engine.load(Settings.model_validate(fields))
+    requests = [
+        ChunkRequest(
+            key=f"a/{i}", text=LINES[i % len(LINES)], stream=i, sampling=Sampling(seed=i), expected_seconds=3.0
+        )
+        for i in range(jobs)
+    ]
+    list(engine.generate(requests[:1]))  # warm-up
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        single = [r for request in requests for r in engine.generate([request])]
+        one_by_one = time.perf_counter() - started
+        started = time.perf_counter()
+        batched = list(engine.generate(requests))
+        together = time.perf_counter() - started
+        audio = sum(len(r.audio) for r in single) / engine.sample_rate
+        assert len(batched) == len(single) == jobs
+        runs.append(
+            {"one_at_a_time_seconds": one_by_one, "batched_seconds": together, "speed_up": one_by_one / together}
+        )
+        print(f"a (engine alone): {audio:.0f} s of audio, one at a time {one_by_one:.1f} s, batched {together:.1f} s")
+    return {name: figures([run[name] for run in runs]) for name in runs[0]}
 
 
 # --- b: one long job, two worker processes vs one -------------------------------------------------

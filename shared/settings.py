@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     kanitts2_max_frames_per_chunk: int | None = Field(default=None, ge=1)
     """Hard bound on generated frames per chunk below the text-derived cap (tests and benchmarks with
     random weights, which never choose to stop); unset in production."""
+    kanitts2_cache_tokens: int = Field(default=3072, ge=64)
+    """Key/value cache of one batch slot, in tokens: prompt, carried context and every generated frame of
+    the longest chunk. A chunk that needs more fails alone (`synthesis_failed`: its line in a line sheet,
+    the job otherwise); memory grows with `batch_size` times this."""
     kanitts2_compile: bool = False
     """Run the decode step through `torch.compile` (inductor): fewer, fused kernels; minutes of compiling
     per batch bucket at start-up, so off by default."""

@@ -132,6 +132,9 @@ class DoneChunk:
     """The chunk's length in samples (0: the whole object)."""
     quality: dict[str, Any] | None = None
     """The kept draw's quality check (`worker.qc.ChunkCheck.to_dict`); None when none was recorded."""
+    error: dict[str, str] | None = None
+    """`{code, message}`: the engine could not synthesise this chunk of a line sheet (no audio; its line
+    fails, `worker.render_job`)."""
 
 
 class JobStore:
@@ -531,6 +534,7 @@ class JobStore:
                 offset=int(record.get("offset", 0)),
                 samples=int(record.get("samples", 0)),
                 quality=record.get("quality"),
+                error=record.get("error"),
             )
         return out
 

@@ -98,6 +98,8 @@ class DurableChunk:
     carry: bytes | None
     quality: dict[str, Any] | None = None
     """The kept draw's quality check (`worker.qc.ChunkCheck.to_dict`); None when none was made."""
+    error: dict[str, str] | None = None
+    """`{code, message}` of a line sheet's chunk the engine could not synthesise (no samples): its line fails."""
 
 
 @dataclass(frozen=True)
@@ -770,6 +772,8 @@ class UnitStore:
             }
             if chunk.quality is not None:
                 record["quality"] = chunk.quality
+            if chunk.error is not None:
+                record["error"] = chunk.error
             args += [chunk.key, json.dumps(record), repr(chunk.seconds), repr(chunk.synth_seconds)]
         return bool(_checked(self._checkpoint(args=args)))
 

@@ -81,7 +81,7 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
     revision = RevisionRecord.model_validate(raw_revision) if raw_revision else None
     if revision is None:
         missing = [p.key for p in plan.all() if p.key not in done]
-        where = {key: (chunk.part, chunk.offset, chunk.samples) for key, chunk in done.items()}
+        where = {key: (chunk.part, chunk.offset, chunk.samples) for key, chunk in done.items() if not chunk.error}
         identity = engine_identity(rt.settings, rt.engine.name)
         record = original_record(identity, spec.model_dump(mode="json"), raw_plan, done)
         previews = None
@@ -100,6 +100,7 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         plan=raw_plan,
         where=where,
         quality={key: chunk.quality for key, chunk in done.items()},
+        errors={key: chunk.error for key, chunk in done.items() if chunk.error},
         sample_rate=rt.engine.sample_rate,
         default_voice=rt.engine.default_voice(),
         record=record,
@@ -115,7 +116,7 @@ def run_assemble(claim: UnitClaim, rt: Runtime) -> None:
         raise
     generation = max(0.0, started - float(raw_plan.get("planned_at", started)))  # wall time, all units
     timings = {**raw_plan.get("timings", {}), "generation": round(generation, 4), **timings}
-    _learn_speech_rate(rt, plan, {key: chunk.seconds for key, chunk in done.items()})
+    _learn_speech_rate(rt, plan, {key: chunk.seconds for key, chunk in done.items() if not chunk.error})
     if not rt.units.finish_job(claim, result=result, timings=timings):
         raise Stopped
     rt.services.usage.record_lines_reused(claim.tenant, len(result.get("reused", [])))  # once: finish_job is fenced

@@ -45,6 +45,8 @@ class RenderTask:
     """Chunk key -> (part object key, first sample, samples)."""
     quality: dict[str, dict[str, Any] | None]
     """Chunk key -> the kept draw's quality check (`DoneChunk.quality`)."""
+    errors: dict[str, dict[str, str]]
+    """Chunk key -> `{code, message}` of a line's chunk the engine could not synthesise (`DoneChunk.error`)."""
     sample_rate: int
     default_voice: str
     record: dict[str, Any] | None = None
@@ -64,7 +66,8 @@ class _Parts:
     def __init__(self, storage: Storage, where: dict[str, tuple[str, int, int]], plan: Plan) -> None:
         self._storage = storage
         self._where = where
-        self._uses = Counter(where[planned.key][0] for planned in plan.all())
+        # A line's chunk that failed has no audio and no part (`RenderTask.errors`).
+        self._uses = Counter(where[planned.key][0] for planned in plan.all() if planned.key in where)
         self._loaded: dict[str, np.ndarray] = {}
 
     def load(self, planned: PlannedChunk) -> np.ndarray:
@@ -164,6 +167,10 @@ def _files(
         line = output.per_input and (index in plan.digests or index in plan.failed)
         if line and index in plan.failed:
             failed[input_ids[index]] = JobError(**plan.failed[index])
+            continue
+        error = next((task.errors[p.key] for p in plan.inputs[index] if p.key in task.errors), None)
+        if line and error is not None:  # the engine failed on a chunk of this line alone
+            failed[input_ids[index]] = JobError(**error)
             continue
         fmt = output.format or spec.format
         if line and index in plan.reused:

@@ -33,7 +33,7 @@ from shared.storage import StorageError
 from shared.storage_keys import checkpoint_part_key
 from shared.units import DurableChunk, UnitClaim
 from shared.usage import record_chunk_usage
-from worker import checkpoints
+from worker import checkpoints, line_cache
 from worker.assembly import Mastering
 from worker.engines.base import ChunkRequest, ChunkResult
 from worker.outcomes import Stopped
@@ -55,6 +55,8 @@ class _Finished:
     result: ChunkResult
     audio: np.ndarray
     quality: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    """A line's chunk the engine could not synthesise (`{code, message}`; no audio): its line fails."""
 
 
 @dataclass
@@ -133,6 +135,7 @@ class PartWriter:
                 synth_seconds=c.result.synth_seconds,
                 carry=c.result.carry,
                 quality=c.quality,
+                error=c.error,
             )
             for c, offset in zip(chunks, offsets, strict=True)
         ]
@@ -249,6 +252,8 @@ def _generate(
     by_key = {planned.key: planned for planned in remaining}
     pending: deque[_Draw] = deque()
     retry: list[_Draw] = []
+    # A line of a line sheet that the engine cannot synthesise fails alone; in any other job it fails the job.
+    line_batch = line_cache.is_line_batch(spec)
     # A timed line's chunks are held until the line is complete, measured and redrawn whole when it cannot
     # be fitted (`worker.timed_lines`); what it lets through is checked like any other chunk.
     lines = TimedLines.of(rt, spec, chunks, remaining, review, urgent=urgent)
@@ -256,9 +261,15 @@ def _generate(
     try:
         for result in results:
             carries[result.key] = result.carry
-            for kept, _ in lines.hold(result, trim_silence(result.audio, engine.sample_rate)):
+            if result.error is not None and not line_batch:
+                raise result.error
+            audio = result.audio if result.error is not None else trim_silence(result.audio, engine.sample_rate)
+            for kept, kept_audio in lines.hold(result, audio):
+                if kept.error is not None:
+                    keeper.fail(kept)
+                    continue
                 draws = 2 if kept.key in refused else 1
-                pending.append(_Draw.of(by_key[kept.key], kept, draws, qc, engine.sample_rate))
+                pending.append(_Draw.of(by_key[kept.key], kept, kept_audio, draws, qc, engine.sample_rate))
             while pending and pending[0].check.done():  # in order, without waiting for the recogniser
                 keeper.settle(pending.popleft(), retry, qc.redraws)
     finally:
@@ -297,21 +308,28 @@ def _redraw(
     results = rt.engine.generate(requests, carry, None)
     try:
         for result in results:
+            if result.error is not None:  # this redraw could not be made: the chunk's best draw stands
+                continue
             index = next(i for i, r in enumerate(requests) if r.key == result.key)
             best = failed[index]
-            drawn[result.key] = _Draw.of(best.planned, result, best.draws + 1, qc, sr, requests[index])
+            audio = trim_silence(result.audio, sr)
+            drawn[result.key] = _Draw.of(best.planned, result, audio, best.draws + 1, qc, sr, requests[index])
     finally:
         results.close()
     still: list[_Draw] = []
     for best in failed:
-        new = drawn[best.planned.key]
-        new.result.carry = best.result.carry  # the next chunk was generated after the first draw's context
-        new_check, old_check = new.checked(), best.checked()
-        if new_check.badness < old_check.badness:
-            best = new
+        new = drawn.get(best.planned.key)
+        if new is None:
+            best.draws += 1
+            best.checked()
         else:
-            old_check.draws = new.draws
-            best.draws = new.draws
+            new.result.carry = best.result.carry  # the next chunk was generated after the first draw's context
+            new_check, old_check = new.checked(), best.checked()
+            if new_check.badness < old_check.badness:
+                best = new
+            else:
+                old_check.draws = new.draws
+                best.draws = new.draws
         keeper.settle(best, still, qc.redraws)
     return still
 
@@ -334,12 +352,13 @@ class _Draw:
         cls,
         planned: PlannedChunk,
         result: ChunkResult,
+        audio: np.ndarray,
         draws: int,
         qc: QualityControl,
         sr: int,
         request: ChunkRequest | None = None,
     ) -> _Draw:
-        audio = trim_silence(result.audio, sr)
+        """`audio`: the draw trimmed to its sound (`trim_silence`), as it is kept."""
         check = qc.submit(audio, sr, planned.request.text, planned.request.expected_seconds)
         return cls(planned, request or planned.request, result, audio, draws, check)
 
@@ -372,6 +391,17 @@ class _Keeper:
                 self.claim.job_id, draw.planned.key, found.problem, draw.draws, found.wer, found.missing[:5],
             )  # fmt: skip
         self.keep(draw, found)
+
+    def fail(self, result: ChunkResult) -> None:
+        """A line's chunk the engine could not synthesise: counted as done, recorded with its error and no
+        audio (the line fails at assembly; the other lines go on)."""
+        if not self.rt.units.progress(self.claim, seconds=0.0, synth_seconds=result.synth_seconds):
+            raise Stopped
+        log.warning("job %s chunk %s failed alone: %s", self.claim.job_id, result.key, result.error)
+        error = {"code": "synthesis_failed", "message": str(result.error)}
+        self.writer.add(_Finished(result, np.zeros(0, np.float32), None, error))
+        if self.shutting_down.is_set():
+            raise ShuttingDown
 
     def keep(self, draw: _Draw, found: ChunkCheck) -> None:
         rt, result, audio = self.rt, draw.result, draw.audio

@@ -79,6 +79,8 @@ class TimedLines:
             return []
         del self.held[index]
         draw = [held[p.key] for p in own]
+        if any(result.error is not None for result, _ in draw):  # the line fails: nothing to fit
+            return draw
         return self._settle(index, own, draw)
 
     def _settle(
@@ -95,6 +97,8 @@ class TimedLines:
                 by_key = {}
                 for result in rt.engine.generate(requests, None, self.review):
                     by_key[result.key] = (result, trim_silence(result.audio, sr))
+                if any(result.error is not None for result, _ in by_key.values()):
+                    break  # a redraw the engine could not make: the best draw so far stands
                 draw = [by_key[p.key] for p in own]
             spent += sum(result.synth_seconds for result, _ in draw)
             speech, padding = _line_seconds(own, [audio for _, audio in draw], sr, mastering, self.spec)

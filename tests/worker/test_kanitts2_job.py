@@ -118,3 +118,56 @@ def test_two_workers_share_one_long_job_and_its_audio_is_the_one_worker_audio(
         assert results == [job["result"]["key"]]  # one result object
         audio[count], _ = sf.read(io.BytesIO(storage.get_bytes(results[0])), dtype="float32")
     assert len(audio[1]) == len(audio[2]) and np.array_equal(audio[1], audio[2])
+
+
+LONG_LINE = " ".join(["The long winding road north was quiet and empty that cold evening."] * 6)
+
+
+def test_a_line_the_engine_cannot_synthesise_fails_alone_and_a_resubmission_redoes_only_it(
+    api_client, service_env, start_worker, tiny_kanitts2_env
+):
+    """A slot's cache (NARRATE_KANITTS2_CACHE_TOKENS) holds the short lines but not the long one, which is
+    one chunk here: the engine refuses that chunk alone. In a line sheet only that line fails (with the
+    engine's reason) and the others get their files; the same sheet with the line shortened synthesises
+    just that line. A narration of the long text fails the job with the same code."""
+    service_env.extra.update(
+        tiny_kanitts2_env,
+        NARRATE_KANITTS2_MAX_FRAMES_PER_CHUNK=str(FRAMES),
+        NARRATE_KANITTS2_CACHE_TOKENS="128",
+        NARRATE_CHUNK_BUDGET_SECONDS="30",
+    )
+    start_worker(service_env)
+    short = ["Halt! Who goes there?", "The forge is hot.", "A room costs two silver.", "Hold the line!"]
+    sheet = [{"id": f"line_{i}", "text": text} for i, text in enumerate(short)]
+    sheet.insert(2, {"id": "line_long", "text": LONG_LINE})
+
+    def run(body: dict) -> dict:
+        response = api_client.post("/v1/jobs", json=body, headers=AUTH)
+        assert response.status_code == 202, response.get_json()
+        job = wait_status(api_client, response.get_json()["id"], {"succeeded", "failed"}, timeout=300)
+        assert job["status"] == "succeeded", job["error"]
+        return job
+
+    first = run({"inputs": sheet, "concatenate": False, "format": "wav"})
+    assert first["lines"] == {"succeeded": 4, "failed": 1, "reused": 0, "synthesised": 4}
+    by_id = {item["id"]: item for item in first["inputs"]}
+    failed = by_id.pop("line_long")
+    assert (failed["status"], failed["result"]) == ("failed", None)
+    assert (
+        failed["error"]["code"] == "synthesis_failed"
+        and "does not fit the engine's cache" in failed["error"]["message"]
+    )
+    storage = storage_from_settings(service_env.settings())
+    for item in by_id.values():
+        assert item["status"] == "succeeded"
+        audio, rate = sf.read(io.BytesIO(storage.get_bytes(item["result"]["key"])))
+        assert rate == 22050 and len(audio) > 0
+
+    fixed = [dict(line, text="The road north was quiet.") if line["id"] == "line_long" else line for line in sheet]
+    second = run({"inputs": fixed, "concatenate": False, "format": "wav"})
+    assert second["lines"] == {"succeeded": 5, "failed": 0, "reused": 4, "synthesised": 1}
+    assert second["progress"]["chunks_total"] == 1
+
+    response = api_client.post("/v1/jobs", json={"inputs": [{"text": LONG_LINE}], "format": "wav"}, headers=AUTH)
+    job = wait_status(api_client, response.get_json()["id"], {"succeeded", "failed"}, timeout=300)
+    assert job["status"] == "failed" and job["error"]["code"] == "synthesis_failed"

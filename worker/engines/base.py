@@ -90,6 +90,10 @@ class ChunkRequest:
         return replace(self, sampling=replace(self.sampling, seed=self.seed() + 1))
 
 
+class EngineError(RuntimeError):
+    """A chunk could not be synthesised; the message is shown to the user."""
+
+
 @dataclass
 class ChunkResult:
     key: str
@@ -101,14 +105,13 @@ class ChunkResult:
     """Generated audio frames or tokens, for throughput metrics (0 when not meaningful)."""
     synth_seconds: float = 0.0
     """This chunk's share of engine wall time (a batch's time split across its rows), for RTF."""
+    error: EngineError | None = None
+    """Set when this chunk alone could not be synthesised (its text, its length); `audio` is then empty.
+    A line of a line sheet fails with it, any other job fails (`worker.speak_unit`)."""
 
 
 Review = Callable[[ChunkRequest, ChunkResult], bool]
 """Judges one draw of a chunk (True keeps it): the pipeline's check for truncated or runaway audio."""
-
-
-class EngineError(RuntimeError):
-    """A chunk could not be synthesised; the message is shown to the user."""
 
 
 Ticket = int
@@ -176,7 +179,9 @@ class Engine(ABC):
         and draws a refused chunk once more, with `ChunkRequest.redraw`, before the chunk's stream goes
         on: the next chunk must continue from the audio that is kept. The second draw is kept whatever
         `review` says. Engines that do not sample may ignore `review`. Closing the iterator early
-        (cancellation) must leave the engine usable.
+        (cancellation) must leave the engine usable. A chunk that cannot be synthesised on its own
+        (while the others can) is yielded with `error` set and no audio, and the rest go on; an error of
+        the whole call is raised.
 
         Default: one ticket through `submit`/`collect`; results of other tickets that `collect`
         returns meanwhile are kept for their own callers, so several threads may call `generate` on

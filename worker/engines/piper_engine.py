@@ -108,27 +108,36 @@ class PiperEngine(Engine):
         review: Review | None = None,
     ) -> Generator[ChunkResult, None, None]:
         """Piper reads text with a duration model and no sampling: it does not cut off or run on, and a
-        second draw would sound the same, so `review` is not consulted."""
+        second draw would sound the same, so `review` is not consulted. A chunk that eSpeak NG or Piper
+        fails on is yielded with its error, and the others go on."""
+        for request in requests:
+            try:
+                yield self._one(request)
+            except EngineError as exc:
+                yield ChunkResult(key=request.key, audio=np.zeros(0, np.float32), error=exc)
+
+    def _one(self, request: ChunkRequest) -> ChunkResult:
         from piper import SynthesisConfig
 
-        for request in requests:
+        started = time.perf_counter()
+        espeak = ESPEAK_VOICES.get(request.voice or "")
+        if espeak is not None:
+            audio = self._espeak_audio(espeak[0], request.text)
+            return ChunkResult(
+                key=request.key, audio=audio, synth_seconds=time.perf_counter() - started, frames=len(audio)
+            )
+        # Piper's noise is seeded by onnxruntime, not by us: fix the noise scales so reruns are
+        # near-identical rather than promising bit-exact audio.
+        scale = LENGTH_SCALES.get(request.voice or "joe", 1.0)
+        config = SynthesisConfig(noise_scale=0.667, noise_w_scale=0.8, length_scale=scale)
+        with self._lock:
+            # Timed inside the lock: the engine seconds of a chunk (usage, RTF) are its synthesis,
+            # not the wait for another unit thread's chunk.
             started = time.perf_counter()
-            espeak = ESPEAK_VOICES.get(request.voice or "")
-            if espeak is not None:
-                audio = self._espeak_audio(espeak[0], request.text)
-                yield ChunkResult(
-                    key=request.key, audio=audio, synth_seconds=time.perf_counter() - started, frames=len(audio)
-                )
-                continue
-            # Piper's noise is seeded by onnxruntime, not by us: fix the noise scales so reruns are
-            # near-identical rather than promising bit-exact audio.
-            scale = LENGTH_SCALES.get(request.voice or "joe", 1.0)
-            config = SynthesisConfig(noise_scale=0.667, noise_w_scale=0.8, length_scale=scale)
-            with self._lock:
-                # Timed inside the lock: the engine seconds of a chunk (usage, RTF) are its synthesis,
-                # not the wait for another unit thread's chunk.
-                started = time.perf_counter()
+            try:
                 pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(request.text, config)]
-                synth_seconds = time.perf_counter() - started
-            audio = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
-            yield ChunkResult(key=request.key, audio=audio, synth_seconds=synth_seconds, frames=len(audio))
+            except Exception as exc:  # onnxruntime or the phonemiser on this text: the chunk's own failure
+                raise EngineError(f"Piper could not read chunk {request.key}: {type(exc).__name__}: {exc}") from exc
+            synth_seconds = time.perf_counter() - started
+        audio = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+        return ChunkResult(key=request.key, audio=audio, synth_seconds=synth_seconds, frames=len(audio))

@@ -156,6 +156,7 @@ class KaniTTS2Engine(Engine):
             max_frames_per_chunk=settings.kanitts2_max_frames_per_chunk,
             compiled=settings.kanitts2_compile,
             cuda_graphs=settings.kanitts2_cuda_graphs,
+            cache_tokens=settings.kanitts2_cache_tokens,
         )
         engine.model_version = f"{settings.kanitts2_model}+{settings.kanitts2_codec}"
         return engine
@@ -308,17 +309,25 @@ class KaniTTS2Engine(Engine):
         return self._batcher
 
     def _feed(self, stream: _Stream, *, front: bool) -> None:
-        """Give the stream's next chunk to the batcher (its context exists: the previous chunk is done)."""
-        if stream.running is not None or not stream.queue:
-            return
-        request = stream.queue[0]
-        tag = (stream.ticket, stream.stream, request.key, stream.draws)
-        row = self.row_for(request, stream.context)
-        try:
-            self.batcher().submit(tag, row, front=front)
-        except ValueError as error:  # a prompt plus its frame cap longer than a slot's cache
-            raise EngineError(f"chunk {request.key} does not fit the engine's cache: {error}") from error
-        stream.running = tag
+        """Give the stream's next chunk to the batcher (its context exists: the previous chunk is done).
+
+        A chunk too long for a slot's cache fails alone: its result carries the error (the rows of other
+        chunks and tickets go on) and the stream goes on with its next chunk from the same context."""
+        while stream.running is None and stream.queue:
+            request = stream.queue[0]
+            tag = (stream.ticket, stream.stream, request.key, stream.draws)
+            row = self.row_for(request, stream.context)
+            try:
+                self.batcher().submit(tag, row, front=front)
+            except ValueError as error:  # a prompt plus its frame cap longer than a slot's cache
+                stream.queue.pop(0)
+                stream.draws, stream.refused_seconds = 0, 0.0
+                failed = EngineError(f"chunk {request.key} does not fit the engine's cache: {error}")
+                self._outbox.setdefault(stream.ticket, []).append(
+                    ChunkResult(key=request.key, audio=np.zeros(0, np.float32), error=failed)
+                )
+                continue
+            stream.running = tag
 
     def _advance(self) -> None:
         """One frame of the batcher; finished rows go to the codec; decoded rows are reviewed and handed on.

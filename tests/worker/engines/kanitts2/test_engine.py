@@ -297,15 +297,23 @@ def test_the_stream_with_most_to_go_starts_first(tiny_engine) -> None:
     assert order == ["job/0/0", "job/0/1", "job/0/2", "job/1/0"]  # stream 2 (three chunks) before stream 1
 
 
-def test_a_chunk_longer_than_the_cache_is_a_clear_error(tiny_engine) -> None:
+def test_a_chunk_longer_than_the_cache_fails_alone_with_a_clear_error(tiny_engine) -> None:
+    """Its result carries the error and no audio; the short chunks of the same call, in its stream and
+    in another, are generated as usual (a line sheet fails just that line)."""
     from worker.engines.kanitts2.engine import KaniTTS2Engine
 
     small = KaniTTS2Engine(
-        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, max_frames_per_chunk=6, cache_tokens=32
+        tiny_engine.model, tiny_engine.tokenizer, tiny_engine.codec, max_frames_per_chunk=6, cache_tokens=48
     )
-    with pytest.raises(EngineError, match="does not fit the engine's cache"):
-        list(small.generate([ChunkRequest(key="long", text="A sentence far too long for a cache of 32 tokens.")]))
-    assert [r.key for r in tiny_engine.generate(_requests()[:1])] == ["job/0/0"]  # others unaffected
+    long = ChunkRequest(key="long", text="A sentence far too long for a cache of forty-eight tokens.", seq=0)
+    requests = [long, ChunkRequest(key="after", text="Hi.", seq=1), ChunkRequest(key="other", text="Yes.", stream=1)]
+    results = {r.key: r for r in small.generate(requests)}
+    assert set(results) == {"long", "after", "other"}
+    assert isinstance(results["long"].error, EngineError) and len(results["long"].audio) == 0
+    assert "does not fit the engine's cache" in str(results["long"].error)
+    for key in ("after", "other"):
+        assert results[key].error is None and len(results[key].audio) > 0
+    assert not small.pending()
 
 
 @pytest.mark.parametrize("urgent", [True, False])
