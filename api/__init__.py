@@ -10,6 +10,7 @@ from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, context, errors, http_metrics, params
+from api.body_encoding import ApiRequest
 from api.routes import estimate, files, health, jobs, lexicons, pages, revisions, speech, usage, voices, webhooks
 from shared.downloads import FILES_ROUTE
 from shared.services import Services, limits_storage
@@ -20,6 +21,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     """The app on `services` (built from `settings` when not given: one set per app)."""
     settings = services.settings if services else settings or get_settings()
     app = Flask(__name__)
+    app.request_class = ApiRequest  # bodies may come gzip-compressed; the limit bounds them decompressed
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # pyright: ignore[reportAttributeAccessIssue] - the default provider has it
     if services is None:

@@ -26,9 +26,12 @@ _HTTP_CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
 
     def response(self) -> Response:
         body: dict[str, str] = {"code": self.code, "message": self.message}
@@ -36,6 +39,7 @@ class ApiError(Exception):
             body["field"] = self.field
         response = jsonify(error=body)
         response.status_code = self.status
+        response.headers.update(self.headers)
         return response
 
 

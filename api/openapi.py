@@ -64,6 +64,18 @@ def _json(ref: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}}
 
 
+BODY_ENCODING = (
+    "A JSON body may be sent gzip-compressed (`Content-Encoding: gzip`), with a Content-Length or chunked; "
+    "NARRATE_MAX_BODY_BYTES (32 MiB) applies to it once decompressed (413 `payload_too_large` above). Not valid "
+    "gzip: 400 `invalid_encoding`; any other Content-Encoding: 415 naming it (with `Accept-Encoding: gzip`)."
+)
+
+
+def _body(ref: str) -> dict[str, Any]:
+    """A JSON request body of the model `ref`, which may come gzip-compressed (api/body_encoding.py)."""
+    return {"required": True, "description": BODY_ENCODING, **_json(ref)}
+
+
 DOCUMENTED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (JobCreate, "validation"),
     (JobView, "serialization"),
@@ -101,7 +113,8 @@ or wrong key, the per-key rate limit, Redis down."""
 
 _DESCRIPTIONS = {
     400: "Malformed request: a query parameter repeated, empty or unknown (`invalid_query`), a bad cursor, "
-    f"invalid JSON or encoding, JSON nested deeper than {MAX_DEPTH} levels, an integer of more than "
+    "invalid JSON, a body not UTF-8 or not valid gzip under Content-Encoding: gzip (`invalid_encoding`), "
+    f"JSON nested deeper than {MAX_DEPTH} levels, an integer of more than "
     f"{MAX_INT_DIGITS} digits, NaN/Infinity or a lone surrogate (`invalid_json`, `field` names it), "
     "a bad Idempotency-Key, a webhook URL that is not public (`webhook_url_refused`), a bad date, "
     "SSML input that is malformed or outside the supported subset (`invalid_ssml`: the message names the line "
@@ -109,8 +122,8 @@ _DESCRIPTIONS = {
     401: "Missing or unknown API key",
     404: "No such job, voice or lexicon for this key's tenant (a job naming one: `lexicon_not_found`)",
     409: "Conflicts with the current state",
-    413: "Body or text larger than the configured maximum",
-    415: "Unsupported content type",
+    413: "Body (once decompressed) or text larger than the configured maximum",
+    415: "Unsupported content type, or a Content-Encoding other than gzip (the message names it)",
     422: "A field is invalid (`field` names it); a language the engine cannot speak (`unsupported_language`) "
     "or its input's voice does not (`voice_language_mismatch`)",
     429: "Rate limit of this key exceeded (`rate_limited`), too many failed authentications from this "
@@ -152,7 +165,7 @@ def openapi_document() -> dict[str, Any]:
                         "1-200 visible ASCII characters.",
                     },
                 ],
-                "requestBody": {"required": True, **_json("JobCreate")},
+                "requestBody": _body("JobCreate"),
                 "responses": {
                     "202": {"description": "Queued", **_json("JobView")},
                     "200": {"description": "Returned again for a repeated Idempotency-Key", **_json("JobView")},
@@ -239,7 +252,7 @@ def openapi_document() -> dict[str, Any]:
             "post": {
                 "summary": "Estimate a job's audio length per chapter and time to make, without queueing it",
                 "operationId": "estimateJob",
-                "requestBody": {"required": True, **_json("JobCreate")},
+                "requestBody": _body("JobCreate"),
                 "responses": {
                     "200": {"description": "The estimate", **_json("Estimate")},
                     **_errors(404, 413, 415, 422),
@@ -267,7 +280,11 @@ def openapi_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "narrate", "version": "0.1.0", "description": "Long-form text-to-speech jobs."},
+        "info": {
+            "title": "narrate",
+            "version": "0.1.0",
+            "description": f"Long-form text-to-speech jobs. {BODY_ENCODING}",
+        },
         "paths": paths,
         "webhooks": _webhook_events(),
         "components": {
@@ -293,7 +310,7 @@ def _revision_paths(job_id: dict[str, Any]) -> dict[str, Any]:
                 f"publishes one. 409: {refusals}.",
                 "operationId": "createRevision",
                 "parameters": [job_id],
-                "requestBody": {"required": True, **_json("RevisionCreate")},
+                "requestBody": _body("RevisionCreate"),
                 "responses": {
                     "202": {"description": "Queued", **_json("RevisionView")},
                     **_errors(404, 409, 413, 415, 422),
@@ -321,7 +338,7 @@ def _revision_paths(job_id: dict[str, Any]) -> dict[str, Any]:
                 "`already_picked`; 422 `invalid_take`.",
                 "operationId": "pickTake",
                 "parameters": [job_id, revision_id],
-                "requestBody": {"required": True, **_json("PickBody")},
+                "requestBody": _body("PickBody"),
                 "responses": {
                     "202": {"description": "The pick is queued", **_json("RevisionView")},
                     **_errors(404, 409, 413, 415, 422),
@@ -377,8 +394,8 @@ _SPEECH_DESCRIPTIONS = {
     "that the engine cannot speak (`mix_unsupported`), a value out of range; also invalid JSON",
     404: "Not found",
     409: "The job was canceled (by the tenant, through /v1/jobs) before it finished",
-    413: "Body larger than the configured maximum",
-    415: "Unsupported content type",
+    413: "Body larger than the configured maximum once decompressed",
+    415: "Unsupported content type, or a Content-Encoding other than gzip",
     500: "The job failed (`code` is the job's error code)",
     504: "The job did not finish within NARRATE_SPEECH_WAIT_SECONDS; it was canceled",
 }
@@ -413,7 +430,7 @@ def _speech_paths() -> dict[str, Any]:
                 "`seed` (same seed and text, same audio) and weighted voice mixes in `voice`, "
                 "`ada(0.7)+ben(0.3)` (cloned voices' speaker embeddings blended; engines that clone only).",
                 "operationId": "createSpeech",
-                "requestBody": {"required": True, **_json("SpeechCreate")},
+                "requestBody": _body("SpeechCreate"),
                 "responses": {
                     "200": {
                         "description": "The audio (streamed; flac whole), or with `stream_format: sse` its events",
@@ -521,7 +538,7 @@ def _voice_paths() -> dict[str, Any]:
                 "summary": "Rename a voice or change its description",
                 "operationId": "updateVoice",
                 "parameters": [voice_id],
-                "requestBody": {"required": True, **_json("VoicePatch")},
+                "requestBody": _body("VoicePatch"),
                 "responses": {
                     "200": {"description": "The voice", **_json("VoiceView")},
                     **_errors(404, 413, 415, 422),
@@ -544,7 +561,7 @@ def _webhook_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Register a webhook endpoint (its signing secret is in this answer only)",
                 "operationId": "createWebhook",
-                "requestBody": {"required": True, **_json("WebhookCreate")},
+                "requestBody": _body("WebhookCreate"),
                 "responses": {
                     "201": {"description": "Registered", **_json("WebhookCreated")},
                     **_errors(400, 409, 413, 415, 422),
@@ -603,7 +620,7 @@ def _lexicon_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Create a pronunciation lexicon (jobs name it in `lexicons`)",
                 "operationId": "createLexicon",
-                "requestBody": {"required": True, **_json("LexiconCreate")},
+                "requestBody": _body("LexiconCreate"),
                 "responses": {
                     "201": {"description": "Created", **_json("LexiconView")},
                     **_errors(409, 413, 415, 422),
@@ -626,7 +643,7 @@ def _lexicon_paths() -> dict[str, Any]:
                 "summary": "Replace a lexicon (jobs already submitted keep the entries they were given)",
                 "operationId": "replaceLexicon",
                 "parameters": [lexicon_id],
-                "requestBody": {"required": True, **_json("LexiconCreate")},
+                "requestBody": _body("LexiconCreate"),
                 "responses": {
                     "200": {"description": "The lexicon", **_json("LexiconView")},
                     **_errors(404, 413, 415, 422),
@@ -636,7 +653,7 @@ def _lexicon_paths() -> dict[str, Any]:
                 "summary": "Change a lexicon's name, description or entries (as a whole)",
                 "operationId": "changeLexicon",
                 "parameters": [lexicon_id],
-                "requestBody": {"required": True, **_json("LexiconPatch")},
+                "requestBody": _body("LexiconPatch"),
                 "responses": {
                     "200": {"description": "The lexicon", **_json("LexiconView")},
                     **_errors(404, 413, 415, 422),

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -26,6 +29,11 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 FINISHED = frozenset({"succeeded", "failed", "canceled"})
 RETRY_STATUSES = (502, 503, 504)
 """Answers of a proxy or an API that could not reach its store or queue: worth asking again."""
+
+COMPRESS_ABOVE = 16 * 1024
+"""JSON bodies larger than this many bytes are sent gzip-compressed and chunked; smaller ones as they are."""
+_PIECE_BYTES = 64 * 1024
+"""JSON bytes gathered before each gzip step (what one chunk of the upload is made from)."""
 
 Job = dict[str, Any]
 _ID_BODY = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -103,6 +111,80 @@ def _error_from_response(response: requests.Response) -> ApiError:
         return ApiError(response.status_code, "http_error", text)
 
 
+@dataclass
+class Upload:
+    """What one attempt sent of a JSON body: its size, the bytes that went out and whether they were gzip."""
+
+    json_bytes: int
+    sent_bytes: int
+    compressed: bool
+    attempt: int
+
+
+class JsonBody:
+    """A JSON request body, encoded anew for each attempt (a streamed body can be sent only once).
+
+    Up to `compress_above` bytes it is sent whole (with a Content-Length); beyond, it is encoded
+    incrementally (`JSONEncoder.iterencode`) through gzip and sent as a generator of compressed pieces,
+    chunked, with `Content-Encoding: gzip`: a 20,000-line sheet's JSON is never one string in memory, and
+    a fifth or less of its size goes over the wire. `on_sent` sees each attempt's `Upload` once its body is out."""
+
+    def __init__(
+        self,
+        value: Any,
+        *,
+        compress_above: int = COMPRESS_ABOVE,
+        on_sent: Callable[[Upload], None] | None = None,
+    ) -> None:
+        self.value = value
+        self.compress_above = compress_above
+        self.on_sent = on_sent
+        self.attempts = 0
+
+    def open(self) -> tuple[dict[str, str], bytes | Iterator[bytes]]:
+        """The headers and data of one more attempt."""
+        self.attempts += 1
+        attempt = self.attempts
+        # ASCII and compact: escapes keep any lone surrogate for the API to name rather than fail here.
+        pieces = json.JSONEncoder(separators=(",", ":"), allow_nan=False).iterencode(self.value)
+        head: list[str] = []
+        size = 0
+        for piece in pieces:
+            head.append(piece)
+            size += len(piece)
+            if size > self.compress_above:
+                gzip_headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+                return gzip_headers, self._gzip("".join(head), pieces, attempt)
+        whole = "".join(head).encode("ascii")
+        self._sent(Upload(len(whole), len(whole), False, attempt))
+        return {"Content-Type": "application/json"}, whole
+
+    def _gzip(self, head: str, rest: Iterator[str], attempt: int) -> Iterator[bytes]:
+        encoder = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip header and trailer
+        json_bytes = sent = 0
+        gathered, size = [head], len(head)
+        for piece in rest:
+            gathered.append(piece)
+            size += len(piece)
+            if size >= _PIECE_BYTES:
+                data = "".join(gathered).encode("ascii")
+                json_bytes += len(data)
+                gathered, size = [], 0
+                if out := encoder.compress(data):
+                    sent += len(out)
+                    yield out
+        data = "".join(gathered).encode("ascii")
+        json_bytes += len(data)
+        out = encoder.compress(data) + encoder.flush()
+        sent += len(out)
+        yield out
+        self._sent(Upload(json_bytes, sent, True, attempt))
+
+    def _sent(self, upload: Upload) -> None:
+        if self.on_sent is not None:
+            self.on_sent(upload)
+
+
 def _retrying_session(methods: frozenset[str], retries: int) -> requests.Session:
     """A session that repeats `methods` on connection errors, timeouts and `RETRY_STATUSES`."""
     retry = Retry(
@@ -123,7 +205,8 @@ class ApiClient:
     """Bearer-key client. Retried on connection errors, timeouts and 502/503/504: GET, HEAD and DELETE;
     job submissions (they always carry an Idempotency-Key, so a repeat returns the job the first try
     created); and downloads from presigned URLs (until their body starts). Voice uploads are not
-    retried: they have no such key, and a repeat after a lost answer would clone the voice twice."""
+    retried: they have no such key, and a repeat after a lost answer would clone the voice twice. Job
+    bodies (submit, estimate) are `JsonBody`s: gzip-streamed when large, encoded anew for each try."""
 
     MAX_PAGE = 100
     """Largest page the API serves (`limit` of GET /v1/jobs)."""
@@ -139,16 +222,19 @@ class ApiClient:
         self.base_url = (base_url or os.environ.get("NARRATE_API_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("NARRATE_API_KEY")
         self.timeout = timeout
+        self.retries = retries
         self.session = _retrying_session(frozenset({"GET", "HEAD", "DELETE"}), retries)
         self._idempotent_session = _retrying_session(frozenset({"POST"}), retries)
+        # JSON bodies are built anew per attempt, so their requests are repeated here, not by urllib3.
+        self._body_session = requests.Session()  # requests' default: no retries
         # Presigned URLs carry their own permission: this one never sends our bearer key.
         self._storage_session = _retrying_session(frozenset({"GET"}), retries)
         if self.api_key:
-            for session in (self.session, self._idempotent_session):
+            for session in (self.session, self._idempotent_session, self._body_session):
                 session.headers["Authorization"] = f"Bearer {self.api_key}"
 
     def close(self) -> None:
-        for session in (self.session, self._idempotent_session, self._storage_session):
+        for session in (self.session, self._idempotent_session, self._body_session, self._storage_session):
             session.close()
 
     def __enter__(self) -> ApiClient:
@@ -157,18 +243,48 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> requests.Response:
-        """One API call; `idempotent` marks a POST that is safe to repeat (it carries an Idempotency-Key)."""
+    def request(
+        self, method: str, path: str, *, idempotent: bool = False, body: JsonBody | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One API call; `idempotent` marks a POST that is safe to repeat (it carries an Idempotency-Key).
+        A `body` is encoded (and gzip-streamed when large) again for each attempt."""
         url = urljoin(self.base_url + "/", path.lstrip("/"))
         kwargs.setdefault("timeout", self.timeout)
         session = self._idempotent_session if idempotent else self.session
         try:
-            response = session.request(method, url, **kwargs)
+            if body is not None:
+                response = self._send_body(method, url, body, idempotent, kwargs)
+            else:
+                response = session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             raise ApiError(0, "unreachable", f"cannot reach {self.base_url}: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from_response(response)
         return response
+
+    def _send_body(
+        self, method: str, url: str, body: JsonBody, idempotent: bool, kwargs: dict[str, Any]
+    ) -> requests.Response:
+        """The request with a fresh encoding of `body` per attempt; an idempotent one is repeated as the
+        sessions' urllib3 retries repeat theirs: on connection errors, timeouts and RETRY_STATUSES, up to
+        `retries` times, 0.6 s, 1.2 s, ... apart (the first at once)."""
+        extra = kwargs.pop("headers", None) or {}
+        attempts = 1 + (self.retries if idempotent else 0)
+        for attempt in range(attempts):
+            if attempt > 1:
+                time.sleep(0.3 * 2 ** (attempt - 1))
+            headers, data = body.open()
+            last = attempt == attempts - 1
+            try:
+                response = self._body_session.request(method, url, data=data, headers={**extra, **headers}, **kwargs)
+            except (requests.ConnectionError, requests.Timeout):
+                if last:
+                    raise
+                continue
+            if response.status_code not in RETRY_STATUSES or last:
+                return response
+            response.close()
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     # --- jobs -----------------------------------------------------------------------------------
 
@@ -183,18 +299,21 @@ class ApiClient:
         metadata: dict[str, Any] | None = None,
         sampling: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        on_sent: Callable[[Upload], None] | None = None,
         **options: Any,
     ) -> Job:
         """Queue a job. A fresh Idempotency-Key is sent unless one is given, so the automatic retry of a
         submit whose answer was lost returns the job the first attempt created instead of a second one.
         `options` are further fields of the job body (`mastering`, `pauses`, `bitrate_kbps`, `book`);
-        None values are left out."""
+        None values are left out. A body above COMPRESS_ABOVE bytes is streamed gzip-compressed
+        (`JsonBody`); `on_sent` sees what each attempt sent."""
         body = _job_body(inputs, voice, format, sample_rate, concatenate, options)
         body["metadata"] = metadata or {}
         if sampling:
             body["sampling"] = sampling
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self.request("POST", "/v1/jobs", json=body, headers=headers, idempotent=True).json()
+        sent = JsonBody(body, on_sent=on_sent)
+        return self.request("POST", "/v1/jobs", body=sent, headers=headers, idempotent=True).json()
 
     def estimate(
         self,
@@ -208,7 +327,7 @@ class ApiClient:
     ) -> dict[str, Any]:
         """`POST /v1/estimate`: the job's audio length per chapter and time to make it; nothing is queued."""
         body = _job_body(inputs, voice, format, sample_rate, concatenate, options)
-        return self.request("POST", "/v1/estimate", json=body, idempotent=True).json()
+        return self.request("POST", "/v1/estimate", body=JsonBody(body), idempotent=True).json()
 
     def submit_book(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from client import books
 from client import inputs as input_files
-from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job, book_options
+from client.api import DEFAULT_URL, FINISHED, ApiClient, ApiError, DownloadError, Job, Upload, book_options
 from client.inputs import InputFormat, Inputs
 from client.voices_cli import voices
 from shared.audio.formats import AudioFormat
@@ -426,8 +427,9 @@ def submit(
         inputs = Inputs(first_minute(inputs.items, answer["sample_characters"]))
         fields["book"] = {key: value for key, value in (fields["book"] or {}).items() if key != "chapter_files"} or None
         click.echo(f"sample: the first {len(inputs.items[0]['text'])} characters of {inputs.items[0]['id']}", err=True)
+    on_sent = upload_report(len(inputs.items)) if InputFormat.of(file) is not InputFormat.TEXT else None
     try:
-        job = client.submit(inputs.items, idempotency_key=idempotency_key, **fields)
+        job = client.submit(inputs.items, idempotency_key=idempotency_key, on_sent=on_sent, **fields)
     except ApiError as exc:
         raise place_input_error(exc, file, inputs) from exc
     chars = sum(len(i["text"]) for i in inputs.items)
@@ -446,6 +448,24 @@ def submit(
             click.echo(f"saved {path}", err=True)
     if job["status"] != "succeeded":
         sys.exit(EXIT_JOB_FAILED)
+
+
+def upload_report(lines: int) -> Callable[[Upload], None]:
+    """What `submit` of a sheet prints on stderr once its body is sent (before the API has answered):
+    `sent 20000 lines (2.2 MB JSON as 0.3 MB gzip)`."""
+
+    def report(upload: Upload) -> None:
+        size = _megabytes(upload.json_bytes) + " JSON"
+        if upload.compressed:
+            size += f" as {_megabytes(upload.sent_bytes)} gzip"
+        again = f", try {upload.attempt}" if upload.attempt > 1 else ""
+        click.echo(f"sent {lines} lines ({size}{again})", err=True)
+
+    return report
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
 
 
 def finish(job: Job, as_json: bool) -> None:

@@ -6,7 +6,10 @@ is a greenlet, so a slow client costs a socket and a few kilobytes, not a thread
 in full (into memory, spilling to a temporary file above 1 MiB) before the application sees it, within
 `NARRATE_REQUEST_BODY_TIMEOUT_SECONDS` and up to `NARRATE_MAX_BODY_BYTES`: a slower one gets 408, a
 larger one 413 before any of it is read, as a buffering reverse proxy (nginx) would answer. The
-application itself then never waits on a client.
+application itself then never waits on a client. A chunked body is buffered the same way (413 once it
+passes the limit) and reaches the app with `wsgi.input_terminated`; for a gzip body
+(`Content-Encoding: gzip`) this limit bounds the compressed bytes, and the app bounds the decompressed
+ones (api/body_encoding.py).
 
 gunicorn's own answers (400 malformed request, 414 request line, 431 headers too large, ...) come
 from `gunicorn.util.write_error` as HTML; this worker replaces that function in its process so they

@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     max_inputs: int = Field(default=20_000, ge=1)
     """Most inputs in one job (a game studio's batch of lines)."""
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    """Largest JSON request body (413 above)."""
+    """Largest JSON request body (413 above); a gzip-compressed body (`Content-Encoding: gzip`) is measured
+    once decompressed."""
     rate_limit: str = "600 per minute"
     """Per-tenant limit of write requests (submit, cancel, ...) per route, in flask-limiter notation."""
     read_rate_limit: str = "6000 per minute"

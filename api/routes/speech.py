@@ -63,7 +63,9 @@ def openai_error(status: int, code: str, message: str, param: str | None = None)
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError) -> ResponseReturnValue:
     # OpenAI answers a body it cannot use with 400, where the rest of this API says 422.
-    return openai_error(400 if exc.status == 422 else exc.status, exc.code, exc.message, exc.field)
+    response = openai_error(400 if exc.status == 422 else exc.status, exc.code, exc.message, exc.field)
+    response.headers.update(exc.headers)
+    return response
 
 
 @bp.errorhandler(HTTPException)

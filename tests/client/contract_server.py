@@ -9,6 +9,7 @@ that the CLI never sends one there.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import threading
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.serving import make_server
 
 API_KEY = "test-key"
@@ -147,12 +148,17 @@ class ContractApi:
 
         @app.before_request
         def record_and_authenticate() -> Response | None:
+            # A body may come gzip-compressed (Content-Encoding: gzip), as the API takes it.
+            sent = request.get_data()
+            raw = gzip.decompress(sent) if request.headers.get("Content-Encoding") == "gzip" else sent
+            g.body = json.loads(raw) if raw and request.mimetype == "application/json" else None
             self.requests.append(
                 {
                     "method": request.method,
                     "path": request.path,
                     "headers": dict(request.headers),
-                    "json": request.get_json(silent=True),
+                    "json": g.body,
+                    "sent_bytes": len(sent),
                 }
             )
             if request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {API_KEY}":
@@ -165,7 +171,7 @@ class ContractApi:
 
         @app.post("/v1/jobs")
         def create() -> Any:
-            body = request.get_json()
+            body = g.body
             if not body.get("inputs"):
                 return self.error(422, "invalid_request", "at least one input is required", "inputs")
             if body.get("format") not in FORMATS:

@@ -48,6 +48,9 @@ def test_submit_prints_job_id_and_sends_the_text(api: ContractApi, tmp_path: Pat
     assert job_id in api.jobs
     request = posted(api)
     assert request["headers"]["Idempotency-Key"]
+    # A small body goes as it is, with its length: only bodies above 16 KiB are gzip-streamed.
+    assert "Content-Encoding" not in request["headers"]
+    assert int(request["headers"]["Content-Length"]) == request["sent_bytes"]
     body = request["json"]
     assert body["inputs"] == [{"id": "chapter-1", "text": text}]
     assert (body["voice"], body["format"], body["sample_rate"], body["concatenate"]) == (
@@ -386,6 +389,28 @@ def test_a_submit_whose_answer_was_lost_is_retried_and_creates_one_job(api: Cont
     posts = [r for r in api.requests if r["method"] == "POST"]
     assert len(posts) == 3 and len({r["headers"]["Idempotency-Key"] for r in posts}) == 1
     assert list(api.jobs) == [result.stdout.strip()]
+
+
+def test_a_streamed_sheet_whose_answer_was_lost_is_sent_whole_again_and_creates_one_job(
+    api: ContractApi, tmp_path: Path
+) -> None:
+    """A sheet's body is a gzip stream, which can be sent once: each retry encodes it anew, in full."""
+    api.lost_submit_answers = 2
+    sheet = tmp_path / "lines.jsonl"
+    rows = [{"id": f"line_{n:04d}", "text": f"Line {n}, spoken by the watch."} for n in range(2000)]
+    sheet.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    result = narrate(api, "submit", str(sheet))
+    assert result.exit_code == 0, result.output
+    posts = [r for r in api.requests if r["method"] == "POST"]
+    assert len(posts) == 3 and len({r["headers"]["Idempotency-Key"] for r in posts}) == 1
+    for post in posts:
+        assert post["headers"]["Content-Encoding"] == "gzip"
+        assert post["headers"]["Transfer-Encoding"] == "chunked"
+        assert post["json"]["inputs"] == rows
+    assert list(api.jobs) == [result.stdout.strip()]
+    sent = [line for line in result.stderr.splitlines() if line.startswith("sent 2000 lines")]
+    assert len(sent) == 3 and sent[1].endswith(", try 2)") and sent[2].endswith(", try 3)")
+    assert f"as {posts[0]['sent_bytes'] / 1e3:.1f} kB gzip" in sent[0]
 
 
 def test_a_presigned_download_is_retried_while_storage_is_unavailable(api: ContractApi, tmp_path: Path) -> None:

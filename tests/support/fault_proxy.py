@@ -6,6 +6,9 @@ server is down); `CUT` drops the open connections once and lets new ones through
 the open connections and accepts new ones without ever answering (a hung server: the client's read
 timeout is what ends each try).
 
+With `record=True` it keeps the bytes it forwarded upstream, so a test can read a request as it was
+sent (its headers, its chunked and compressed body).
+
 An outage can start at an exact point of a job: `on_request(pattern, fault, seconds)` watches the HTTP
 request lines going upstream (plain HTTP, so the proxy can read them) and, at the first request that
 matches, drops that request and switches to `fault` for `seconds`.
@@ -46,8 +49,11 @@ class Trigger:
 
 
 class FaultProxy:
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, *, record: bool = False) -> None:
         parts = urlsplit(upstream_url)
+        self.record = record
+        self.upstream_bytes = bytearray()
+        """With `record`, every byte sent upstream, in order (a test reads the requests as they went)."""
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -150,6 +156,9 @@ class FaultProxy:
                     break
                 if to_upstream and self._fires(data):
                     break  # the matching request is dropped, as the outage begins
+                if to_upstream and self.record:
+                    with self._lock:
+                        self.upstream_bytes += data
                 target.sendall(data)
         except OSError:
             pass
