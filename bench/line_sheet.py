@@ -188,6 +188,8 @@ def main() -> int:
     result = {
         "benchmark": "line_sheet",
         "engine": engine,
+        # Speech-recognition QC of every line (on by default; its CPU cost is in bench/qc_cost.py).
+        "qc_asr": os.environ.get("NARRATE_QC_ASR", "default (pocketsphinx)"),
         "format": args.format,
         "lines": args.lines,
         "changed": args.changed,
