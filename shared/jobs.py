@@ -937,7 +937,12 @@ class InputView(BaseModel):
         default=None, description="Of a finished job of separate files: whether this line has its file."
     )
     reused: bool = Field(default=False, description="Its file was copied from the line cache (not synthesised).")
-    error: JobError | None = Field(default=None, description="Why this line failed (the others are unaffected).")
+    error: JobError | None = Field(
+        default=None,
+        description="Why this line failed (the others are unaffected): `voice_deleted`, `voice_unavailable` or "
+        "`cloning_unsupported` (its voice, when the job was planned), `synthesis_failed` (the engine could not "
+        "synthesise it), `line_cache_expired` (its cached file went while the job ran).",
+    )
     result: FileResult | None = None
     fit: LineFit | None = Field(
         default=None, description="A timed line's fit (`target_seconds`, `max_seconds`, `speed`)."

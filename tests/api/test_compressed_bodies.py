@@ -10,8 +10,6 @@ import gzip
 import io
 import json
 import re
-import socket
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from devstack.stack import LocalStack
 from shared.settings import DEV_KEY
 from tests.conftest import AUTH, ServiceEnv
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.served_api import served_api
 
 LIMIT = 4_000_000
 """NARRATE_MAX_BODY_BYTES of the gunicorn stack: room for a 20,000-line sheet (about 1.7 MB of JSON)."""
@@ -167,16 +166,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(redis_url: str, key_prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    prefix = f"{key_prefix}-{uuid.uuid4().hex[:6]}"
     root = tmp_path_factory.mktemp("compressed")
-    env = ServiceEnv(redis_url, prefix, f"{prefix}-q", f"file://{root / 'storage'}")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    extra = {"NARRATE_MAX_BODY_BYTES": str(LIMIT)}
-    with LocalStack(
-        port=port, api_workers=1, worker=False, env={**env.env(), **extra}, log_dir=root / "logs", echo=False
-    ) as running:
+    with served_api(redis_url, key_prefix, root, {"NARRATE_MAX_BODY_BYTES": str(LIMIT)}) as (running, env):
         yield Served(running, env)
 
 

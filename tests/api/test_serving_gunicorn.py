@@ -8,7 +8,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import pytest
 import requests
 
 from devstack.stack import LocalStack
-from tests.conftest import AUTH, ServiceEnv
+from tests.conftest import AUTH
+from tests.support.served_api import served_api
 
 pytestmark = pytest.mark.slow
 
@@ -25,16 +25,9 @@ BODY_TIMEOUT = 4.0
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, key_prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = f"{key_prefix}-{uuid.uuid4().hex[:6]}"
     root = tmp_path_factory.mktemp("serving")
-    env = ServiceEnv(redis_url, prefix, f"{prefix}-q", f"file://{root / 'storage'}")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     extra = {"NARRATE_REQUEST_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT), "NARRATE_MAX_BODY_BYTES": "100000"}
-    with LocalStack(
-        port=port, api_workers=2, worker=False, env={**env.env(), **extra}, log_dir=root / "logs", echo=False
-    ) as running:
+    with served_api(redis_url, key_prefix, root, extra, api_workers=2) as (running, _):
         yield running
 
 
