@@ -16,5 +16,6 @@ trap 'if [[ -n "${NARRATE_TEST_REDIS_PID:-}" ]]; then kill "$NARRATE_TEST_REDIS_
 # configured in pyproject.toml.
 .venv/bin/pyright
 .venv/bin/lint-imports
-# pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
-.venv/bin/python -m pytest "$@"
+# pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must. The tests run
+# in one process per core (pytest-xdist); `-n 0` among the arguments runs them in this process.
+.venv/bin/python -m pytest -n auto "$@"

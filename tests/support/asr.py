@@ -31,3 +31,21 @@ def transcribe(audio: np.ndarray, sample_rate: int) -> list[str]:
     decoder.end_utt()
     hypothesis = decoder.hyp()
     return re.findall(r"[a-z']+", hypothesis.hypstr.lower()) if hypothesis else []
+
+
+def choose(audio: np.ndarray, sample_rate: int, sentence: str) -> str:
+    """Which reading of `sentence` the recogniser hears: a JSGF rule body whose `( a | b )` groups are the
+    alternatives (words of its dictionary), e.g. "we will ( win | do in ) the game". A forced choice
+    between readings is stable where free recognition of an unseeded voice's draws is not."""
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=ASR_RATE, logfn="/dev/null")
+    decoder.add_jsgf_string("choice", f"#JSGF V1.0;\ngrammar choice;\npublic <s> = {sentence};\n")
+    decoder.activate_search("choice")
+    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+    resampled = soxr.resample(mono.astype(np.float32), sample_rate, ASR_RATE)
+    decoder.start_utt()
+    decoder.process_raw((np.clip(resampled, -1.0, 1.0) * 32767).astype(np.int16).tobytes(), full_utt=True)
+    decoder.end_utt()
+    hypothesis = decoder.hyp()
+    return hypothesis.hypstr if hypothesis else ""
