@@ -1,12 +1,12 @@
 """A game studio's line sheet through the real API, Redis queue and worker (Piper on CPU by default).
 
-Starts the local stack (gunicorn API, one Celery worker, Redis if none answers), submits a sheet of
+Starts the local stack (gunicorn API, `--workers` Celery workers, Redis if none answers), submits a sheet of
 `--lines` short lines as one job of separate files (WAV), waits for it, then submits the same sheet
 with `--changed` lines rewritten. `--bad-percent` of the lines (default 1 %) are cast in a cloned
 voice, which this Piper worker cannot use: exactly those lines must end `failed`
 (`cloning_unsupported`) and every other line succeed. Reports for each run: submission time (the POST
 of the whole body), wall seconds from submission to `succeeded`, lines per second end to end, engine
-seconds and the share of wall time outside synthesis (planning, queueing, cache look-ups, stitching,
+seconds and the share of the engines' wall time outside synthesis (planning, queueing, cache look-ups, stitching,
 mastering, encoding, upload, polling); for the re-run also how many lines were synthesised (must be
 exactly `--changed`), how many reused, and whether every unchanged line's file is byte-identical (the
 sha256 of both runs). Before that, `--scale-lines` lines (default 20,000) are submitted once and timed to
@@ -81,7 +81,9 @@ def cloned_voice(stack: LocalStack) -> str:
     return voice_id
 
 
-def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, Any]:
+def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str, workers: int = 1) -> dict[str, Any]:
+    """One sheet to its end. The share outside synthesis is of the engines' wall time: `workers` engines
+    ran through the whole wall time, and their summed engine seconds were synthesis."""
     body_bytes = len(json.dumps({"inputs": inputs}).encode())
     submitted = time.perf_counter()
     job = client.submit(inputs, format=fmt, concatenate=False)
@@ -102,7 +104,7 @@ def run(client: ApiClient, inputs: list[dict[str, str]], fmt: str) -> dict[str, 
         "lines_per_second": round(len(inputs) / wall, 2),
         "audio_seconds": job["usage"]["audio_seconds"],
         "engine_seconds": engine,
-        "outside_synthesis_share": round((wall - engine) / wall, 4),
+        "outside_synthesis_share": round((wall * workers - engine) / (wall * workers), 4),
         "line_counts": job["lines"],
         "chunks_synthesised": job["progress"]["chunks_total"],
         "worker_phases": job["timings"],
@@ -138,6 +140,7 @@ def main() -> int:
     parser.add_argument("--bad-percent", type=float, default=1.0, help="Lines in a voice the worker cannot use.")
     parser.add_argument("--format", default="wav")
     parser.add_argument("--port", type=int, default=8098)
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (one Piper engine each)")
     parser.add_argument("--note", default="", help="Saved with the figures (e.g. the machine was shared).")
     args = parser.parse_args()
     engine = os.environ.get("NARRATE_ENGINE", "piper")
@@ -148,14 +151,14 @@ def main() -> int:
             "NARRATE_QUEUE_NAME": f"narrate-bench-{os.getpid()}",
             "NARRATE_WORKER_METRICS_PORT": "0",
         }
-        stack = LocalStack(port=args.port, env=env, log_dir=Path(tmp) / "logs", echo=False)
+        stack = LocalStack(port=args.port, workers=args.workers, env=env, log_dir=Path(tmp) / "logs", echo=False)
         with stack, ApiClient(stack.url, DEV_KEY, timeout=300) as client:
             run(client, [{"id": "warm", "text": "Warming up the worker."}, {"id": "up", "text": "Ready."}], args.format)
             scale = planned(client, sheet(args.scale_lines), args.format) if args.scale_lines else None
             bad = round(args.lines * args.bad_percent / 100)
             voice = cloned_voice(stack) if bad else ""
-            first = run(client, sheet(args.lines, 0, bad, voice), args.format)
-            rerun = run(client, sheet(args.lines, args.changed, bad, voice), args.format)
+            first = run(client, sheet(args.lines, 0, bad, voice), args.format, args.workers)
+            rerun = run(client, sheet(args.lines, args.changed, bad, voice), args.format, args.workers)
     if scale is not None:
         print(
             f"scale: {scale['lines']} lines ({scale['body_bytes'] / 1e6:.1f} MB), submission "
@@ -190,6 +193,8 @@ def main() -> int:
         "engine": engine,
         # Speech-recognition QC of every line (on by default; its CPU cost is in bench/qc_cost.py).
         "qc_asr": os.environ.get("NARRATE_QC_ASR", "default (pocketsphinx)"),
+        "alignment": os.environ.get("NARRATE_ALIGNMENT", "default (on)"),
+        "worker_processes": args.workers,
         "format": args.format,
         "lines": args.lines,
         "changed": args.changed,

@@ -123,8 +123,9 @@ class Child:
 
 
 class LocalStack:
-    """Redis (when needed), the API and one worker as child processes; a context manager.
+    """Redis (when needed), the API and `workers` Celery workers as child processes; a context manager.
 
+    Each worker process loads its own engine: with a CPU engine (Piper), one per core uses every core.
     `env` overrides environment variables of the children (NARRATE_* settings among them). With
     `log_dir` the children's output goes to files there; without, to this process's terminal.
     """
@@ -136,6 +137,7 @@ class LocalStack:
         port: int = 8080,
         api_workers: int = 2,
         worker: bool = True,
+        workers: int = 1,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         ready_timeout: float = 180.0,
@@ -146,6 +148,7 @@ class LocalStack:
         self.port = port
         self.api_workers = api_workers
         self.with_worker = worker
+        self.workers = workers
         self.log_dir = log_dir
         self.ready_timeout = ready_timeout
         self.grace = grace
@@ -198,7 +201,8 @@ class LocalStack:
             self._ensure_redis()
             self._start_api()
             if self.with_worker:
-                self._start_worker()
+                for index in range(self.workers):
+                    self._start_worker(index)
                 self._start_webhooks()
             self._wait_ready()
         except BaseException:
@@ -270,12 +274,13 @@ class LocalStack:
         child = self._spawn("api", argv, env)
         self.say(f"started the API (gunicorn, {self.api_workers} workers, pid {child.pid})")
 
-    def _start_worker(self) -> None:
-        metrics_dir = self._scratch_dir("worker-metrics")
+    def _start_worker(self, index: int = 0) -> None:
+        suffix = f"-{index + 1}" if index else ""  # the first is "worker", then "worker-2", ...
+        metrics_dir = self._scratch_dir(f"worker-metrics{suffix}")
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         argv = [sys.executable, "-m", "celery", *worker_args(self.settings), "-l", "INFO"]
-        argv += ["-n", f"narrate-stack-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
-        child = self._spawn("worker", argv, env)
+        argv += ["-n", f"narrate-stack-{os.getpid()}{suffix}@%h", "--without-gossip", "--without-mingle"]
+        child = self._spawn(f"worker{suffix}", argv, env)
         units = self.settings.worker_units
         queues = worker_queues(self.settings)
         self.say(f"started a Celery worker on queues {queues}, {units} units at once (pid {child.pid})")
@@ -329,7 +334,7 @@ class LocalStack:
         order = {"worker": 0, "webhooks": 0, "api": 1, "redis": 2}
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-        ordered = sorted(self.children, key=lambda c: order.get(c.name, 0))
+        ordered = sorted(self.children, key=lambda c: order.get(c.name.split("-")[0], 0))
         try:
             for child in ordered:
                 child.stop(self.grace)
@@ -363,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers (default %(default)s)")
     parser.add_argument("--redis-port", type=int, help="use or start Redis on this local port")
     parser.add_argument("--no-worker", action="store_true", help="start no Celery worker")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Celery worker processes, each with its engine (default %(default)s)"
+    )
     parser.add_argument("--log-dir", type=Path, help="write the children's output to files here")
     args = parser.parse_args(argv)
 
@@ -376,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         api_workers=args.api_workers,
         worker=not args.no_worker,
+        workers=args.workers,
         env=env,
         log_dir=args.log_dir,
     )
