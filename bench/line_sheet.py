@@ -48,17 +48,45 @@ PHRASES = (
     "The road north was quiet that evening.",
 )
 _NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+# Barks: a name, a verb and a thing (25 x 40 x 25 distinct lines of 3-4 words, about 1.5 s each).
+NAMES = (
+    "Mira", "Tomas", "Ada", "Bren", "Cole", "Dara", "Elin", "Finn", "Greta", "Hugo", "Ivo", "Jana", "Kai",
+    "Lena", "Marek", "Nora", "Otto", "Pia", "Rolf", "Sara", "Tess", "Ulf", "Vera", "Wim", "Yara",
+)  # fmt: skip
+VERBS = (
+    "watch", "bring", "guard", "check", "close", "open", "fetch", "clean", "mend", "hide", "find", "hold",
+    "move", "sell", "count", "burn", "load", "drop", "test", "lock", "light", "carry", "raise", "lower", "mark",
+    "cover", "fill", "empty", "keep", "leave", "wash", "pack", "tie", "cut", "dig", "feed", "warm", "cool",
+    "show", "take",
+)  # fmt: skip
+THINGS = (
+    "the gate", "the rope", "the boat", "the door", "the cart", "the map", "the fire", "the bell", "the wall",
+    "the horse", "the lamp", "the chest", "the well", "the bridge", "the tower", "the anvil", "the barrel",
+    "the net", "the flag", "the oven", "the cellar", "the ladder", "the stove", "the sack", "the shield",
+)  # fmt: skip
 
 
-def sheet(lines: int, changed: int = 0, bad: int = 0, bad_voice: str = "") -> list[dict[str, str]]:
-    """Short distinct lines (3-8 words); the first of every `lines // changed` (`changed` of them) get new
-    text, and the second of every `lines // bad` (`bad` of them) the voice `bad_voice`."""
+def _text(index: int, style: str) -> str:
+    if style == "barks":
+        name = NAMES[index % len(NAMES)]
+        verb = VERBS[(index // len(NAMES)) % len(VERBS)]
+        thing = THINGS[(index // (len(NAMES) * len(VERBS))) % len(THINGS)]
+        return f"{name}, {verb} {thing}."
+    return f"{PHRASES[(index // len(CHARACTERS)) % len(PHRASES)]} Line {index}."
+
+
+def sheet(
+    lines: int, changed: int = 0, bad: int = 0, bad_voice: str = "", style: str = "numbered"
+) -> list[dict[str, str]]:
+    """Short distinct lines: `numbered` (a phrase of 3-8 words and "Line N.", about 3.8 s each) or `barks`
+    (a name, a verb and a thing, about 1.5 s). The first of every `lines // changed` (`changed` of them)
+    get new text, and the second of every `lines // bad` (`bad` of them) the voice `bad_voice`."""
     out = []
     step = lines // changed if changed else 0
     bad_step = lines // bad if bad else 0
     for index in range(lines):
         character = CHARACTERS[index % len(CHARACTERS)]
-        text = f"{PHRASES[(index // len(CHARACTERS)) % len(PHRASES)]} Line {index}."
+        text = _text(index, style)
         if step and index % step == 0 and index // step < changed:
             text = f"{_NUMBER_WORDS[index % 10].capitalize()} more words, rewritten. Line {index}."
         line = {"id": f"{character}_{index:05d}", "text": text}
@@ -141,6 +169,7 @@ def main() -> int:
     parser.add_argument("--format", default="wav")
     parser.add_argument("--port", type=int, default=8098)
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (one Piper engine each)")
+    parser.add_argument("--style", choices=("numbered", "barks"), default="numbered", help="the lines' text")
     parser.add_argument("--note", default="", help="Saved with the figures (e.g. the machine was shared).")
     args = parser.parse_args()
     engine = os.environ.get("NARRATE_ENGINE", "piper")
@@ -154,11 +183,13 @@ def main() -> int:
         stack = LocalStack(port=args.port, workers=args.workers, env=env, log_dir=Path(tmp) / "logs", echo=False)
         with stack, ApiClient(stack.url, DEV_KEY, timeout=300) as client:
             run(client, [{"id": "warm", "text": "Warming up the worker."}, {"id": "up", "text": "Ready."}], args.format)
-            scale = planned(client, sheet(args.scale_lines), args.format) if args.scale_lines else None
+            scale = (
+                planned(client, sheet(args.scale_lines, style=args.style), args.format) if args.scale_lines else None
+            )
             bad = round(args.lines * args.bad_percent / 100)
             voice = cloned_voice(stack) if bad else ""
-            first = run(client, sheet(args.lines, 0, bad, voice), args.format, args.workers)
-            rerun = run(client, sheet(args.lines, args.changed, bad, voice), args.format, args.workers)
+            first = run(client, sheet(args.lines, 0, bad, voice, args.style), args.format, args.workers)
+            rerun = run(client, sheet(args.lines, args.changed, bad, voice, args.style), args.format, args.workers)
     if scale is not None:
         print(
             f"scale: {scale['lines']} lines ({scale['body_bytes'] / 1e6:.1f} MB), submission "
@@ -173,14 +204,18 @@ def main() -> int:
         )
     exact = rerun["line_counts"]["synthesised"] == args.changed and rerun["chunks_synthesised"] == args.changed
     print(f"re-run synthesised exactly the {args.changed} changed lines: {exact}")
-    bad_ids = {line["id"] for line in sheet(args.lines, 0, bad, voice) if "voice" in line}
+    bad_ids = {line["id"] for line in sheet(args.lines, 0, bad, voice, args.style) if "voice" in line}
     bad_exact = all(
         set(figures["failed_lines"]) == bad_ids and set(figures["failed_lines"].values()) <= {"cloning_unsupported"}
         for figures in (first, rerun)
     )
     print(f"exactly the {len(bad_ids)} bad lines failed, in both runs: {bad_exact}")
     changed_ids = {
-        new["id"] for new, old in zip(sheet(args.lines, args.changed), sheet(args.lines), strict=True) if new != old
+        new["id"]
+        for new, old in zip(
+            sheet(args.lines, args.changed, style=args.style), sheet(args.lines, style=args.style), strict=True
+        )
+        if new != old
     }
     unchanged = [key for key in first["sha256"] if key not in changed_ids]
     identical = sum(first["sha256"][key] == rerun["sha256"].get(key) for key in unchanged)
@@ -196,6 +231,7 @@ def main() -> int:
         "alignment": os.environ.get("NARRATE_ALIGNMENT", "default (on)"),
         "worker_processes": args.workers,
         "format": args.format,
+        "style": args.style,
         "lines": args.lines,
         "changed": args.changed,
         "scale": scale,
