@@ -29,6 +29,8 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 FINISHED = frozenset({"succeeded", "failed", "canceled"})
 RETRY_STATUSES = (502, 503, 504)
 """Answers of a proxy or an API that could not reach its store or queue: worth asking again."""
+RETRY_BACKOFF = 0.3
+"""urllib3's backoff factor: a repeat waits 0, then 2 x, 4 x ... this many seconds."""
 
 COMPRESS_ABOVE = 16 * 1024
 """JSON bodies larger than this many bytes are sent gzip-compressed and chunked; smaller ones as they are."""
@@ -189,7 +191,7 @@ def _retrying_session(methods: frozenset[str], retries: int) -> requests.Session
     """A session that repeats `methods` on connection errors, timeouts and `RETRY_STATUSES`."""
     retry = Retry(
         total=retries,
-        backoff_factor=0.3,
+        backoff_factor=RETRY_BACKOFF,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=methods,
         raise_on_status=False,
@@ -272,7 +274,7 @@ class ApiClient:
         attempts = 1 + (self.retries if idempotent else 0)
         for attempt in range(attempts):
             if attempt > 1:
-                time.sleep(0.3 * 2 ** (attempt - 1))
+                time.sleep(RETRY_BACKOFF * 2 ** (attempt - 1))
             headers, data = body.open()
             last = attempt == attempts - 1
             try:

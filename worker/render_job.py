@@ -168,8 +168,8 @@ def _files(
         if line and index in plan.failed:
             failed[input_ids[index]] = JobError(**plan.failed[index])
             continue
-        error = next((task.errors[p.key] for p in plan.inputs[index] if p.key in task.errors), None)
-        if line and error is not None:  # the engine failed on a chunk of this line alone
+        error = next((task.errors[p.key] for p in plan.inputs[index] if p.key in task.errors), None) if line else None
+        if error is not None:  # the engine failed on a chunk of this line alone
             failed[input_ids[index]] = JobError(**error)
             continue
         fmt = output.format or spec.format

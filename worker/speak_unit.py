@@ -319,9 +319,8 @@ def _redraw(
     still: list[_Draw] = []
     for best in failed:
         new = drawn.get(best.planned.key)
-        if new is None:
+        if new is None:  # `settle` records the draw on its check
             best.draws += 1
-            best.checked()
         else:
             new.result.carry = best.result.carry  # the next chunk was generated after the first draw's context
             new_check, old_check = new.checked(), best.checked()
@@ -395,10 +394,11 @@ class _Keeper:
     def fail(self, result: ChunkResult) -> None:
         """A line's chunk the engine could not synthesise: counted as done, recorded with its error and no
         audio (the line fails at assembly; the other lines go on)."""
+        assert result.error is not None
         if not self.rt.units.progress(self.claim, seconds=0.0, synth_seconds=result.synth_seconds):
             raise Stopped
         log.warning("job %s chunk %s failed alone: %s", self.claim.job_id, result.key, result.error)
-        error = {"code": "synthesis_failed", "message": str(result.error)}
+        error = {"code": result.error.code, "message": str(result.error)}
         self.writer.add(_Finished(result, np.zeros(0, np.float32), None, error))
         if self.shutting_down.is_set():
             raise ShuttingDown

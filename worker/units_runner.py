@@ -96,7 +96,7 @@ def run_unit(claim: UnitClaim, rt: Runtime) -> str:
     except (VoiceUnavailable, LanguageRefused) as exc:
         return _fail(rt, claim, exc.code, str(exc))
     except EngineError as exc:
-        return _fail(rt, claim, "synthesis_failed", str(exc))
+        return _fail(rt, claim, exc.code, str(exc))
     except Exception as exc:
         log.exception("job %s: %s unit %d failed", claim.job_id, claim.kind, claim.unit)
         return _fail(rt, claim, "internal_error", f"{type(exc).__name__}: {exc}")

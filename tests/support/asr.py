@@ -3,34 +3,10 @@ its wheel (no download). Small on purpose; the QC work brings the service's own 
 
 from __future__ import annotations
 
-import re
-from functools import cache
-from typing import Any
-
 import numpy as np
 import soxr
 
 ASR_RATE = 16000
-
-
-@cache
-def _decoder() -> Any:
-    from pocketsphinx import Decoder
-
-    return Decoder(samprate=ASR_RATE, logfn="/dev/null")
-
-
-def transcribe(audio: np.ndarray, sample_rate: int) -> list[str]:
-    """The words heard, lower case."""
-    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
-    resampled = soxr.resample(mono.astype(np.float32), sample_rate, ASR_RATE)
-    pcm = (np.clip(resampled, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-    decoder = _decoder()
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
-    hypothesis = decoder.hyp()
-    return re.findall(r"[a-z']+", hypothesis.hypstr.lower()) if hypothesis else []
 
 
 def choose(audio: np.ndarray, sample_rate: int, sentence: str) -> str:

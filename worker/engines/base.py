@@ -93,6 +93,9 @@ class ChunkRequest:
 class EngineError(RuntimeError):
     """A chunk could not be synthesised; the message is shown to the user."""
 
+    code = "synthesis_failed"
+    """The error code of the job (or, in a line sheet, of the line) it fails."""
+
 
 @dataclass
 class ChunkResult:
